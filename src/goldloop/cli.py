@@ -1,0 +1,364 @@
+"""The `goldloop` command: one subcommand per stage; each parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .config import CONFIG_FILE, Config, reference_markdown
+from .errors import GoldloopError, StageError
+from .store import Store, open_store
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn goldloop's own errors into a message and exit code 1, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GoldloopError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            sys.exit(1)
+
+    return wrapper
+
+
+class Project:
+    def __init__(self, path: Path, quiet: bool) -> None:
+        self.path = path
+        self.quiet = quiet
+        self._cfg: Config | None = None
+        self._store: Store | None = None
+
+    @property
+    def cfg(self) -> Config:
+        if self._cfg is None:
+            self._cfg = Config.load(self.path)
+        return self._cfg
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self.cfg                                   # a project needs its goldloop.toml first
+            self._store = open_store(self.path)
+        return self._store
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            err.print(f"[dim]{escape(message)}[/dim]")
+
+
+pass_project = click.make_pass_decorator(Project)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="goldloop")
+@click.option("-p", "--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default=".",
+              show_default=True, help=f"Project folder (holds {CONFIG_FILE} and the store).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or step messages; results only.")
+@click.pass_context
+def main(ctx: click.Context, project_dir: Path, quiet: bool) -> None:
+    """goldloop grows a small human gold set into a larger, better training set.
+
+    An LLM drafts candidates around the gold examples, filters drop what is wrong, duplicated
+    or leaked, humans review, and each round is judged on held-out real data.
+
+    Typical use: init -> ingest -> round -> report. Settings: see `goldloop config-reference`.
+    """
+    ctx.obj = Project(project_dir, quiet)
+
+
+@main.command()
+@click.option("--name", default=None, help="Project name (default: the folder's name).")
+@click.option("--labels", default="", help="Comma-separated fixed label set (default: taken from the data).")
+@click.option("--force", is_flag=True, help=f"Overwrite an existing {CONFIG_FILE}.")
+@pass_project
+@_fail_cleanly
+def init(project: Project, name: str | None, labels: str, force: bool) -> None:
+    """Create a project: goldloop.toml with every setting at its default, and an empty store."""
+    project.path.mkdir(parents=True, exist_ok=True)
+    if (project.path / CONFIG_FILE).exists() and not force:
+        raise GoldloopError(f"{project.path / CONFIG_FILE} exists already; pass --force to overwrite it")
+    cfg = Config()
+    cfg.project.name = name or project.path.resolve().name
+    cfg.project.labels = [x.strip() for x in labels.split(",") if x.strip()]
+    path = cfg.save(project.path)
+    open_store(project.path).close()
+    out.print(f"created {path}; next: goldloop ingest FILE")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--text-column", default=None, help="Column or key holding the text (default: [ingest] text_column).")
+@click.option("--label-column", default=None, help="Column or key holding the label (default: [ingest] label_column).")
+@click.option("--split", type=click.Choice(["auto", "train", "heldout"]), default="auto", show_default=True,
+              help="auto: set a stratified, seeded share aside as held-out real data ([ingest] heldout_fraction); "
+                   "train / heldout: the whole file goes to that split (e.g. an official test set).")
+@pass_project
+@_fail_cleanly
+def ingest(project: Project, file: Path, text_column: str | None, label_column: str | None, split: str) -> None:
+    """Validate, normalise, dedup and store real human data (CSV, TSV, JSONL or Parquet)."""
+    from .ingest import ingest_file
+
+    report = ingest_file(project.store, project.cfg, file, text_column=text_column, label_column=label_column,
+                         split=split)
+    if report.already_ingested:
+        out.print(f"{file.name} was ingested before with the same settings (batch {report.batch}); nothing to do")
+        return
+    splits = ", ".join(f"{n} {s}" for s, n in sorted(report.by_split.items()))
+    out.print(f"{file.name}: {report.rows} rows, {report.added} added ({splits}), "
+              f"{report.duplicates} exact duplicates recorded and skipped; {len(report.by_label)} labels")
+
+
+def _open_round(project: Project) -> int:
+    return project.store.open_round()
+
+
+@main.command()
+@pass_project
+@_fail_cleanly
+def generate(project: Project) -> None:
+    """Draft the open round's candidates with the configured LLM (resumes where a killed run stopped)."""
+    from .loop import generate_stage
+
+    number = _open_round(project)
+    project.say(f"round {number}: generating with the {project.cfg.llm.backend} backend")
+    rep = generate_stage(project.store, project.cfg, number, show_progress=not project.quiet)
+    out.print(f"round {number}: {rep.planned} requests planned, {rep.already_done} answered before, "
+              f"{rep.succeeded} succeeded and {rep.failed} failed now; {rep.tokens_out} tokens out")
+    for reason, count in rep.errors.most_common():
+        out.print(f"  failed: {count} × {escape(reason)} (run `goldloop generate` again to retry)")
+
+
+@main.command(name="filter")
+@click.option("--explain", "explain_id", default=None, metavar="ID",
+              help="Show every filter's verdict, score and reason for one record (id or unique prefix).")
+@pass_project
+@_fail_cleanly
+def filter_(project: Project, explain_id: str | None) -> None:
+    """Judge the open round's candidates with every filter; print the funnel."""
+    from .embed import CachedEmbedder, make_embedder
+    from .filters import run_filters
+
+    if explain_id:
+        _explain(project, explain_id)
+        return
+    number = _open_round(project)
+    embedder = CachedEmbedder(make_embedder(project.cfg.embed), project.store, show_progress=not project.quiet)
+    rep = run_filters(project.store, project.cfg, number, embedder)
+    table = Table("stage", "candidates", title=f"round {number} filter funnel")
+    for name, count in rep.funnel():
+        table.add_row(name if name in ("candidates", "passed") else f"dropped by {name}", str(count))
+    table.add_row("flagged label-doubt (kept for review)", str(rep.flagged))
+    out.print(table)
+
+
+def _explain(project: Project, prefix: str) -> None:
+    store = project.store
+    matches = [r for r in store.records() if r.id.startswith(prefix)]
+    if not matches:
+        raise GoldloopError(f"no record with an id starting {prefix!r}")
+    if len(matches) > 1:
+        raise GoldloopError(f"{len(matches)} records start with {prefix!r}; give more of the id")
+    rec = matches[0]
+    out.print(f"[bold]{rec.id}[/bold]  {rec.origin}  label {escape(rec.label)!s}  round {rec.round}")
+    out.print(escape(rec.text))
+    p = rec.provenance
+    out.print(f"[dim]provenance:[/dim] strategy {escape(p.strategy)}, backend {escape(p.backend)}, "
+              f"model {escape(p.model)}, template {p.template_hash}, seeds {', '.join(p.parents) or '-'}")
+    table = Table("filter", "verdict", "score", "reason")
+    for v in store.verdicts(record_id=rec.id):
+        verdict = ("keep" if v.keep else "[red]drop[/red]") + (f" ({v.flag})" if v.flag else "")
+        table.add_row(v.filter, verdict, "" if v.score is None else f"{v.score:.3f}", escape(v.reason))
+    out.print(table)
+    for d in store.decisions(record_id=rec.id):
+        out.print(f"decision: {d.action} by {escape(d.reviewer)}" + (f" -> {d.new_record_id}" if d.new_record_id else ""))
+
+
+@main.command()
+@click.option("--reviewer", default=None, help="Name stored with each decision (default: [review] reviewer or the login name).")
+@click.option("--limit", type=int, default=None, help="Stop after this many decisions.")
+@pass_project
+@_fail_cleanly
+def review(project: Project, reviewer: str | None, limit: int | None) -> None:
+    """Review candidates that passed the filters, one key each: a accept, r reject, e edit, s skip, u undo, q quit."""
+    from .review import run_review
+
+    number = _open_round(project)
+    summary = run_review(project.store, project.cfg, number, reviewer=reviewer, limit=limit)
+    out.print(f"round {number}: {summary.accept} accepted, {summary.reject} rejected, {summary.edit} edited, "
+              f"{summary.skip} skipped, {summary.undo} undone; {summary.remaining} left to review")
+
+
+@main.command()
+@pass_project
+@_fail_cleanly
+def snapshot(project: Project) -> None:
+    """Build (or show) the open round's training snapshot and its manifest."""
+    from .snapshot import build_snapshot
+
+    number = _open_round(project)
+    snap = build_snapshot(project.store, project.cfg, number)
+    out.print(f"snapshot {snap.id} ({snap.name})")
+    out.print_json(json.dumps(snap.manifest))
+
+
+@main.command()
+@pass_project
+@_fail_cleanly
+def evaluate(project: Project) -> None:
+    """Snapshot, train gold-only and gold + synthetic, score both on held-out real data, write the report."""
+    from .embed import CachedEmbedder, make_embedder
+    from .loop import close_round
+
+    number = _open_round(project)
+    embedder = CachedEmbedder(make_embedder(project.cfg.embed), project.store, show_progress=not project.quiet)
+    _, evaluation, paths = close_round(project.store, project.cfg, project.path, number, embedder)
+    _print_scores(number, evaluation, paths)
+
+
+def _print_scores(number: int, evaluation: Any, paths: tuple[Path, Path]) -> None:
+    low, high = evaluation.interval
+    interval = "" if low != low else f" (interval {low:+.3f} … {high:+.3f})"
+    out.print(f"round {number} on {evaluation.heldout_size} held-out real records:")
+    out.print(f"  gold only         macro-F1 {evaluation.gold_only['macro_f1']:.3f}  "
+              f"accuracy {evaluation.gold_only['accuracy']:.3f}  ({evaluation.train_sizes['gold_only']} rows)")
+    out.print(f"  gold + synthetic  macro-F1 {evaluation.with_synthetic['macro_f1']:.3f}  "
+              f"accuracy {evaluation.with_synthetic['accuracy']:.3f}  ({evaluation.train_sizes['with_synthetic']} rows)")
+    out.print(f"  change {evaluation.delta_macro_f1:+.3f}{interval}: {evaluation.verdict}")
+    out.print(f"  report: {paths[1]}")
+
+
+@main.command(name="round")
+@click.option("--review/--no-review", "with_review", default=False,
+              help="Stop after filtering for a terminal review before the snapshot.")
+@pass_project
+@_fail_cleanly
+def round_(project: Project, with_review: bool) -> None:
+    """Run one round: generate, filter, (review), snapshot, train, evaluate, report."""
+    from .loop import run_round
+    from .review import run_review
+
+    def review_step(number: int) -> None:
+        run_review(project.store, project.cfg, number)
+
+    result = run_round(project.store, project.cfg, project.path, show_progress=not project.quiet,
+                       review=review_step if with_review else None, say=project.say)
+    _print_scores(result.round, result.evaluation, result.report_paths)
+
+
+@main.command()
+@click.option("--round", "number", type=int, default=None, help="Which round (default: the latest finished one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of a summary.")
+@pass_project
+@_fail_cleanly
+def report(project: Project, number: int | None, as_json: bool) -> None:
+    """Show a finished round's report (JSON and HTML are in the project's reports/ folder)."""
+    from .report import REPORT_DIR
+
+    done = [r for r in project.store.rounds() if r.status == "done"]
+    if not done:
+        raise StageError("no finished round yet; run `goldloop round`")
+    chosen = next((r for r in done if r.number == number), None) if number else done[-1]
+    if chosen is None:
+        raise StageError(f"round {number} has not finished; finished: {', '.join(str(r.number) for r in done)}")
+    path = project.path / REPORT_DIR / f"round-{chosen.number}.json"
+    if not path.exists():
+        raise StageError(f"{path} is missing; run `goldloop evaluate` to write it again")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    ev = data["evaluation"]
+    out.print(f"round {chosen.number} ({escape(data['project'])}): macro-F1 {ev['gold_only']['macro_f1']:.3f} gold only"
+              f" -> {ev['with_synthetic']['macro_f1']:.3f} with synthetic: {ev['verdict']}")
+    out.print(f"funnel: " + ", ".join(f"{escape(str(n))} {c}" for n, c in data["filtering"]["funnel"]))
+    out.print(f"HTML: {path.with_suffix('.html')}")
+
+
+@main.command()
+@pass_project
+@_fail_cleanly
+def status(project: Project) -> None:
+    """What the project holds: gold by split and label, candidates, decisions, rounds."""
+    store = project.store
+    gold = store.records(origin="gold")
+    table = Table("label", "train", "held-out", title=f"{escape(project.cfg.project.name)}: gold data")
+    for label in store.labels():
+        table.add_row(escape(label), str(sum(r.label == label and r.split == "train" for r in gold)),
+                      str(sum(r.label == label and r.split == "heldout" for r in gold)))
+    out.print(table)
+    out.print(f"synthetic records: {len(store.records(origin='synthetic'))}; edited: "
+              f"{len(store.records(origin='edited'))}; decisions: {len(store.decisions())}")
+    for r in store.rounds():
+        ev = r.metrics.get("evaluation", {})
+        score = (f"; macro-F1 {ev['gold_only']['macro_f1']:.3f} -> {ev['with_synthetic']['macro_f1']:.3f} "
+                 f"({ev['verdict']})") if ev else ""
+        out.print(f"round {r.number}: {r.status}{score}")
+
+
+@main.command(name="config-reference")
+def config_reference() -> None:
+    """Print the reference of every goldloop.toml setting (the same text as docs/configuration.md)."""
+    click.echo(reference_markdown())
+
+
+@main.command()
+@click.option("--dir", "demo_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("goldloop-demo"),
+              show_default=True, help="Folder for the demo project (made fresh each run).")
+@click.option("--gold-per-label", type=int, default=10, show_default=True, help="Gold training posts per label.")
+@click.option("--heldout-per-label", type=int, default=100, show_default=True,
+              help="Held-out real test posts per label.")
+@click.option("--candidates-per-label", type=int, default=12, show_default=True,
+              help="Synthetic candidates drafted per label.")
+@click.option("--backend", type=click.Choice(["embedded", "fake"]), default="embedded", show_default=True,
+              help="LLM backend (fake: a scripted model, for a quick dry run).")
+@click.option("--embedder", type=click.Choice(["minilm", "fake"]), default="minilm", show_default=True,
+              help="Embedder for filters and the classifier.")
+@click.pass_context
+@_fail_cleanly
+def demo(ctx: click.Context, demo_dir: Path, gold_per_label: int, heldout_per_label: int,
+         candidates_per_label: int, backend: str, embedder: str) -> None:
+    """Build a project from 20 Newsgroups (real posts), run one round, print held-out scores."""
+    import shutil
+
+    from .demo import build_demo_project, demo_config
+    from .loop import run_round
+
+    quiet = ctx.obj.quiet
+    started = time.monotonic()
+    if (demo_dir / CONFIG_FILE).exists():
+        shutil.rmtree(demo_dir)
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    cfg = demo_config(candidates_per_label=candidates_per_label)
+    cfg.llm.backend = backend
+    cfg.embed.backend = embedder
+    cfg.save(demo_dir)
+    store = open_store(demo_dir)
+    counts = build_demo_project(demo_dir, store, cfg, gold_per_label, heldout_per_label)
+    if not quiet:
+        err.print(f"[dim]20 Newsgroups: {counts.get('train', 0)} gold-train posts, "
+                  f"{counts.get('heldout', 0)} held-out real posts in {demo_dir}[/dim]")
+    result = run_round(store, cfg, demo_dir, show_progress=not quiet,
+                       say=(lambda m: None) if quiet else (lambda m: err.print(f"[dim]{escape(m)}[/dim]")))
+    _print_scores(result.round, result.evaluation, result.report_paths)
+    out.print(f"demo finished in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,273 @@
+"""goldloop.toml: the typed configuration of one project (one use case).
+
+Each section is a dataclass; each field has a default and a ``help`` text. The loader, the
+``goldloop config`` reference page and ``goldloop init`` all derive from these classes, so
+the file, the docs and the CLI never disagree.
+
+>>> cfg = Config.from_dict({"project": {"name": "tickets"}, "generate": {"per_label": 4}})
+>>> cfg.generate.per_label
+4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import tomli_w
+
+from .errors import ConfigError
+
+CONFIG_FILE = "goldloop.toml"
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, minimum: float | None = None,
+       maximum: float | None = None) -> Any:
+    meta = {"help": help, "choices": choices, "min": minimum, "max": maximum}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ProjectConfig:
+    name: str = _f("my-project", "Name of the use case this project serves (ticket triage, claim summaries...).")
+    task: str = _f("classify", "Shape of a record. `classify`: text -> one label from a fixed set.",
+                   choices=("classify",))
+    labels: list[str] = _f([], "The fixed label set. Empty: taken from the first ingested file. "
+                               "A row whose label is not in a non-empty set is an ingest error.")
+    seed: int = _f(0, "Seed for every random choice (held-out split, seed sampling, bootstrap), "
+                      "so a run can be repeated exactly.")
+
+
+@dataclass
+class IngestConfig:
+    text_column: str = _f("text", "Column (CSV, Parquet) or key (JSONL) that holds the text.")
+    label_column: str = _f("label", "Column or key that holds the label.")
+    normalize: str = _f("whitespace", "How text is normalised on ingest and after generation. "
+                        "`whitespace`: Unicode NFC, whitespace collapsed to single spaces. "
+                        "`letters`: also lower-cased with everything but letters removed. "
+                        "`none`: stripped only. Synthetic text is normalised the same way as gold, "
+                        "so a model cannot tell them apart by style.",
+                        choices=("whitespace", "letters", "none"))
+    heldout_fraction: float = _f(0.2, "Share of each label's gold rows set aside as held-out real data, "
+                                      "used by evaluation only.", minimum=0.0, maximum=0.9)
+    min_heldout_per_label: int = _f(1, "At least this many held-out rows per label (when the label has "
+                                       "enough rows).", minimum=0)
+    max_chars: int = _f(20000, "Rows with longer text are an ingest error (split them first).", minimum=1)
+
+
+@dataclass
+class LLMConfig:
+    backend: str = _f("embedded", "`embedded`: the in-process llama.cpp model installed with goldloop "
+                      "(offline). `openai`: any OpenAI-compatible endpoint (vLLM, llama.cpp server, "
+                      "Ollama, TGI, OpenAI). `fake`: a deterministic scripted model for tests.",
+                      choices=("embedded", "openai", "fake"))
+    mode: str = _f("completion", "`completion`: the model continues a numbered few-shot list (right for "
+                   "base models such as the embedded default). `chat`: instructions as chat messages "
+                   "(right for instruction-tuned endpoints).", choices=("completion", "chat"))
+    model: str = _f("", "Model name sent to the endpoint. For `embedded`: a path to a GGUF file, or empty "
+                        "for the bundled Gemma 3 270M.")
+    base_url: str = _f("", "Base URL of the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1. "
+                           "Environment variable GOLDLOOP_LLM_BASE_URL overrides it.")
+    api_key_env: str = _f("OPENAI_API_KEY", "Name of the environment variable that holds the API key "
+                                            "(keys are never written to goldloop.toml).")
+    concurrency: int = _f(8, "Requests in flight at once (for `embedded`: parallel sequences).", minimum=1)
+    timeout_s: float = _f(120.0, "Seconds to wait for one reply before it counts as failed.", minimum=1)
+    max_retries: int = _f(3, "Retries of a failed request (timeouts, 429, 5xx) before it is recorded "
+                             "as failed.", minimum=0)
+    threads: int = _f(0, "CPU threads for `embedded` (0: all cores).", minimum=0)
+    context_per_sequence: int = _f(1024, "Context tokens per parallel sequence for `embedded`.", minimum=256)
+    fake_delay_s: float = _f(0.0, "For `fake`: seconds each reply takes (to test interruption).", minimum=0)
+
+
+@dataclass
+class GenerateConfig:
+    strategies: list[str] = _f(["paraphrase.v1"], "Strategies that draft candidates, by versioned name.")
+    per_label: int = _f(12, "Candidates requested per label and strategy in each round.", minimum=1)
+    seeds_per_prompt: int = _f(3, "Gold-train examples of the label shown in each prompt.", minimum=1)
+    seed_words: int = _f(60, "Each seed example is cut to this many words in the prompt.", minimum=5)
+    item_name: str = _f("Example", "What one example is called in the prompt (`Post`, `Ticket`, ...).")
+    label_descriptions: dict = field(default_factory=dict, metadata={
+        "help": "Optional plain-language description per label, shown in prompts: "
+                "{ \"sci.space\" = \"posts about space flight\" }.", "choices": None, "min": None, "max": None})
+    temperature: float = _f(0.9, "Sampling temperature.", minimum=0.0, maximum=2.0)
+    top_p: float = _f(0.95, "Nucleus sampling mass.", minimum=0.0, maximum=1.0)
+    max_tokens: int = _f(90, "Most tokens generated per candidate.", minimum=1)
+
+
+@dataclass
+class FilterConfig:
+    min_words: int = _f(5, "Candidates with fewer words are dropped (`length.v1`).", minimum=0)
+    max_words: int = _f(400, "Candidates with more words are dropped (`length.v1`).", minimum=1)
+    min_distinct_bigrams: float = _f(0.8, "Candidates whose distinct-bigram ratio is lower are dropped "
+                                          "as degenerate repetition (`repetition.v1`).",
+                                     minimum=0.0, maximum=1.0)
+    label_consistency: str = _f("drop", "What `label_consistency.v1` does with a candidate whose text a "
+                                "gold-trained classifier places under another label: `drop`, `flag` "
+                                "(kept, marked label-doubt for review) or `off`.",
+                                choices=("drop", "flag", "off"))
+    max_label_rank: int = _f(3, "`label_consistency.v1` keeps a candidate when its stated label is among "
+                                "the classifier's top this-many labels.", minimum=1)
+
+
+@dataclass
+class ReviewConfig:
+    unreviewed_may_train: bool = _f(True, "Whether candidates that passed every filter but no human has "
+                                          "reviewed may enter a training snapshot. Set false to require "
+                                          "human review of every synthetic row.")
+    reviewer: str = _f("", "Reviewer name stored with decisions (default: the login name).")
+
+
+@dataclass
+class EmbedConfig:
+    backend: str = _f("minilm", "`minilm`: all-MiniLM-L6-v2 installed with goldloop (offline). "
+                      "`fake`: a hashing embedder for tests.", choices=("minilm", "fake"))
+    batch_size: int = _f(32, "Texts embedded per batch.", minimum=1)
+    max_tokens: int = _f(256, "Texts are truncated to this many tokens before embedding.", minimum=8)
+
+
+@dataclass
+class TrainConfig:
+    synthetic_weight: float = _f(0.3, "Training weight of a synthetic or edited row (gold rows weigh 1).",
+                                 minimum=0.0, maximum=1.0)
+    C: float = _f(10.0, "Inverse regularisation strength of the linear classifier.", minimum=1e-6)
+
+
+@dataclass
+class EvaluateConfig:
+    bootstrap: int = _f(1000, "Bootstrap resamples of the held-out set for the confidence interval of the "
+                              "macro-F1 change.", minimum=0)
+    confidence: float = _f(0.95, "Confidence level of that interval.", minimum=0.5, maximum=0.999)
+
+
+@dataclass
+class Config:
+    project: ProjectConfig = field(default_factory=ProjectConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = CONFIG_FILE) -> "Config":
+        """Build a validated config; every error names the key and what is allowed."""
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in sections:
+                raise ConfigError(f"{source}: unknown section [{name}]{_suggest(name, sections)}")
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table of settings, got {value!r}")
+            kwargs[name] = _build_section(sections[name].default_factory, name, value, source)  # type: ignore[misc]
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def load(cls, project_dir: Path) -> "Config":
+        path = Path(project_dir) / CONFIG_FILE
+        if not path.exists():
+            raise ConfigError(f"no {CONFIG_FILE} in {project_dir}; run `goldloop init` there first "
+                              "or pass --project DIR")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path.name}: not valid TOML: {exc}") from exc
+        return cls.from_dict(data, source=path.name)
+
+    def save(self, project_dir: Path) -> Path:
+        path = Path(project_dir) / CONFIG_FILE
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+
+def _suggest(name: str, options: Any) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(options))}"
+
+
+def _build_section(section_cls: type, section: str, values: dict[str, Any], source: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    hints = get_type_hints(section_cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key [{section}] {key}{_suggest(key, fields)}")
+        kwargs[key] = _check_value(f"[{section}] {key}", hints[key], fields[key].metadata, value, source)
+    return section_cls(**kwargs)
+
+
+def _check_value(where: str, hint: Any, meta: Any, value: Any, source: str) -> Any:
+    kind = get_origin(hint) or hint
+    bad = f"{source}: {where} "
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(bad + f"must be true or false, got {value!r}")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(bad + f"must be a whole number, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(bad + f"must be a number, got {value!r}")
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(bad + f"must be a string, got {value!r}")
+    elif kind is list:
+        (item,) = get_args(hint) or (str,)
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise ConfigError(bad + f"must be a list of {item.__name__}s, got {value!r}")
+    elif kind is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(bad + f"must be a table of strings, got {value!r}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(bad + f"must be one of {', '.join(choices)}; got {value!r}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ConfigError(bad + f"must be at least {meta['min']}, got {value!r}")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise ConfigError(bad + f"must be at most {meta['max']}, got {value!r}")
+    return value
+
+
+def reference_markdown() -> str:
+    """The configuration reference (docs/configuration.md), generated from the classes above."""
+    lines = ["# Configuration reference", "",
+             f"Every setting of `{CONFIG_FILE}`, generated from goldloop's typed configuration "
+             "(`goldloop config-reference` prints this page).", ""]
+    for section in dataclasses.fields(Config):
+        lines += [f"## [{section.name}]", "", "| key | type | default | what it does |", "|---|---|---|---|"]
+        hints = get_type_hints(section.default_factory)  # type: ignore[arg-type]
+        instance = section.default_factory()  # type: ignore[misc]
+        for f in dataclasses.fields(instance):
+            hint = hints[f.name]
+            type_name = getattr(get_origin(hint) or hint, "__name__", str(hint))
+            default = getattr(instance, f.name)
+            help_text = f.metadata["help"].replace("|", "\\|")
+            if f.metadata.get("choices"):
+                help_text += " One of: " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + "."
+            lines.append(f"| `{f.name}` | {type_name} | `{_toml_literal(default)}` | {help_text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "{}" if not value else str(value)
+    return str(value).replace("'", '"')

@@ -1,0 +1,80 @@
+"""Filters judge candidates; every judgement is a stored verdict with a reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..config import Config
+from ..embed import CachedEmbedder
+from ..records import Record, Verdict
+from ..store import Store
+from ._base import Filter, FilterContext
+from ._consistency import LabelConsistency
+from ._rules import ExactDuplicate, Leakage, Length, Repetition, distinct_bigram_ratio
+
+FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Length, Repetition, Leakage, ExactDuplicate,
+                                                        LabelConsistency)}
+
+
+def active_filters(cfg: Config) -> list[Filter]:
+    """The filters a round runs, cheapest first."""
+    chosen: list[Filter] = [Length(), Repetition(), Leakage(), ExactDuplicate()]
+    if cfg.filter.label_consistency != "off":
+        chosen.append(LabelConsistency())
+    return chosen
+
+
+@dataclass
+class FilterReport:
+    round: int
+    candidates: int = 0
+    passed: int = 0
+    flagged: int = 0
+    dropped_by: Counter[str] = field(default_factory=Counter)   # filter -> candidates it dropped
+
+    def funnel(self) -> list[tuple[str, int]]:
+        return [("candidates", self.candidates), *sorted(self.dropped_by.items()), ("passed", self.passed)]
+
+
+def passing(verdicts: list[Verdict]) -> tuple[set[str], set[str], set[str]]:
+    """(record ids with a drop verdict, ids with any verdict, ids flagged)."""
+    dropped = {v.record_id for v in verdicts if not v.keep}
+    judged = {v.record_id for v in verdicts}
+    flagged = {v.record_id for v in verdicts if v.flag}
+    return dropped, judged, flagged
+
+
+def run_filters(store: Store, cfg: Config, round: int, embedder: CachedEmbedder | None) -> FilterReport:
+    """Judge every synthetic candidate of ``round`` with every active filter; store the verdicts.
+
+    Each filter sees all candidates (not only the survivors of earlier filters), so
+    ``--explain`` shows every filter's view of a record. Re-running adds nothing new.
+    """
+    candidates = store.records(origin="synthetic", round=round)
+    ctx = FilterContext(store=store, cfg=cfg, round=round, embedder=embedder)
+    done = {(v.record_id, v.filter) for v in store.verdicts(round=round)}
+    for flt in active_filters(cfg):
+        todo = [c for c in candidates if (c.id, flt.name) not in done]
+        if todo:
+            store.add_verdicts(flt.judge(todo, ctx))
+    return summarize(store, round, candidates)
+
+
+def summarize(store: Store, round: int, candidates: list[Record] | None = None) -> FilterReport:
+    candidates = candidates if candidates is not None else store.records(origin="synthetic", round=round)
+    ids = {c.id for c in candidates}
+    verdicts = [v for v in store.verdicts(round=round) if v.record_id in ids]
+    report = FilterReport(round=round, candidates=len(candidates))
+    for v in verdicts:
+        if not v.keep:
+            report.dropped_by[v.filter] += 1
+    dropped, _, flagged = passing(verdicts)
+    report.passed = len(ids - dropped)
+    report.flagged = len(flagged - dropped)
+    return report
+
+
+__all__ = ["ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "LabelConsistency",
+           "Leakage", "Length", "Repetition", "active_filters", "distinct_bigram_ratio", "passing",
+           "run_filters", "summarize"]

@@ -1,0 +1,105 @@
+"""Cheap text rules: emptiness and length, degenerate repetition, exact duplicates, exact leakage."""
+
+from __future__ import annotations
+
+from ..records import Record, Verdict, text_hash
+from ._base import Filter, FilterContext
+
+
+class Length(Filter):
+    """Drops empty candidates and those outside [filter] min_words .. max_words."""
+
+    name = "length.v1"
+    reads = ("text",)
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        lo, hi = ctx.cfg.filter.min_words, ctx.cfg.filter.max_words
+        out = []
+        for rec in candidates:
+            n = len(rec.text.split())
+            if n == 0:
+                out.append(self.verdict(rec, False, 0, "empty text", ctx))
+            elif n < lo:
+                out.append(self.verdict(rec, False, n, f"{n} words, fewer than min_words = {lo}", ctx))
+            elif n > hi:
+                out.append(self.verdict(rec, False, n, f"{n} words, more than max_words = {hi}", ctx))
+            else:
+                out.append(self.verdict(rec, True, n, f"{n} words", ctx))
+        return out
+
+
+def distinct_bigram_ratio(text: str) -> float:
+    """Distinct word bigrams / all word bigrams; 1.0 for texts too short to have two.
+
+    >>> distinct_bigram_ratio("the sda the sda the sda")
+    0.4
+    """
+    words = text.split()
+    bigrams = list(zip(words, words[1:]))
+    return len(set(bigrams)) / len(bigrams) if bigrams else 1.0
+
+
+class Repetition(Filter):
+    """Drops degenerate text that loops on itself ("the sda sda sda ..."), common in small models."""
+
+    name = "repetition.v1"
+    reads = ("text",)
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        floor = ctx.cfg.filter.min_distinct_bigrams
+        out = []
+        for rec in candidates:
+            ratio = distinct_bigram_ratio(rec.text)
+            keep = ratio >= floor
+            reason = (f"distinct-bigram ratio {ratio:.2f}" + ("" if keep else f" below {floor:.2f}: "
+                                                             "repetition loop"))
+            out.append(self.verdict(rec, keep, ratio, reason, ctx))
+        return out
+
+
+class Leakage(Filter):
+    """Drops any candidate whose text is identical to a held-out real record, whatever else it scored."""
+
+    name = "leakage.v1"
+    reads = ("text", "held-out gold text hashes")
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        heldout = ctx.store.text_hashes(origin="gold", split="heldout")
+        out = []
+        for rec in candidates:
+            hit = heldout.get(text_hash(rec.text))
+            if hit:
+                out.append(self.verdict(rec, False, 1.0, f"leakage: identical to held-out record {hit}", ctx))
+            else:
+                out.append(self.verdict(rec, True, 0.0, "not a copy of held-out data", ctx))
+        return out
+
+
+class ExactDuplicate(Filter):
+    """Drops a candidate identical to a gold-train record, an earlier synthetic record, or an
+    earlier candidate of this round (the first occurrence is kept)."""
+
+    name = "exact_dup.v1"
+    reads = ("text", "gold-train and earlier synthetic text hashes")
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        gold = ctx.store.text_hashes(origin="gold", split="train")
+        earlier: dict[str, str] = {}
+        for old in ctx.store.records(origin="synthetic"):
+            if old.round < ctx.round:
+                earlier.setdefault(text_hash(old.text), old.id)
+        first_this_round: dict[str, str] = {}
+        out = []
+        for rec in candidates:
+            h = text_hash(rec.text)
+            if h in gold:
+                out.append(self.verdict(rec, False, 1.0, f"copy of gold-train record {gold[h]}", ctx))
+            elif h in first_this_round:
+                out.append(self.verdict(rec, False, 1.0, f"same text as candidate {first_this_round[h]}", ctx))
+            elif h in earlier:
+                out.append(self.verdict(rec, False, 1.0, f"same text as earlier synthetic record {earlier[h]}",
+                                        ctx))
+            else:
+                first_this_round[h] = rec.id
+                out.append(self.verdict(rec, True, 0.0, "new text", ctx))
+        return out

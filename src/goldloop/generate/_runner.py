@@ -1,0 +1,141 @@
+"""Plan a round's generation requests, send them, and commit each reply as it arrives.
+
+Every request has a content-addressed key (strategy, template, prompt, sampling, model,
+round, position). A reply is committed in one transaction with the records it yields, so a
+run killed at any point and started again sends only what is missing: nothing is lost and
+nothing is generated twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..config import Config
+from ..errors import StageError
+from ..llm import LLM, CompletionRequest
+from ..progress import progress_bar
+from ..records import Provenance, Record, content_hash, normalize_text, now
+from ..store import GenerationRow, Store
+from ._strategies import get_strategy
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    request: CompletionRequest
+    strategy: str
+    label: str
+    seeds: tuple[str, ...]
+    template_hash: str
+
+
+@dataclass
+class GenerateReport:
+    round: int
+    planned: int = 0
+    already_done: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    records: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    seconds: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[PlannedRequest]:
+    """The round's requests, the same every time for the same store, config and round.
+
+    Seeds come from gold *train* records only: held-out real data never reaches a prompt.
+    """
+    train = store.records(origin="gold", split="train")
+    if not train:
+        raise StageError("no gold training data yet; run `goldloop ingest FILE` first")
+    by_label: dict[str, list[Record]] = {}
+    for rec in train:
+        by_label.setdefault(rec.label, []).append(rec)
+    g = cfg.generate
+    mode = cfg.llm.mode
+    planned: list[PlannedRequest] = []
+    for strategy_name in g.strategies:
+        strategy = get_strategy(strategy_name)
+        template_hash = strategy.template_hash(mode)
+        for label in sorted(by_label):
+            pool = by_label[label]
+            rng = random.Random(content_hash(cfg.project.seed, round, strategy.name, label))
+            for position in range(g.per_label):
+                seeds = rng.sample(pool, min(g.seeds_per_prompt, len(pool)))
+                prompt = strategy.render(mode, label, seeds, item_name=g.item_name,
+                                         description=g.label_descriptions.get(label, ""),
+                                         seed_words=g.seed_words)
+                key = content_hash(strategy.name, template_hash, prompt.text, prompt.messages, llm.backend,
+                                   llm.model, g.temperature, g.top_p, g.max_tokens, round, position)
+                request = CompletionRequest(key=key, prompt=prompt.text, messages=prompt.messages,
+                                            max_tokens=g.max_tokens, temperature=g.temperature,
+                                            top_p=g.top_p, stop=prompt.stop,
+                                            seed=int(key[:8], 16) & 0x7FFFFFFF)
+                planned.append(PlannedRequest(request, strategy.name, label, tuple(s.id for s in seeds),
+                                              template_hash))
+    return planned
+
+
+def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: bool = True) -> GenerateReport:
+    """Send every planned request of ``round`` that has no stored reply yet."""
+    planned = plan_requests(store, cfg, llm, round)
+    done = store.finished_requests(p.request.key for p in planned)
+    todo = [p for p in planned if p.request.key not in done]
+    report = GenerateReport(round=round, planned=len(planned), already_done=len(planned) - len(todo))
+    by_key = {p.request.key: p for p in todo}
+    store.log_event("generate.start", {"round": round, "planned": len(planned), "todo": len(todo),
+                                       "backend": llm.backend, "model": llm.model})
+    with progress_bar(f"round {round}: generating", len(todo), show_progress) as advance:
+        for result in llm.complete([p.request for p in todo]):
+            plan = by_key[result.key]
+            req = plan.request
+            records: list[Record] = []
+            if result.ok:
+                strategy = get_strategy(plan.strategy)
+                text = normalize_text(strategy.parse(result.text or "", cfg.generate.item_name),
+                                      cfg.ingest.normalize)
+                prov = Provenance(parents=plan.seeds, strategy=plan.strategy, backend=llm.backend,
+                                  model=llm.model, params=req.sampling(), template_hash=plan.template_hash,
+                                  request_key=req.key, round=round, source="generate", created_at=now())
+                records.append(Record.synthetic(text, plan.label, prov))
+            prompt_text = req.prompt if req.prompt is not None else "\n\n".join(
+                m["content"] for m in req.messages or ())
+            store.add_generation(GenerationRow(
+                request_key=req.key, round=round, strategy=plan.strategy, label=plan.label,
+                prompt=prompt_text, status="ok" if result.ok else "failed", reply=result.text or "",
+                error=result.error, attempts=result.attempts, tokens_in=result.tokens_in,
+                tokens_out=result.tokens_out, seconds=result.seconds), records)
+            if result.ok:
+                report.succeeded += 1
+                report.records += len(records)
+            else:
+                report.failed += 1
+                report.errors[result.error.split(":")[0]] += 1
+            report.tokens_in += result.tokens_in
+            report.tokens_out += result.tokens_out
+            report.seconds += result.seconds
+            advance(1, note=f"{report.tokens_out} tokens out")
+    store.log_event("generate.done", {"round": round, "succeeded": report.succeeded, "failed": report.failed,
+                                      "tokens_in": report.tokens_in, "tokens_out": report.tokens_out})
+    return report
+
+
+def stored_summary(store: Store, round: int) -> GenerateReport:
+    """The round's generation account as stored, over every run that worked on it."""
+    rows = store.generations(round=round)
+    report = GenerateReport(round=round, planned=len(rows))
+    for row in rows:
+        if row.status == "ok":
+            report.succeeded += 1
+            report.records += 1
+        else:
+            report.failed += 1
+            report.errors[row.error.split(":")[0]] += 1
+        report.tokens_in += row.tokens_in
+        report.tokens_out += row.tokens_out
+        report.seconds += row.seconds
+    return report

@@ -1,0 +1,295 @@
+"""Ingest real human data: read, validate every row, normalise, dedup, split train / held-out.
+
+Nothing is written unless the whole file is valid, and every input row ends up in the
+``ingest_rows`` log as ``added`` or ``duplicate`` (with the record it duplicates), so no row
+disappears unexplained.
+
+Formats: CSV (``.csv``, ``.tsv``), JSON Lines (``.jsonl``, ``.ndjson``) and Parquet
+(``.parquet``). Columns are mapped with ``text_column`` / ``label_column``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .errors import IngestError
+from .records import Record, normalize_text, text_hash
+from .store import IngestRow, Store
+
+FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+SPLIT_CHOICES = ("auto", "train", "heldout")
+
+
+@dataclass
+class IngestReport:
+    source: str
+    batch: str
+    rows: int = 0
+    added: int = 0
+    duplicates: int = 0
+    by_split: dict[str, int] = field(default_factory=dict)
+    by_label: dict[str, int] = field(default_factory=dict)
+    already_ingested: bool = False
+
+
+@dataclass(frozen=True)
+class _Row:
+    where: str          # "line 12" or "row 12", for messages
+    number: int         # 1-based position among data rows
+    text: object
+    label: object
+
+
+def _read_rows(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise IngestError(f"{path.name}: unsupported file type {path.suffix!r}; use one of "
+                          f"{', '.join(sorted(FORMATS))}")
+    if kind == "csv":
+        yield from _read_csv(path, text_col, label_col)
+    elif kind == "jsonl":
+        yield from _read_jsonl(path, text_col, label_col)
+    else:
+        yield from _read_parquet(path, text_col, label_col)
+
+
+def _missing_columns(path: Path, present: list[str], text_col: str, label_col: str) -> IngestError | None:
+    missing = [(c, opt) for c, opt in ((text_col, "--text-column"), (label_col, "--label-column"))
+               if c not in present]
+    if not missing:
+        return None
+    parts = [f"no column {c!r}; map the right one with {opt}" for c, opt in missing]
+    return IngestError(f"{path.name}: " + "; ".join(parts) + f" (columns found: {', '.join(present) or 'none'})")
+
+
+def _read_csv(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        header = next(reader, None)
+        if header is None:
+            raise IngestError(f"{path.name}: the file is empty; expected a header row with "
+                              f"{text_col!r} and {label_col!r}")
+        header = [h.strip() for h in header]
+        error = _missing_columns(path, header, text_col, label_col)
+        if error:
+            raise error
+        ti, li = header.index(text_col), header.index(label_col)
+        number = 0
+        while True:
+            start = reader.line_num + 1
+            try:
+                values = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise IngestError(f"{path.name} line {start}: malformed CSV ({exc}); check the quoting "
+                                  "of that row") from exc
+            if not values:
+                continue
+            number += 1
+            if len(values) != len(header):
+                raise IngestError(f"{path.name} line {start}: {len(values)} fields where the header has "
+                                  f"{len(header)}; quote text that contains '{delimiter}'")
+            yield _Row(f"line {start}", number, values[ti], values[li])
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path.name}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from exc
+    finally:
+        if "handle" in locals():
+            handle.close()
+
+
+def _read_jsonl(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path.name}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from exc
+    number = 0
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise IngestError(f"{path.name} line {lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                              "each line must be one JSON object") from exc
+        if not isinstance(obj, dict):
+            raise IngestError(f"{path.name} line {lineno}: expected a JSON object, got "
+                              f"{type(obj).__name__}; each line must be one JSON object")
+        number += 1
+        yield _Row(f"line {lineno}", number, obj.get(text_col, _MISSING), obj.get(label_col, _MISSING))
+
+
+def _read_parquet(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise IngestError(f"{path.name}: cannot read as Parquet ({exc})") from exc
+    error = _missing_columns(path, table.column_names, text_col, label_col)
+    if error:
+        raise error
+    texts = table.column(text_col).to_pylist()
+    labels = table.column(label_col).to_pylist()
+    for i, (text, label) in enumerate(zip(texts, labels), start=1):
+        yield _Row(f"row {i}", i, text, label)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "missing"
+
+
+_MISSING = _Missing()
+
+
+def _validate(path: Path, rows: list[_Row], cfg: Config, text_col: str, label_col: str,
+              known_labels: list[str]) -> tuple[list[tuple[_Row, str, str]], list[str]]:
+    problems: list[str] = []
+    clean: list[tuple[_Row, str, str]] = []
+    mode = cfg.ingest.normalize
+    for row in rows:
+        loc = f"{path.name} {row.where}"
+        if row.text is _MISSING or row.text is None:
+            problems.append(f"{loc}: no {text_col!r}; every row needs text (map another column with "
+                            "--text-column)")
+            continue
+        if not isinstance(row.text, str):
+            problems.append(f"{loc}: {text_col!r} must be text, got {type(row.text).__name__} {row.text!r}")
+            continue
+        if row.label is _MISSING or row.label is None or (isinstance(row.label, str) and not row.label.strip()):
+            problems.append(f"{loc}: no {label_col!r}; every gold row needs a label (map another column "
+                            "with --label-column, or fill it in)")
+            continue
+        if isinstance(row.label, bool) or not isinstance(row.label, (str, int)):
+            problems.append(f"{loc}: {label_col!r} must be a string or integer, got {row.label!r}")
+            continue
+        label = str(row.label).strip()
+        if known_labels and label not in known_labels:
+            problems.append(f"{loc}: label {label!r} is not in the project's label set "
+                            f"({', '.join(known_labels)}); fix the row, or add the label to "
+                            "[project] labels in goldloop.toml (ingest its training rows first)")
+            continue
+        if len(row.text) > cfg.ingest.max_chars:
+            problems.append(f"{loc}: text is {len(row.text)} characters, over [ingest] max_chars = "
+                            f"{cfg.ingest.max_chars}; split it or raise the limit")
+            continue
+        text = normalize_text(row.text, mode)
+        if not text:
+            problems.append(f"{loc}: {text_col!r} is empty" +
+                            (" after normalisation" if row.text.strip() else "") + "; remove the row")
+            continue
+        clean.append((row, text, label))
+    return clean, problems
+
+
+def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str | None = None,
+                label_column: str | None = None, split: str = "auto") -> IngestReport:
+    """Validate and ingest one file of gold data; all or nothing.
+
+    ``split``: ``auto`` sets a stratified, seeded share aside as held-out real data; ``train`` or
+    ``heldout`` puts every row of the file in that split (e.g. an official test set).
+    """
+    path = Path(path)
+    if split not in SPLIT_CHOICES:
+        raise IngestError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
+    if not path.is_file():
+        raise IngestError(f"{path}: no such file")
+    text_col = text_column or cfg.ingest.text_column
+    label_col = label_column or cfg.ingest.label_column
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    batch = hashlib.sha256(json.dumps([digest, text_col, label_col, split, cfg.ingest.normalize,
+                                       cfg.ingest.heldout_fraction, cfg.project.seed]).encode()).hexdigest()[:16]
+    report = IngestReport(source=path.name, batch=batch)
+    if store.ingest_rows(batch):
+        report.already_ingested = True
+        return report
+
+    rows = list(_read_rows(path, text_col, label_col))
+    if not rows:
+        raise IngestError(f"{path.name}: no data rows; nothing to ingest")
+    # A configured label set is enforced; otherwise gold defines it, but a held-out-only file
+    # may not bring labels that no training data has.
+    known = list(cfg.project.labels) or (store.labels() if split == "heldout" else [])
+    clean, problems = _validate(path, rows, cfg, text_col, label_col, known)
+    if problems:
+        raise IngestError(f"{path.name}: {len(problems)} of {len(rows)} rows cannot be ingested; nothing "
+                          "was written. Fix these and run the same command again:", problems)
+
+    seen = store.text_hashes(origin="gold")
+    first_in_file: dict[str, tuple[_Row, str]] = {}
+    log: list[IngestRow] = []
+    in_file_dups: list[tuple[_Row, _Row, str]] = []     # (row, first row with that text, why)
+    fresh: list[tuple[_Row, str, str]] = []
+    for row, text, label in clean:
+        h = text_hash(text)
+        if h in seen:
+            prior = store.get_record(seen[h])
+            why = f"same text as gold record {seen[h]}"
+            if prior is not None and prior.label != label:
+                why += f" (labelled {prior.label!r} there, {label!r} here; the first label is kept)"
+            log.append(IngestRow(batch, path.name, row.number, seen[h], "duplicate", why))
+        elif h in first_in_file:
+            first, first_label = first_in_file[h]
+            why = f"same text as {first.where}"
+            if first_label != label:
+                why += f" (labelled {first_label!r} there, {label!r} here; the first label is kept)"
+            in_file_dups.append((row, first, why))
+        else:
+            first_in_file[h] = (row, label)
+            fresh.append((row, text, label))
+
+    splits = _assign_splits(fresh, split, cfg)
+    records: list[Record] = []
+    record_of_row: dict[int, str] = {}
+    for (row, text, label), which in zip(fresh, splits):
+        rec = Record.gold(text, label, which, source=f"{path.name} {row.where}")
+        records.append(rec)
+        record_of_row[row.number] = rec.id
+        log.append(IngestRow(batch, path.name, row.number, rec.id, "added", f"gold/{which}"))
+    log += [IngestRow(batch, path.name, row.number, record_of_row[first.number], "duplicate", why)
+            for row, first, why in in_file_dups]
+
+    with store.transaction():
+        store.add_records(records)
+        store.add_ingest_rows(log)
+        store.log_event("ingest", {"source": path.name, "batch": batch, "rows": len(rows),
+                                   "added": len(records), "split": split})
+    report.rows = len(rows)
+    report.added = len(records)
+    report.duplicates = len(rows) - len(records)
+    for rec in records:
+        report.by_split[rec.split or ""] = report.by_split.get(rec.split or "", 0) + 1
+        report.by_label[rec.label] = report.by_label.get(rec.label, 0) + 1
+    return report
+
+
+def _assign_splits(rows: list[tuple[_Row, str, str]], split: str, cfg: Config) -> list[str]:
+    """Stratified, seeded held-out split: each label keeps the same share aside."""
+    if split != "auto":
+        return [split] * len(rows)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, (_, _, label) in enumerate(rows):
+        by_label[label].append(i)
+    out = ["train"] * len(rows)
+    rng = random.Random(cfg.project.seed)
+    for label in sorted(by_label):
+        idx = by_label[label]
+        if len(idx) < 2:
+            continue                            # one row: it must train, not be held out
+        n_out = round(len(idx) * cfg.ingest.heldout_fraction)
+        n_out = max(n_out, min(cfg.ingest.min_heldout_per_label, len(idx) - 1)) if cfg.ingest.heldout_fraction else 0
+        n_out = min(n_out, len(idx) - 1)
+        for i in rng.sample(idx, n_out):
+            out[i] = "heldout"
+    return out

@@ -1,0 +1,29 @@
+"""Generation backends behind one interface: :class:`LLM`."""
+
+from __future__ import annotations
+
+import os
+
+from ..config import LLMConfig
+from ._base import LLM, CompletionRequest, CompletionResult
+from ._embedded import EmbeddedLLM, default_model_path
+from ._fake import FakeLLM, echo_script
+from ._openai import OpenAICompatibleLLM
+
+
+def make_llm(cfg: LLMConfig) -> LLM:
+    """The backend ``[llm]`` asks for. Keys come from the environment, never from the file."""
+    if cfg.backend == "fake":
+        return FakeLLM(delay_s=cfg.fake_delay_s)
+    if cfg.backend == "openai":
+        base_url = os.environ.get("GOLDLOOP_LLM_BASE_URL") or cfg.base_url
+        return OpenAICompatibleLLM(base_url, cfg.model, api_key=os.environ.get(cfg.api_key_env, ""),
+                                   concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
+                                   max_retries=cfg.max_retries)
+    return EmbeddedLLM(cfg.model or None, concurrency=cfg.concurrency, threads=cfg.threads,
+                       context_per_sequence=cfg.context_per_sequence, timeout_s=cfg.timeout_s * 5,
+                       max_retries=cfg.max_retries)
+
+
+__all__ = ["LLM", "CompletionRequest", "CompletionResult", "EmbeddedLLM", "FakeLLM",
+           "OpenAICompatibleLLM", "default_model_path", "echo_script", "make_llm"]

@@ -1,0 +1,63 @@
+"""A scripted, deterministic LLM for tests and dry runs, in the spirit of httpx's MockTransport."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from ._base import LLM, CompletionRequest, CompletionResult
+
+Script = Callable[[CompletionRequest], "str | Exception"]
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def echo_script(request: CompletionRequest) -> str:
+    """Default script: a new text made of words from the prompt's last example, chosen by the key.
+
+    Deterministic for a given request, different across requests, and close to the seeds'
+    vocabulary, which is what a paraphrase should be.
+    """
+    source = request.prompt if request.prompt is not None else " ".join(
+        m["content"] for m in request.messages or ())
+    lines = [line for line in source.splitlines() if ":" in line and line.split(":", 1)[1].strip()]
+    words = _WORD.findall(lines[-1].split(":", 1)[1] if lines else source) or ["empty"]
+    rng = random.Random(hashlib.sha256(request.key.encode()).digest())
+    n = max(6, min(len(words), 24))
+    return " " + " ".join(rng.choice(words) for _ in range(n))
+
+
+class FakeLLM(LLM):
+    """Answers every request by calling ``script(request)``; an Exception it returns is a failure.
+
+    Every request it receives is appended to ``self.requests`` (thread-safe), so a test can
+    check exactly what was sent.
+    """
+
+    backend = "fake"
+
+    def __init__(self, script: Script = echo_script, delay_s: float = 0.0, model: str = "fake-echo") -> None:
+        self.script = script
+        self.delay_s = delay_s
+        self.model = model
+        self.requests: list[CompletionRequest] = []
+        self._lock = threading.Lock()
+
+    def complete(self, requests: Sequence[CompletionRequest]) -> Iterator[CompletionResult]:
+        for req in requests:
+            with self._lock:
+                self.requests.append(req)
+            started = time.monotonic()
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            out = self.script(req)
+            prompt = req.prompt or " ".join(m["content"] for m in req.messages or ())
+            if isinstance(out, Exception):
+                yield CompletionResult(req.key, None, error=f"{type(out).__name__}: {out}",
+                                       seconds=time.monotonic() - started)
+                continue
+            yield CompletionResult(req.key, out, tokens_in=len(prompt.split()), tokens_out=len(out.split()),
+                                   seconds=time.monotonic() - started, finish_reason="stop")

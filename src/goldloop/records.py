@@ -1,0 +1,175 @@
+"""The nouns of the loop: Record, Provenance, Verdict, Decision, Snapshot.
+
+Records are immutable and content-addressed: ``id`` is a hash of what the record *is*
+(origin, text, label and, for derived records, what it was derived from). An edit never
+changes a record; it creates a new one (origin ``edited``) whose parent is the original.
+
+>>> r = Record.gold("the printer is jammed", "hardware")
+>>> r.id == Record.gold("the printer is jammed", "hardware").id
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+ORIGINS = ("gold", "synthetic", "edited")
+SPLITS = ("train", "heldout")
+ACTIONS = ("accept", "reject", "edit", "skip", "undo")
+
+_WS = re.compile(r"\s+")
+_NON_LETTERS = re.compile(r"[^a-z]+")
+
+
+def normalize_text(text: str, mode: str = "whitespace") -> str:
+    """Normalise text the same way for gold and synthetic rows.
+
+    >>> normalize_text("  Hello,\\n  World! ", "whitespace")
+    'Hello, World!'
+    >>> normalize_text("Hello, World! 42", "letters")
+    'hello world'
+    """
+    text = unicodedata.normalize("NFC", text)
+    if mode == "none":
+        return text.strip()
+    if mode == "letters":
+        return _WS.sub(" ", _NON_LETTERS.sub(" ", text.lower())).strip()
+    return _WS.sub(" ", text).strip()
+
+
+def content_hash(*parts: Any) -> str:
+    """A stable 32-hex-digit hash of JSON-serialisable parts."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def text_hash(text: str) -> str:
+    """Hash of a text alone, used for exact-duplicate checks and the embedding cache."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a record came from. Complete for every synthetic and edited record."""
+
+    parents: tuple[str, ...] = ()
+    strategy: str = ""              # versioned name, e.g. "paraphrase.v1"; "ingest" for gold
+    backend: str = ""               # embedded | openai | fake | human
+    model: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    template_hash: str = ""
+    request_key: str = ""
+    round: int = 0
+    source: str = ""                # for gold: file and row; for edits: the reviewer
+    reviewer: str = ""
+    created_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"parents": list(self.parents), "strategy": self.strategy, "backend": self.backend,
+                "model": self.model, "params": self.params, "template_hash": self.template_hash,
+                "request_key": self.request_key, "round": self.round, "source": self.source,
+                "reviewer": self.reviewer, "created_at": self.created_at}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Provenance":
+        return cls(parents=tuple(data.get("parents", ())), strategy=data.get("strategy", ""),
+                   backend=data.get("backend", ""), model=data.get("model", ""),
+                   params=data.get("params", {}), template_hash=data.get("template_hash", ""),
+                   request_key=data.get("request_key", ""), round=data.get("round", 0),
+                   source=data.get("source", ""), reviewer=data.get("reviewer", ""),
+                   created_at=data.get("created_at", 0.0))
+
+    def missing_fields(self, origin: str) -> list[str]:
+        """Names of the fields a record of this origin must have but this provenance lacks."""
+        if origin == "synthetic":
+            required = ("parents", "strategy", "backend", "model", "params", "template_hash",
+                        "request_key", "round")
+        elif origin == "edited":
+            required = ("parents", "reviewer")
+        else:
+            required = ("source",)
+        missing = [name for name in required if getattr(self, name) in ("", (), {}, None)]
+        if origin == "synthetic" and self.round < 1:
+            missing.append("round")
+        return sorted(set(missing))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One example. ``split`` is set for gold only (train or heldout)."""
+
+    id: str
+    text: str
+    label: str
+    origin: str
+    split: str | None
+    provenance: Provenance
+    round: int = 0
+
+    @classmethod
+    def gold(cls, text: str, label: str, split: str = "train", source: str = "") -> "Record":
+        return cls(id=content_hash("gold", text, label), text=text, label=label, origin="gold",
+                   split=split, provenance=Provenance(source=source, strategy="ingest", created_at=now()))
+
+    @classmethod
+    def synthetic(cls, text: str, label: str, provenance: Provenance) -> "Record":
+        # The request key and sample position make two identical drafts two records, so the
+        # exact-duplicate filter can say which one it dropped and why.
+        rid = content_hash("synthetic", text, label, list(provenance.parents), provenance.request_key)
+        return cls(id=rid, text=text, label=label, origin="synthetic", split=None,
+                   provenance=provenance, round=provenance.round)
+
+    @classmethod
+    def edited(cls, parent: "Record", text: str, label: str, reviewer: str, round: int) -> "Record":
+        prov = Provenance(parents=(parent.id,), strategy="edit", backend="human", reviewer=reviewer,
+                          round=round, source=f"edit of {parent.id}", created_at=now())
+        return cls(id=content_hash("edited", text, label, parent.id), text=text, label=label,
+                   origin="edited", split=None, provenance=prov, round=round)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One filter's judgement on one record: keep or drop, a score and a reason."""
+
+    record_id: str
+    filter: str
+    keep: bool
+    score: float | None
+    reason: str
+    round: int
+    flag: str = ""                  # e.g. "label-doubt": kept, but worth a human look
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One reviewer action on one record."""
+
+    record_id: str
+    action: str
+    reviewer: str
+    round: int
+    new_record_id: str | None = None
+    created_at: float = 0.0
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable, content-addressed dataset version."""
+
+    id: str
+    name: str
+    round: int
+    record_ids: tuple[str, ...]
+    manifest: dict[str, Any]
+    created_at: float

@@ -1,0 +1,122 @@
+"""Review in the terminal: one candidate at a time, one key per decision.
+
+Keys: a accept, r reject, e edit, s skip, u undo the last decision, q quit, ? help.
+Each key press is stored at once as a decision, so quitting (or a crash) loses nothing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+from ..config import Config
+from ..filters import passing
+from ..records import Decision, Record, normalize_text, now
+from ..store import Store
+from ._state import NONE, review_states
+
+HELP = "[a] accept  [r] reject  [e] edit  [s] skip  [u] undo  [q] quit  [?] help"
+KEYS = {"a": "accept", "r": "reject", "x": "reject", "e": "edit", "s": "skip", "u": "undo", "q": "quit",
+        "?": "help"}
+
+
+@dataclass
+class ReviewSummary:
+    accept: int = 0
+    reject: int = 0
+    edit: int = 0
+    skip: int = 0
+    undo: int = 0
+    remaining: int = 0
+
+
+def review_queue(store: Store, round: int) -> list[Record]:
+    """Candidates of ``round`` that passed every filter and no one has decided on yet; flagged first."""
+    candidates = store.records(origin="synthetic", round=round)
+    verdicts = store.verdicts(round=round)
+    dropped, _, flagged = passing(verdicts)
+    states = review_states(store.decisions(round=round))
+    todo = [c for c in candidates if c.id not in dropped and states.get(c.id, NONE).action == "none"]
+    return sorted(todo, key=lambda c: (c.id not in flagged,))
+
+
+def _read_key(prompt: str) -> str:
+    click.echo(prompt, nl=False, err=True)
+    if sys.stdin.isatty():
+        key = click.getchar()
+        click.echo(key, err=True)
+        return key.lower()
+    line = sys.stdin.readline()
+    if not line:
+        return "q"                              # end of input: stop, nothing is lost
+    return (line.strip()[:1] or " ").lower()
+
+
+def _read_line(prompt: str) -> str:
+    click.echo(prompt, nl=False, err=True)
+    if sys.stdin.isatty():
+        return input()
+    return sys.stdin.readline().rstrip("\n")
+
+
+def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = None, limit: int | None = None,
+               read_key: Callable[[str], str] = _read_key, read_line: Callable[[str], str] = _read_line,
+               console: Console | None = None) -> ReviewSummary:
+    """Review the round's queue interactively; every decision is stored as it is made."""
+    console = console or Console(stderr=True)
+    who = reviewer or cfg.review.reviewer or getpass.getuser()
+    queue = review_queue(store, round)
+    verdicts = store.verdicts(round=round)
+    flags = {v.record_id: v for v in verdicts if v.flag}
+    summary = ReviewSummary()
+    history: list[Record] = []
+    i = 0
+    while i < len(queue) and (limit is None or summary.accept + summary.reject + summary.edit
+                              + summary.skip < limit):
+        rec = queue[i]
+        seeds = store.records(ids=rec.provenance.parents)
+        body = f"[bold]{escape(rec.text)}[/bold]\n\n[dim]label[/dim] {escape(rec.label)}"
+        body += f"   [dim]strategy[/dim] {escape(rec.provenance.strategy)}"
+        if rec.id in flags:
+            body += f"\n[yellow]{escape(flags[rec.id].flag)}: {escape(flags[rec.id].reason)}[/yellow]"
+        for s in seeds:
+            body += f"\n[dim]seed[/dim] {escape(' '.join(s.text.split()[:40]))}"
+        console.print(Panel(body, title=f"{i + 1} of {len(queue)}  ·  {rec.id[:12]}", subtitle=HELP))
+        action = KEYS.get(read_key("decision: "))
+        if action is None or action == "help":
+            console.print(HELP)
+            continue
+        if action == "quit":
+            break
+        if action == "undo":
+            if not history:
+                console.print("nothing to undo")
+                continue
+            last = history.pop()
+            store.add_decision(Decision(last.id, "undo", who, round, created_at=now()))
+            summary.undo += 1
+            i = queue.index(last)
+            continue
+        new_record = None
+        if action == "edit":
+            text = normalize_text(read_line("new text (empty: keep): "), cfg.ingest.normalize) or rec.text
+            label = read_line(f"label [{rec.label}]: ").strip() or rec.label
+            if text == rec.text and label == rec.label:
+                console.print("no change; not an edit")
+                continue
+            new_record = Record.edited(rec, text, label, who, round)
+        store.add_decision(Decision(rec.id, action, who, round,
+                                    new_record_id=new_record.id if new_record else None, created_at=now()),
+                           new_record=new_record)
+        setattr(summary, action, getattr(summary, action) + 1)
+        history.append(rec)
+        i += 1
+    summary.remaining = len(review_queue(store, round))
+    return summary

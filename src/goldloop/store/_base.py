@@ -1,0 +1,112 @@
+"""The store interface every backend implements (SQLite now; PostgreSQL shares the schema)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..records import Decision, Record, Snapshot, Verdict
+
+
+class IngestRow(NamedTuple):
+    batch: str
+    source: str
+    row: int
+    record_id: str | None
+    status: str        # added | duplicate
+    reason: str
+
+
+class GenerationRow(NamedTuple):
+    request_key: str
+    round: int
+    strategy: str
+    label: str
+    prompt: str
+    status: str        # ok | failed
+    reply: str
+    error: str
+    attempts: int
+    tokens_in: int
+    tokens_out: int
+    seconds: float
+
+
+class RoundInfo(NamedTuple):
+    number: int
+    status: str        # open | done
+    snapshot_id: str | None
+    metrics: dict[str, Any]
+
+
+class Store(abc.ABC):
+    """Append-only persistence for records, provenance, verdicts, decisions, snapshots and rounds."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def add_records(self, records: Iterable[Record]) -> int: ...
+    @abc.abstractmethod
+    def get_record(self, record_id: str) -> Record | None: ...
+    @abc.abstractmethod
+    def records(self, origin: str | None = None, split: str | None = None, round: int | None = None,
+                ids: Iterable[str] | None = None) -> list[Record]: ...
+    @abc.abstractmethod
+    def labels(self) -> list[str]: ...
+    @abc.abstractmethod
+    def text_hashes(self, origin: str | None = None, split: str | None = None) -> dict[str, str]: ...
+
+    @abc.abstractmethod
+    def add_ingest_rows(self, rows: Iterable[IngestRow]) -> None: ...
+    @abc.abstractmethod
+    def ingest_rows(self, batch: str | None = None) -> list[IngestRow]: ...
+
+    @abc.abstractmethod
+    def add_verdicts(self, verdicts: Iterable[Verdict]) -> None: ...
+    @abc.abstractmethod
+    def verdicts(self, record_id: str | None = None, round: int | None = None) -> list[Verdict]: ...
+
+    @abc.abstractmethod
+    def add_decision(self, decision: Decision, new_record: Record | None = None) -> int: ...
+    @abc.abstractmethod
+    def decisions(self, round: int | None = None, record_id: str | None = None) -> list[Decision]: ...
+
+    @abc.abstractmethod
+    def finished_requests(self, keys: Iterable[str]) -> set[str]: ...
+    @abc.abstractmethod
+    def add_generation(self, row: GenerationRow, records: Iterable[Record]) -> None: ...
+    @abc.abstractmethod
+    def generations(self, round: int | None = None) -> list[GenerationRow]: ...
+
+    @abc.abstractmethod
+    def add_snapshot(self, snapshot: Snapshot) -> None: ...
+    @abc.abstractmethod
+    def get_snapshot(self, snapshot_id: str) -> Snapshot | None: ...
+    @abc.abstractmethod
+    def snapshots(self) -> list[Snapshot]: ...
+
+    @abc.abstractmethod
+    def current_round(self) -> RoundInfo | None: ...
+    @abc.abstractmethod
+    def open_round(self) -> int: ...
+    @abc.abstractmethod
+    def finish_round(self, number: int, snapshot_id: str | None, metrics: dict[str, Any]) -> None: ...
+    @abc.abstractmethod
+    def rounds(self) -> list[RoundInfo]: ...
+
+    @abc.abstractmethod
+    def log_event(self, kind: str, payload: dict[str, Any]) -> None: ...
+    @abc.abstractmethod
+    def events(self, kind: str | None = None) -> list[tuple[float, str, dict[str, Any]]]: ...
+
+    @abc.abstractmethod
+    def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]: ...
+    @abc.abstractmethod
+    def put_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None: ...
