@@ -32,7 +32,7 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except GoldloopError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             sys.exit(1)
 
     return wrapper

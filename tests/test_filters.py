@@ -1,0 +1,99 @@
+"""Filters: each drop is a stored verdict with a reason; leakage and label doubt are caught."""
+
+from goldloop.embed import CachedEmbedder, HashingEmbedder
+from goldloop.filters import distinct_bigram_ratio, run_filters
+from goldloop.records import Provenance, Record, now
+
+
+def _candidate(text, label, round=1, n=0, parents=("seed",)):
+    prov = Provenance(parents=parents, strategy="paraphrase.v1", backend="fake", model="m",
+                      params={"temperature": 1.0}, template_hash="t", request_key=f"req-{n}-{text[:10]}",
+                      round=round, source="test", created_at=now())
+    return Record.synthetic(text, label, prov)
+
+
+def _verdicts_by_record(store, rnd=1):
+    out = {}
+    for v in store.verdicts(round=rnd):
+        out.setdefault(v.record_id, {})[v.filter] = v
+    return out
+
+
+def test_each_filter_drops_what_it_should(project):
+    _, cfg, store = project
+    train = store.records(origin="gold", split="train")
+    heldout = store.records(origin="gold", split="heldout")
+    billing_words = "my invoice charge refund payment card bill receipt price please help"
+    cands = [
+        _candidate(billing_words, "billing", n=1),                       # fine
+        _candidate("", "billing", n=2),                                   # empty
+        _candidate("too short", "billing", n=3),                          # length
+        _candidate("the sda the sda the sda the sda the sda", "billing", n=4),   # repetition
+        _candidate(heldout[0].text, heldout[0].label, n=5),              # leakage
+        _candidate(train[0].text, train[0].label, n=6),                  # copy of gold
+        _candidate(billing_words, "billing", n=7),                       # duplicate of candidate 1
+        _candidate("my password login reset username email locked account signin please help", "billing",
+                   n=8),                                                 # reads as `account`
+    ]
+    cfg.filter.max_label_rank = 1
+    store.add_records(cands)
+    report = run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    by = _verdicts_by_record(store)
+    dropped = {c.id: sorted(f for f, v in by[c.id].items() if not v.keep) for c in cands}
+    assert dropped[cands[0].id] == []
+    assert "length.v1" in dropped[cands[1].id] and by[cands[1].id]["length.v1"].reason == "empty text"
+    assert "length.v1" in dropped[cands[2].id]
+    assert "repetition.v1" in dropped[cands[3].id]
+    assert "leakage.v1" in dropped[cands[4].id]
+    assert by[cands[4].id]["leakage.v1"].reason.startswith("leakage: identical to held-out record")
+    assert "exact_dup.v1" in dropped[cands[5].id]
+    assert by[cands[6].id]["exact_dup.v1"].reason == f"same text as candidate {cands[0].id}"
+    assert dropped[cands[7].id] == ["label_consistency.v1"]
+    assert "reads as 'account'" in by[cands[7].id]["label_consistency.v1"].reason
+    # every filter judged every candidate, and the funnel adds up
+    assert all(len(v) == 5 for v in by.values())
+    assert report.candidates == 8 and report.passed == 1
+    assert sum(1 for c in cands if dropped[c.id]) == 7
+
+
+def test_flag_mode_keeps_label_doubt_for_review(project):
+    _, cfg, store = project
+    cfg.filter.label_consistency = "flag"
+    cfg.filter.max_label_rank = 1
+    cand = _candidate("my password login reset username email locked account signin please help", "billing")
+    store.add_records([cand])
+    report = run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    v = _verdicts_by_record(store)[cand.id]["label_consistency.v1"]
+    assert v.keep and v.flag == "label-doubt" and report.flagged == 1 and report.passed == 1
+
+
+def test_rerunning_filters_adds_nothing(project):
+    _, cfg, store = project
+    store.add_records([_candidate("my invoice charge refund payment card bill please help now", "billing")])
+    embedder = CachedEmbedder(HashingEmbedder(), store)
+    run_filters(store, cfg, 1, embedder)
+    first = store.verdicts(round=1)
+    run_filters(store, cfg, 1, embedder)
+    assert store.verdicts(round=1) == first
+
+
+def test_distinct_bigram_ratio():
+    assert distinct_bigram_ratio("a b c d") == 1.0
+    assert distinct_bigram_ratio("x") == 1.0
+    assert distinct_bigram_ratio("a b a b a b") == 0.4
+
+
+def test_explain_shows_every_verdict(project):
+    from click.testing import CliRunner
+
+    from goldloop.cli import main
+
+    path, cfg, store = project
+    cand = _candidate("the sda the sda the sda the sda the sda", "billing")
+    store.add_records([cand])
+    run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    result = CliRunner().invoke(main, ["-p", str(path), "filter", "--explain", cand.id[:10]])
+    assert result.exit_code == 0, result.output
+    for name in ("length.v1", "repetition.v1", "leakage.v1", "exact_dup.v1", "label_consistency.v1"):
+        assert name in result.output
+    assert "repetition loop" in result.output
