@@ -53,6 +53,9 @@ def test_each_filter_drops_what_it_should(project):
     # every filter judged every candidate, and the funnel adds up
     assert all(len(v) == 5 for v in by.values())
     assert report.candidates == 8 and report.passed == 1
+    assert sum(report.dropped_by.values()) == report.candidates - report.passed
+    assert report.dropped_any["length.v1"] == 2 and report.dropped_by["length.v1"] == 2
+    assert [name for name, _ in report.funnel()][0] == "candidates"
     assert sum(1 for c in cands if dropped[c.id]) == 7
 
 

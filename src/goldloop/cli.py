@@ -125,10 +125,6 @@ def ingest(project: Project, file: Path, text_column: str | None, label_column: 
               f"{report.duplicates} exact duplicates recorded and skipped; {len(report.by_label)} labels")
 
 
-def _open_round(project: Project) -> int:
-    return project.store.open_round()
-
-
 @main.command()
 @pass_project
 @_fail_cleanly
@@ -136,7 +132,7 @@ def generate(project: Project) -> None:
     """Draft the open round's candidates with the configured LLM (resumes where a killed run stopped)."""
     from .loop import generate_stage
 
-    number = _open_round(project)
+    number = project.store.open_round()
     project.say(f"round {number}: generating with the {project.cfg.llm.backend} backend")
     rep = generate_stage(project.store, project.cfg, number, show_progress=not project.quiet)
     out.print(f"round {number}: {rep.planned} requests planned, {rep.already_done} answered before, "
@@ -158,24 +154,26 @@ def filter_(project: Project, explain_id: str | None) -> None:
     if explain_id:
         _explain(project, explain_id)
         return
-    number = _open_round(project)
+    number = project.store.open_round()
     embedder = CachedEmbedder(make_embedder(project.cfg.embed), project.store, show_progress=not project.quiet)
     rep = run_filters(project.store, project.cfg, number, embedder)
-    table = Table("stage", "candidates", title=f"round {number} filter funnel")
+    table = Table("stage", "candidates", "all it dropped", title=f"round {number} filter funnel")
     for name, count in rep.funnel():
-        table.add_row(name if name in ("candidates", "passed") else f"dropped by {name}", str(count))
-    table.add_row("flagged label-doubt (kept for review)", str(rep.flagged))
+        stage = name if name in ("candidates", "passed") else f"dropped by {name}"
+        table.add_row(stage, str(count), str(rep.dropped_any.get(name, "")))
+    table.add_row("flagged label-doubt (kept for review)", str(rep.flagged), "")
     out.print(table)
 
 
 def _explain(project: Project, prefix: str) -> None:
     store = project.store
-    matches = [r for r in store.records() if r.id.startswith(prefix)]
+    matches = store.ids_with_prefix(prefix, limit=2)
     if not matches:
         raise GoldloopError(f"no record with an id starting {prefix!r}")
     if len(matches) > 1:
-        raise GoldloopError(f"{len(matches)} records start with {prefix!r}; give more of the id")
-    rec = matches[0]
+        raise GoldloopError(f"more than one record starts with {prefix!r}; give more of the id")
+    rec = store.get_record(matches[0])
+    assert rec is not None
     out.print(f"[bold]{rec.id}[/bold]  {rec.origin}  label {escape(rec.label)!s}  round {rec.round}")
     out.print(escape(rec.text))
     p = rec.provenance
@@ -199,7 +197,7 @@ def review(project: Project, reviewer: str | None, limit: int | None) -> None:
     """Review candidates that passed the filters, one key each: a accept, r reject, e edit, s skip, u undo, q quit."""
     from .review import run_review
 
-    number = _open_round(project)
+    number = project.store.open_round()
     summary = run_review(project.store, project.cfg, number, reviewer=reviewer, limit=limit)
     out.print(f"round {number}: {summary.accept} accepted, {summary.reject} rejected, {summary.edit} edited, "
               f"{summary.skip} skipped, {summary.undo} undone; {summary.remaining} left to review")
@@ -212,7 +210,7 @@ def snapshot(project: Project) -> None:
     """Build (or show) the open round's training snapshot and its manifest."""
     from .snapshot import build_snapshot
 
-    number = _open_round(project)
+    number = project.store.open_round()
     snap = build_snapshot(project.store, project.cfg, number)
     out.print(f"snapshot {snap.id} ({snap.name})")
     out.print_json(json.dumps(snap.manifest))
@@ -226,7 +224,7 @@ def evaluate(project: Project) -> None:
     from .embed import CachedEmbedder, make_embedder
     from .loop import close_round
 
-    number = _open_round(project)
+    number = project.store.open_round()
     embedder = CachedEmbedder(make_embedder(project.cfg.embed), project.store, show_progress=not project.quiet)
     _, evaluation, paths = close_round(project.store, project.cfg, project.path, number, embedder)
     _print_scores(number, evaluation, paths)

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 from .errors import IngestError
@@ -73,39 +74,40 @@ def _missing_columns(path: Path, present: list[str], text_col: str, label_col: s
 def _read_csv(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
-        reader = csv.reader(handle, delimiter=delimiter, strict=True)
-        header = next(reader, None)
-        if header is None:
-            raise IngestError(f"{path.name}: the file is empty; expected a header row with "
-                              f"{text_col!r} and {label_col!r}")
-        header = [h.strip() for h in header]
-        error = _missing_columns(path, header, text_col, label_col)
-        if error:
-            raise error
-        ti, li = header.index(text_col), header.index(label_col)
-        number = 0
-        while True:
-            start = reader.line_num + 1
-            try:
-                values = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                raise IngestError(f"{path.name} line {start}: malformed CSV ({exc}); check the quoting "
-                                  "of that row") from exc
-            if not values:
-                continue
-            number += 1
-            if len(values) != len(header):
-                raise IngestError(f"{path.name} line {start}: {len(values)} fields where the header has "
-                                  f"{len(header)}; quote text that contains '{delimiter}'")
-            yield _Row(f"line {start}", number, values[ti], values[li])
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            yield from _csv_rows(path, csv.reader(handle, delimiter=delimiter, strict=True), delimiter,
+                                 text_col, label_col)
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path.name}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from exc
-    finally:
-        if "handle" in locals():
-            handle.close()
+
+
+def _csv_rows(path: Path, reader: Any, delimiter: str, text_col: str, label_col: str) -> Iterator[_Row]:
+    header = next(reader, None)
+    if header is None:
+        raise IngestError(f"{path.name}: the file is empty; expected a header row with "
+                          f"{text_col!r} and {label_col!r}")
+    header = [h.strip() for h in header]
+    error = _missing_columns(path, header, text_col, label_col)
+    if error:
+        raise error
+    ti, li = header.index(text_col), header.index(label_col)
+    number = 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise IngestError(f"{path.name} line {start}: malformed CSV ({exc}); check the quoting "
+                              "of that row") from exc
+        if not values:
+            continue
+        number += 1
+        if len(values) != len(header):
+            raise IngestError(f"{path.name} line {start}: {len(values)} fields where the header has "
+                              f"{len(header)}; quote text that contains '{delimiter}'")
+        yield _Row(f"line {start}", number, values[ti], values[li])
 
 
 def _read_jsonl(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:

@@ -31,10 +31,16 @@ class FilterReport:
     candidates: int = 0
     passed: int = 0
     flagged: int = 0
-    dropped_by: Counter[str] = field(default_factory=Counter)   # filter -> candidates it dropped
+    # filter -> candidates it dropped first, in pipeline order, so the funnel adds up
+    dropped_by: Counter[str] = field(default_factory=Counter)
+    # filter -> every candidate it dropped, including those an earlier filter dropped too
+    dropped_any: Counter[str] = field(default_factory=Counter)
 
     def funnel(self) -> list[tuple[str, int]]:
-        return [("candidates", self.candidates), *sorted(self.dropped_by.items()), ("passed", self.passed)]
+        order = list(FILTERS)
+        steps = sorted(self.dropped_by.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else
+                                                                 len(order), kv[0]))
+        return [("candidates", self.candidates), *steps, ("passed", self.passed)]
 
 
 def passing(verdicts: list[Verdict]) -> tuple[set[str], set[str], set[str]]:
@@ -66,9 +72,16 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
     ids = {c.id for c in candidates}
     verdicts = [v for v in store.verdicts(round=round) if v.record_id in ids]
     report = FilterReport(round=round, candidates=len(candidates))
+    order = list(FILTERS)
+    first: dict[str, str] = {}
     for v in verdicts:
         if not v.keep:
-            report.dropped_by[v.filter] += 1
+            report.dropped_any[v.filter] += 1
+            rank = order.index(v.filter) if v.filter in order else len(order)
+            current = first.get(v.record_id)
+            if current is None or rank < (order.index(current) if current in order else len(order)):
+                first[v.record_id] = v.filter
+    report.dropped_by.update(first.values())
     dropped, _, flagged = passing(verdicts)
     report.passed = len(ids - dropped)
     report.flagged = len(flagged - dropped)

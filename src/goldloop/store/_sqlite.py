@@ -130,6 +130,11 @@ class SQLiteStore(Store):
             out += self._record_rows("WHERE " + " AND ".join(where), tuple(args + chunk))
         return out
 
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return [r[0] for r in self._db.execute(
+            "SELECT id FROM records WHERE id LIKE ? ESCAPE '\\' ORDER BY rowid LIMIT ?", (escaped + "%", limit))]
+
     def labels(self) -> list[str]:
         rows = self._db.execute("SELECT DISTINCT label FROM records WHERE origin = 'gold' ORDER BY label")
         return [r[0] for r in rows]
@@ -214,6 +219,7 @@ class SQLiteStore(Store):
 
     # -- generation log -----------------------------------------------------------------
     def finished_requests(self, keys: Iterable[str]) -> set[str]:
+        """The keys that already have a successful reply; failed ones are sent again."""
         wanted = list(keys)
         done: set[str] = set()
         for start in range(0, len(wanted), 500):
