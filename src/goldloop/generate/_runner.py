@@ -43,6 +43,18 @@ class GenerateReport:
     seconds: float = 0.0
     errors: Counter[str] = field(default_factory=Counter)
 
+    def count(self, ok: bool, error: str, tokens_in: int, tokens_out: int, seconds: float) -> None:
+        """Add one request's outcome to the account."""
+        if ok:
+            self.succeeded += 1
+            self.records += 1
+        else:
+            self.failed += 1
+            self.errors[error.split(":")[0]] += 1
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.seconds += seconds
+
 
 def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[PlannedRequest]:
     """The round's requests, the same every time for the same store, config and round.
@@ -109,15 +121,7 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
                 prompt=prompt_text, status="ok" if result.ok else "failed", reply=result.text or "",
                 error=result.error, attempts=result.attempts, tokens_in=result.tokens_in,
                 tokens_out=result.tokens_out, seconds=result.seconds), records)
-            if result.ok:
-                report.succeeded += 1
-                report.records += len(records)
-            else:
-                report.failed += 1
-                report.errors[result.error.split(":")[0]] += 1
-            report.tokens_in += result.tokens_in
-            report.tokens_out += result.tokens_out
-            report.seconds += result.seconds
+            report.count(result.ok, result.error, result.tokens_in, result.tokens_out, result.seconds)
             advance(1, note=f"{report.tokens_out} tokens out")
     store.log_event("generate.done", {"round": round, "succeeded": report.succeeded, "failed": report.failed,
                                       "tokens_in": report.tokens_in, "tokens_out": report.tokens_out})
@@ -129,13 +133,5 @@ def stored_summary(store: Store, round: int) -> GenerateReport:
     rows = store.generations(round=round)
     report = GenerateReport(round=round, planned=len(rows))
     for row in rows:
-        if row.status == "ok":
-            report.succeeded += 1
-            report.records += 1
-        else:
-            report.failed += 1
-            report.errors[row.error.split(":")[0]] += 1
-        report.tokens_in += row.tokens_in
-        report.tokens_out += row.tokens_out
-        report.seconds += row.seconds
+        report.count(row.status == "ok", row.error, row.tokens_in, row.tokens_out, row.seconds)
     return report

@@ -20,6 +20,14 @@ from ._base import GenerationRow, IngestRow, RoundInfo, Store
 SCHEMA_VERSION = "1"
 
 
+def _where(**equals: Any) -> tuple[str, list[Any]]:
+    """A WHERE clause matching every column given a value that is not None."""
+    pairs = [(column.replace("__", "."), value) for column, value in equals.items() if value is not None]
+    if not pairs:
+        return "", []
+    return "WHERE " + " AND ".join(f"{column} = ?" for column, _ in pairs), [value for _, value in pairs]
+
+
 class SQLiteStore(Store):
     """A :class:`Store` in one SQLite file (WAL mode, so readers never block the writer)."""
 
@@ -111,24 +119,17 @@ class SQLiteStore(Store):
 
     def records(self, origin: str | None = None, split: str | None = None,
                 round: int | None = None, ids: Iterable[str] | None = None) -> list[Record]:
-        clauses, args = [], []
-        for column, value in (("r.origin", origin), ("r.split", split), ("r.round", round)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        if ids is not None:
-            wanted = list(ids)
-            found = {r.id: r for r in self._records_in(wanted, clauses, args)}
-            return [found[i] for i in wanted if i in found]
-        return self._record_rows(("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(args))
-
-    def _records_in(self, ids: list[str], clauses: list[str], args: list[Any]) -> list[Record]:
-        out: list[Record] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            where = clauses + [f"r.id IN ({','.join('?' * len(chunk))})"]
-            out += self._record_rows("WHERE " + " AND ".join(where), tuple(args + chunk))
-        return out
+        where, args = _where(r__origin=origin, r__split=split, r__round=round)
+        if ids is None:
+            return self._record_rows(where, tuple(args))
+        wanted = list(ids)
+        found: dict[str, Record] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            clause = f"r.id IN ({','.join('?' * len(chunk))})"
+            sql = f"{where} AND {clause}" if where else f"WHERE {clause}"
+            found.update((r.id, r) for r in self._record_rows(sql, tuple(args + chunk)))
+        return [found[i] for i in wanted if i in found]
 
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -141,14 +142,7 @@ class SQLiteStore(Store):
 
     def text_hashes(self, origin: str | None = None, split: str | None = None) -> dict[str, str]:
         """text hash -> id of the first record with that text (optionally of one origin/split)."""
-        clauses, args = [], []
-        if origin:
-            clauses.append("origin = ?")
-            args.append(origin)
-        if split:
-            clauses.append("split = ?")
-            args.append(split)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, args = _where(origin=origin, split=split)
         out: dict[str, str] = {}
         for h, rid in self._db.execute(f"SELECT text_hash, id FROM records {where} ORDER BY rowid", args):
             out.setdefault(h, rid)
@@ -161,7 +155,7 @@ class SQLiteStore(Store):
                            [(r.batch, r.source, r.row, r.record_id, r.status, r.reason) for r in rows])
 
     def ingest_rows(self, batch: str | None = None) -> list[IngestRow]:
-        where, args = ("WHERE batch = ?", (batch,)) if batch else ("", ())
+        where, args = _where(batch=batch)
         return [IngestRow(*row) for row in self._db.execute(
             f"SELECT batch, source, row, record_id, status, reason FROM ingest_rows {where}"
             " ORDER BY batch, row", args)]
@@ -176,14 +170,7 @@ class SQLiteStore(Store):
                  for v in verdicts])
 
     def verdicts(self, record_id: str | None = None, round: int | None = None) -> list[Verdict]:
-        clauses, args = [], []
-        if record_id is not None:
-            clauses.append("record_id = ?")
-            args.append(record_id)
-        if round is not None:
-            clauses.append("round = ?")
-            args.append(round)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, args = _where(record_id=record_id, round=round)
         return [Verdict(record_id=r[0], filter=r[1], keep=bool(r[2]), score=r[3], reason=r[4],
                         flag=r[5], round=r[6])
                 for r in self._db.execute(
@@ -203,14 +190,7 @@ class SQLiteStore(Store):
             return int(cur.lastrowid or 0)
 
     def decisions(self, round: int | None = None, record_id: str | None = None) -> list[Decision]:
-        clauses, args = [], []
-        if round is not None:
-            clauses.append("round = ?")
-            args.append(round)
-        if record_id is not None:
-            clauses.append("record_id = ?")
-            args.append(record_id)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, args = _where(round=round, record_id=record_id)
         return [Decision(id=r[0], record_id=r[1], action=r[2], reviewer=r[3], round=r[4],
                          new_record_id=r[5], created_at=r[6])
                 for r in self._db.execute(
@@ -239,7 +219,7 @@ class SQLiteStore(Store):
             self.add_records(records)
 
     def generations(self, round: int | None = None) -> list[GenerationRow]:
-        where, args = ("WHERE round = ?", (round,)) if round is not None else ("", ())
+        where, args = _where(round=round)
         return [GenerationRow(*r) for r in self._db.execute(
             "SELECT request_key, round, strategy, label, prompt, status, reply, error, attempts,"
             f" tokens_in, tokens_out, seconds FROM generations {where} ORDER BY rowid", args)]
@@ -302,7 +282,7 @@ class SQLiteStore(Store):
                        (now(), kind, json.dumps(payload, sort_keys=True, default=str)))
 
     def events(self, kind: str | None = None) -> list[tuple[float, str, dict[str, Any]]]:
-        where, args = ("WHERE kind = ?", (kind,)) if kind else ("", ())
+        where, args = _where(kind=kind)
         return [(r[0], r[1], json.loads(r[2])) for r in self._db.execute(
             f"SELECT at, kind, payload FROM events {where} ORDER BY id", args)]
 
