@@ -78,8 +78,24 @@ class LLMConfig:
                                             "(keys are never written to goldloop.toml).")
     concurrency: int = _f(8, "Requests in flight at once (for `embedded`: parallel sequences).", minimum=1)
     timeout_s: float = _f(120.0, "Seconds to wait for one reply before it counts as failed.", minimum=1)
-    max_retries: int = _f(3, "Retries of a failed request (timeouts, 429, 5xx) before it is recorded "
-                             "as failed.", minimum=0)
+    max_retries: int = _f(3, "Retries of a failed request (timeouts, broken connections, 429, 5xx, "
+                             "replies that fail to parse or validate) before it is recorded as failed.",
+                          minimum=0)
+    backoff_s: float = _f(0.5, "First retry delay; it doubles with each retry, with random jitter, up to "
+                               "max_backoff_s. A Retry-After header from the endpoint takes precedence.",
+                          minimum=0)
+    max_backoff_s: float = _f(30.0, "Longest delay between two tries of one request.", minimum=0)
+    requests_per_minute: int = _f(0, "Most requests started per minute (0: no limit).", minimum=0)
+    tokens_per_minute: int = _f(0, "Most tokens (prompt estimate + max_tokens) sent per minute "
+                                   "(0: no limit).", minimum=0)
+    breaker_failures: int = _f(8, "Consecutive connection failures, timeouts or 5xx replies after which "
+                                  "the endpoint counts as down: requests pause instead of failing.",
+                               minimum=1)
+    breaker_cooldown_s: float = _f(15.0, "Seconds the circuit breaker waits before letting one probe "
+                                         "request through to a down endpoint.", minimum=0)
+    breaker_give_up_s: float = _f(600.0, "Seconds an endpoint may stay down before the run stops and "
+                                         "records the remaining requests as failed (run again to resume).",
+                                  minimum=0)
     threads: int = _f(0, "CPU threads for `embedded` (0: all cores).", minimum=0)
     context_per_sequence: int = _f(1024, "Context tokens per parallel sequence for `embedded`.", minimum=256)
     fake_delay_s: float = _f(0.0, "For `fake`: seconds each reply takes (to test interruption).", minimum=0)
@@ -95,6 +111,15 @@ class GenerateConfig:
     label_descriptions: dict = field(default_factory=dict, metadata={
         "help": "Optional plain-language description per label, shown in prompts: "
                 "{ \"sci.space\" = \"posts about space flight\" }.", "choices": None, "min": None, "max": None})
+    rules_must: list[str] = _f([], "Domain rules every candidate must follow; shown in every prompt, as data.")
+    rules_must_not: list[str] = _f([], "Things no candidate may do or contain; shown in every prompt, as data.")
+    vocabulary: list[str] = _f([], "Domain terms candidates should use correctly; shown in every prompt.")
+    red_lines: list[str] = _f([], "Content that must never appear (e.g. real customer names); shown in every "
+                                  "prompt, as data.")
+    targets: dict = field(default_factory=dict, metadata={
+        "help": "Weaknesses `targeted.v1` aims at, per label: { \"sci.space\" = \"confused with "
+                "sci.electronics: satellite radio posts\" }. Descriptions of weaknesses only: never paste "
+                "held-out text here.", "choices": None, "min": None, "max": None})
     temperature: float = _f(0.9, "Sampling temperature.", minimum=0.0, maximum=2.0)
     top_p: float = _f(0.95, "Nucleus sampling mass.", minimum=0.0, maximum=1.0)
     max_tokens: int = _f(90, "Most tokens generated per candidate.", minimum=1)
