@@ -20,11 +20,13 @@ class CompletionRequest:
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    json_schema: dict[str, Any] | None = None  # structured output: the reply must parse and validate
 
     def sampling(self) -> dict[str, Any]:
         """The sampling parameters, as stored in provenance."""
         return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "stop": list(self.stop), "seed": self.seed}
+                "stop": list(self.stop), "seed": self.seed,
+                **({"json_schema": self.json_schema} if self.json_schema is not None else {})}
 
 
 @dataclass

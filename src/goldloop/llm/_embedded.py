@@ -58,6 +58,7 @@ class EmbeddedLLM(LLM):
         self._client = OpenAICompatibleLLM(self._server.listening_address + "/v1", self.model,
                                            concurrency=concurrency, timeout_s=timeout_s,
                                            max_retries=max_retries)
+        self.account = self._client.account
 
     def complete(self, requests: Sequence[CompletionRequest]) -> Iterator[CompletionResult]:
         return self._client.complete(requests)

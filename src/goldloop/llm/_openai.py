@@ -1,73 +1,242 @@
-"""Any OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama, TGI, OpenAI) over HTTP."""
+"""Any OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama, TGI, OpenAI) over HTTP.
+
+Requests stream through a bounded window on an asyncio event loop in a background thread:
+at most ``concurrency`` are in flight, a finished one is replaced at once (no batch
+barrier), and each result is handed to the caller the moment it is complete, so the caller
+can commit it before the next arrives. Rate limits, retries with backoff and jitter,
+``Retry-After``, a circuit breaker and reply validation are applied per request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import queue
 import random
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-import httpx
+import aiohttp
 
 from ..errors import LLMError
 from ._base import LLM, CompletionRequest, CompletionResult
+from ._flow import Account, CircuitBreaker, EndpointDown, TokenBucket
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+ENDPOINT_FAULTS = {500, 502, 503, 504}
+_DONE = object()
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth another try."""
+
+    def __init__(self, cause: str, detail: str, wait_s: float | None = None, endpoint_fault: bool = False,
+                 raw: str = "") -> None:
+        super().__init__(detail)
+        self.cause, self.detail, self.wait_s, self.endpoint_fault, self.raw = cause, detail, wait_s, endpoint_fault, raw
+
+
+class _Fatal(Exception):
+    """An attempt failed in a way another try will not fix (400, 401, 404 ...)."""
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(detail)
+        self.cause, self.detail = cause, detail
 
 
 class OpenAICompatibleLLM(LLM):
     """Sends each request to ``{base_url}/completions`` or ``{base_url}/chat/completions``.
 
-    Up to ``concurrency`` requests are in flight; a slow one never holds up the others.
-    Timeouts, broken connections, 429 and 5xx are retried with exponential backoff and jitter,
-    honouring ``Retry-After``; a reply without text is retried as well.
+    >>> llm = OpenAICompatibleLLM("http://127.0.0.1:8000/v1", "my-model", concurrency=64)
+    >>> llm.close()
     """
 
     backend = "openai"
 
     def __init__(self, base_url: str, model: str, api_key: str = "", concurrency: int = 8,
                  timeout_s: float = 120.0, max_retries: int = 3, backoff_s: float = 0.5,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 max_backoff_s: float = 30.0, requests_per_minute: int = 0, tokens_per_minute: int = 0,
+                 breaker_failures: int = 8, breaker_cooldown_s: float = 15.0,
+                 breaker_give_up_s: float = 600.0) -> None:
         if not base_url:
             raise LLMError("the openai backend needs a base URL: set [llm] base_url in goldloop.toml "
                            "or GOLDLOOP_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1)")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.concurrency = concurrency
+        self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            transport=transport)
+        self.max_backoff_s = max_backoff_s
+        self.headers = {"Content-Type": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown_s, breaker_give_up_s)
+        self.account = Account()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._requests_bucket = TokenBucket(requests_per_minute)
+        self._tokens_bucket = TokenBucket(tokens_per_minute)
+
+    # -- the event loop thread ----------------------------------------------------------
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="goldloop-llm", daemon=True)
+            thread.start()
+            self._loop, self._thread = loop, thread
+        return self._loop
 
     def close(self) -> None:
-        self._client.close()
-
-    def complete(self, requests: Sequence[CompletionRequest]) -> Iterator[CompletionResult]:
-        pending = list(requests)
-        if not pending:
+        loop = self._loop
+        if loop is None:
             return
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="goldloop-llm") as pool:
-            in_flight: set[Future[CompletionResult]] = set()
-            queue = iter(pending)
-            for req in queue:
-                in_flight.add(pool.submit(self._one, req))
-                if len(in_flight) >= self.concurrency:
+        if self._session is not None:
+            asyncio.run_coroutine_threadsafe(self._session.close(), loop).result(timeout=10)
+            self._session = None
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        loop.close()
+        self._loop = None
+
+    # -- the public, synchronous face ---------------------------------------------------
+    def complete(self, requests: Sequence[CompletionRequest]) -> Iterator[CompletionResult]:
+        if not requests:
+            return
+        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        future = asyncio.run_coroutine_threadsafe(self._run(list(requests), results), self._ensure_loop())
+        try:
+            while True:
+                item = results.get()
+                if item is _DONE:
                     break
+                yield item
+        finally:
+            if not future.done():
+                future.cancel()              # the caller stopped early: abandon what is in flight
             try:
-                while in_flight:
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        nxt = next(queue, None)
-                        if nxt is not None:
-                            in_flight.add(pool.submit(self._one, nxt))
-                        yield fut.result()
-            finally:
-                for fut in in_flight:
-                    fut.cancel()
+                future.result(timeout=30)
+            except BaseException:            # cancelled, or already reported through the results
+                pass
+
+    # -- the async engine ---------------------------------------------------------------
+    async def _run(self, requests: list[CompletionRequest], results: "queue.SimpleQueue[Any]") -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency,
+                                             ttl_dns_cache=300, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self.headers,
+                                                  timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                                                  json_serialize=json.dumps)
+        window = asyncio.Semaphore(self.concurrency)
+        pending = iter(requests)
+        self.account.requested += len(requests)
+
+        async def worker() -> None:
+            for req in pending:                         # workers share one iterator: no barrier
+                results.put(await self._one(req, window))
+
+        # More workers than window slots, so requests sleeping in backoff don't idle the window.
+        workers = [asyncio.create_task(worker()) for _ in range(min(len(requests), self.concurrency * 2))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            results.put(_DONE)
+
+    async def _one(self, req: CompletionRequest, window: asyncio.Semaphore) -> CompletionResult:
+        url, body = self._payload(req)
+        payload = json.dumps(body).encode()
+        estimate = len(payload) / 4 + req.max_tokens
+        headers = {"Idempotency-Key": req.key}
+        started = time.monotonic()
+        attempt, last_cause, last_detail, raw = 0, "", "", ""
+        while True:
+            attempt += 1
+            probe = False
+            try:
+                probe = await self.breaker.before()
+                await self._requests_bucket.take(1)
+                await self._tokens_bucket.take(estimate)
+                async with window:
+                    result = await self._attempt(req, url, payload, headers)
+                self.breaker.success(probe)
+                self._tokens_bucket.refund(estimate - result.tokens_in - result.tokens_out)
+                result.attempts, result.seconds = attempt, time.monotonic() - started
+                self._count(result, attempt)
+                return result
+            except _Retry as exc:
+                last_cause, last_detail, raw = exc.cause, exc.detail, exc.raw or raw
+                (self.breaker.failure if exc.endpoint_fault else self.breaker.neutral)(probe)
+                self.account.breaker_trips = self.breaker.trips
+                if attempt > self.max_retries:
+                    break
+                self.account.retry_causes[exc.cause] += 1
+                backoff = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * random.random()
+                await asyncio.sleep(exc.wait_s if exc.wait_s is not None else backoff)
+            except _Fatal as exc:
+                self.breaker.neutral(probe)
+                last_cause, last_detail = exc.cause, exc.detail
+                break
+            except EndpointDown as exc:
+                last_cause, last_detail = "endpoint down", str(exc)
+                break
+        result = CompletionResult(req.key, None, error=f"{last_cause}: {last_detail}", attempts=attempt,
+                                  seconds=time.monotonic() - started, extra={"raw": raw} if raw else {})
+        self._count(result, attempt)
+        self.account.failure_causes[last_cause] += 1
+        return result
+
+    def _count(self, result: CompletionResult, attempts: int) -> None:
+        if result.ok:
+            self.account.succeeded += 1
+        else:
+            self.account.failed += 1
+        if attempts > 1:
+            self.account.retried += 1
+            self.account.retries += attempts - 1
+        self.account.tokens_in += result.tokens_in
+        self.account.tokens_out += result.tokens_out
+
+    async def _attempt(self, req: CompletionRequest, url: str, payload: bytes,
+                       headers: dict[str, str]) -> CompletionResult:
+        assert self._session is not None
+        try:
+            async with self._session.post(url, data=payload, headers=headers) as resp:
+                status = resp.status
+                text = await resp.text()
+                retry_after = resp.headers.get("Retry-After")
+        except asyncio.TimeoutError as exc:
+            raise _Retry("timeout", f"no reply within {self.timeout_s:g} s", endpoint_fault=True) from exc
+        except aiohttp.ClientError as exc:
+            raise _Retry("connection", f"{type(exc).__name__}: {exc}", endpoint_fault=True) from exc
+        if status != 200:
+            detail = f"HTTP {status}: {text[:200]}"
+            if status in RETRY_STATUS:
+                raise _Retry(f"HTTP {status}", detail, wait_s=_retry_after(retry_after),
+                             endpoint_fault=status in ENDPOINT_FAULTS)
+            raise _Fatal(f"HTTP {status}", detail)
+        try:
+            data = json.loads(text)
+            choice = data["choices"][0]
+            content = choice["message"]["content"] if req.messages is not None else choice["text"]
+            if not isinstance(content, str):
+                raise TypeError("the reply has no text")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise _Retry("unparseable reply", f"{type(exc).__name__}: {exc}", raw=text[:2000]) from exc
+        extra: dict[str, Any] = {}
+        if req.json_schema is not None:
+            extra["parsed"] = _validated(content, req.json_schema)
+        usage = data.get("usage") or {}
+        return CompletionResult(req.key, content, tokens_in=int(usage.get("prompt_tokens") or 0),
+                                tokens_out=int(usage.get("completion_tokens") or 0),
+                                finish_reason=str(choice.get("finish_reason") or ""), extra=extra)
 
     def _payload(self, req: CompletionRequest) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": req.max_tokens,
@@ -76,53 +245,36 @@ class OpenAICompatibleLLM(LLM):
             body["stop"] = list(req.stop)
         if req.seed is not None:
             body["seed"] = req.seed
+        if req.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "reply", "schema": req.json_schema}}
         if req.messages is not None:
             body["messages"] = [dict(m) for m in req.messages]
             return f"{self.base_url}/chat/completions", body
         body["prompt"] = req.prompt or ""
         return f"{self.base_url}/completions", body
 
-    def _one(self, req: CompletionRequest) -> CompletionResult:
-        url, body = self._payload(req)
-        started = time.monotonic()
-        error = ""
-        for attempt in range(1, self.max_retries + 2):
-            wait_s: float | None = None
-            try:
-                resp = self._client.post(url, json=body)
-                if resp.status_code == 200:
-                    text, finish, usage = _parse(resp.json(), chat=req.messages is not None)
-                    return CompletionResult(req.key, text, attempts=attempt,
-                                            tokens_in=int(usage.get("prompt_tokens", 0) or 0),
-                                            tokens_out=int(usage.get("completion_tokens", 0) or 0),
-                                            seconds=time.monotonic() - started, finish_reason=finish)
-                error = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                if resp.status_code not in RETRY_STATUS:
-                    break
-                wait_s = _retry_after(resp.headers.get("retry-after"))
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                error = f"unparseable reply: {exc}"
-            if attempt <= self.max_retries:
-                backoff = self.backoff_s * (2 ** (attempt - 1))
-                time.sleep(wait_s if wait_s is not None else backoff * (0.5 + random.random()))
-        return CompletionResult(req.key, None, error=error, attempts=attempt,
-                                seconds=time.monotonic() - started)
 
+def _validated(content: str, schema: dict[str, Any]) -> Any:
+    """The reply parsed as JSON and checked against the strategy's schema, or a retry."""
+    import jsonschema
 
-def _parse(data: dict[str, Any], chat: bool) -> tuple[str, str, dict[str, Any]]:
-    choice = data["choices"][0]
-    text = choice["message"]["content"] if chat else choice["text"]
-    if not isinstance(text, str):
-        raise ValueError("reply has no text")
-    return text, str(choice.get("finish_reason") or ""), data.get("usage") or {}
+    try:
+        parsed = json.loads(content)
+    except ValueError as exc:
+        raise _Retry("invalid JSON", f"reply is not JSON: {exc}", raw=content[:2000]) from exc
+    try:
+        jsonschema.validate(parsed, schema)
+    except jsonschema.ValidationError as exc:
+        raise _Retry("schema mismatch", f"reply does not match the schema: {exc.message}",
+                     raw=content[:2000]) from exc
+    return parsed
 
 
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return min(max(float(value), 0.0), 60.0)
+        return min(max(float(value), 0.0), 120.0)
     except ValueError:
         return None
