@@ -210,26 +210,27 @@ class OpenAICompatibleLLM(LLM):
         try:
             async with self._session.post(url, data=payload, headers=headers) as resp:
                 status = resp.status
-                text = await resp.text()
+                raw_body = await resp.read()
                 retry_after = resp.headers.get("Retry-After")
         except asyncio.TimeoutError as exc:
             raise _Retry("timeout", f"no reply within {self.timeout_s:g} s", endpoint_fault=True) from exc
         except aiohttp.ClientError as exc:
             raise _Retry("connection", f"{type(exc).__name__}: {exc}", endpoint_fault=True) from exc
         if status != 200:
-            detail = f"HTTP {status}: {text[:200]}"
+            detail = f"HTTP {status}: {raw_body[:200].decode('utf-8', 'replace')}"
             if status in RETRY_STATUS:
                 raise _Retry(f"HTTP {status}", detail, wait_s=_retry_after(retry_after),
                              endpoint_fault=status in ENDPOINT_FAULTS)
             raise _Fatal(f"HTTP {status}", detail)
         try:
-            data = json.loads(text)
+            data = json.loads(raw_body)
             choice = data["choices"][0]
             content = choice["message"]["content"] if req.messages is not None else choice["text"]
             if not isinstance(content, str):
                 raise TypeError("the reply has no text")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise _Retry("unparseable reply", f"{type(exc).__name__}: {exc}", raw=text[:2000]) from exc
+            raise _Retry("unparseable reply", f"{type(exc).__name__}: {exc}",
+                         raw=raw_body[:2000].decode("utf-8", "replace")) from exc
         extra: dict[str, Any] = {}
         if req.json_schema is not None:
             extra["parsed"] = _validated(content, req.json_schema)
