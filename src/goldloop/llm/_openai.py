@@ -155,7 +155,7 @@ class OpenAICompatibleLLM(LLM):
         payload = json.dumps(body).encode()
         estimate = len(payload) / 4 + req.max_tokens
         headers = {"Idempotency-Key": req.key}
-        started = time.monotonic()
+        started: float | None = None        # from the first send, not from queueing for the window
         attempt, last_cause, last_detail, raw = 0, "", "", ""
         while True:
             attempt += 1
@@ -165,6 +165,7 @@ class OpenAICompatibleLLM(LLM):
                 await self._requests_bucket.take(1)
                 await self._tokens_bucket.take(estimate)
                 async with window:
+                    started = started or time.monotonic()
                     result = await self._attempt(req, url, payload, headers)
                 self.breaker.success(probe)
                 self._tokens_bucket.refund(estimate - result.tokens_in - result.tokens_out)
@@ -188,7 +189,8 @@ class OpenAICompatibleLLM(LLM):
                 last_cause, last_detail = "endpoint down", str(exc)
                 break
         result = CompletionResult(req.key, None, error=f"{last_cause}: {last_detail}", attempts=attempt,
-                                  seconds=time.monotonic() - started, extra={"raw": raw} if raw else {})
+                                  seconds=time.monotonic() - (started or time.monotonic()),
+                                  extra={"raw": raw} if raw else {})
         self._count(result, attempt)
         self.account.failure_causes[last_cause] += 1
         return result
@@ -232,6 +234,8 @@ class OpenAICompatibleLLM(LLM):
             raise _Retry("unparseable reply", f"{type(exc).__name__}: {exc}",
                          raw=raw_body[:2000].decode("utf-8", "replace")) from exc
         extra: dict[str, Any] = {}
+        if isinstance(data.get("timings"), dict):       # llama.cpp's own measurements of this request
+            extra["timings"] = data["timings"]
         if req.json_schema is not None:
             extra["parsed"] = _validated(content, req.json_schema)
         usage = data.get("usage") or {}
