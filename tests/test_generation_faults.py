@@ -47,9 +47,9 @@ def test_faults_on_30_percent_of_requests_are_all_accounted_for(project):
 
 def test_sigkill_at_random_points_gives_exactly_once_results(project):
     path, cfg, store = project
-    cfg.generate.per_label = 40                      # 120 requests
+    cfg.generate.per_label = 60                      # 180 requests, 8 at a time, 0.1 s each
     cfg.llm.concurrency = 8
-    with FakeOpenAIServer(latency_s=0.05) as server:
+    with FakeOpenAIServer(latency_s=0.1) as server:
         cfg.llm.backend = "openai"
         cfg.llm.base_url = server.url
         cfg.save(path)
@@ -64,7 +64,7 @@ def test_sigkill_at_random_points_gives_exactly_once_results(project):
             deadline = time.monotonic() + 60
             while len(server.log) == before and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.005)
-            time.sleep(rng.uniform(0.0, 0.4))
+            time.sleep(rng.uniform(0.0, 0.3))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
