@@ -18,7 +18,7 @@ from ..llm import LLM, CompletionRequest
 from ..progress import progress_bar
 from ..records import Provenance, Record, content_hash, normalize_text, now
 from ..store import GenerationRow, Store
-from ._strategies import get_strategy
+from ._strategies import Rules, get_strategy
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[Plann
     """The round's requests, the same every time for the same store, config and round.
 
     Seeds come from gold *train* records only: held-out real data never reaches a prompt.
+    Each strategy picks the labels it drafts for (``targeted.v1``: those in ``[generate]
+    targets``), and the domain rules go into every prompt.
     """
     train = store.records(origin="gold", split="train")
     if not train:
@@ -69,18 +71,19 @@ def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[Plann
         by_label.setdefault(rec.label, []).append(rec)
     g = cfg.generate
     mode = cfg.llm.mode
+    rules = Rules.from_config(g)
     planned: list[PlannedRequest] = []
     for strategy_name in g.strategies:
         strategy = get_strategy(strategy_name)
         template_hash = strategy.template_hash(mode)
-        for label in sorted(by_label):
+        for label, weakness in strategy.plan_labels(sorted(by_label), g).items():
             pool = by_label[label]
             rng = random.Random(content_hash(cfg.project.seed, round, strategy.name, label))
             for position in range(g.per_label):
                 seeds = rng.sample(pool, min(g.seeds_per_prompt, len(pool)))
                 prompt = strategy.render(mode, label, seeds, item_name=g.item_name,
                                          description=g.label_descriptions.get(label, ""),
-                                         seed_words=g.seed_words)
+                                         seed_words=g.seed_words, rules=rules, weakness=weakness)
                 key = content_hash(strategy.name, template_hash, prompt.text, prompt.messages, llm.backend,
                                    llm.model, g.temperature, g.top_p, g.max_tokens, round, position)
                 request = CompletionRequest(key=key, prompt=prompt.text, messages=prompt.messages,

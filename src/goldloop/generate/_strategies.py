@@ -2,21 +2,24 @@
 
 A strategy has a versioned name (``paraphrase.v1``) that goes into every record's
 provenance, declares what it reads and writes, and renders its prompts from sandboxed
-Jinja2 templates in which gold text is inserted as data (one line, inside fixed markers),
-so text in the data cannot change a template's structure or instructions.
+Jinja2 templates in which gold text, domain rules and weaknesses are inserted as data (one
+line, inside fixed markers), so text in the data cannot change a template's structure or
+instructions.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import ClassVar
 
-from jinja2 import StrictUndefined
+from jinja2 import FunctionLoader, StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from ..config import GenerateConfig
 from ..errors import ConfigError
 from ..records import Record
 
@@ -29,8 +32,13 @@ def oneline(value: object) -> str:
     return text.replace("<data>", "\u2039data\u203a").replace("</data>", "\u2039/data\u203a")
 
 
+def _template_source(name: str) -> str:
+    return files("goldloop.generate").joinpath("templates", name).read_text(encoding="utf-8")
+
+
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env = SandboxedEnvironment(loader=FunctionLoader(_template_source), undefined=StrictUndefined,
+                               autoescape=False, keep_trailing_newline=False)
     env.filters["oneline"] = oneline
     return env
 
@@ -38,8 +46,45 @@ def _environment() -> SandboxedEnvironment:
 _ENV = _environment()
 
 
-def _template_source(name: str) -> str:
-    return files("goldloop.generate").joinpath("templates", name).read_text(encoding="utf-8")
+def _with_includes(names: Iterable[str]) -> list[str]:
+    """The named templates and every template they include, each once, sorted.
+
+    Found by parsing, not declared by hand, so a shared include cannot be left out of a
+    strategy's template hash.
+    """
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for ref in meta.find_referenced_templates(_ENV.parse(_template_source(name))):
+            if ref is None:
+                raise ValueError(f"template {name} includes a template by a computed name")
+            todo.append(ref)
+    return sorted(seen)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The project's domain rules, shown as data in every prompt of every strategy."""
+
+    must: tuple[str, ...] = ()
+    must_not: tuple[str, ...] = ()
+    vocabulary: tuple[str, ...] = ()
+    red_lines: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, g: GenerateConfig) -> Rules:
+        """The rules of ``[generate]``, without blank entries (which would render as empty markers)."""
+        def kept(items: Iterable[str]) -> tuple[str, ...]:
+            return tuple(str(item) for item in items if str(item).strip())
+
+        return cls(kept(g.rules_must), kept(g.rules_must_not), kept(g.vocabulary), kept(g.red_lines))
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.must_not or self.vocabulary or self.red_lines)
 
 
 @dataclass(frozen=True)
@@ -51,28 +96,39 @@ class Prompt:
     stop: tuple[str, ...]
 
 
+_SEEDS = "gold-train records of one label: text"
+_RULES = "[generate] rules_must, rules_must_not, vocabulary, red_lines"
+
+
 class Strategy:
     """Base class. Subclasses set ``name``, ``inputs``, ``outputs`` and template names."""
 
     name: ClassVar[str]
     inputs: ClassVar[tuple[str, ...]]
     outputs: ClassVar[tuple[str, ...]]
-    templates: ClassVar[dict[str, str]]     # part -> template file
+    templates: ClassVar[dict[str, str]]     # part ("completion", "system", "user") -> template file
 
     def template_hash(self, mode: str) -> str:
+        """A hash of every template file the mode renders, shared includes too: it goes into provenance."""
         parts = [p for p in sorted(self.templates) if (p == "completion") == (mode == "completion")]
-        blob = "\0".join(f"{p}\0{_template_source(self.templates[p])}" for p in parts)
+        names = _with_includes(self.templates[p] for p in parts)
+        blob = "\0".join(f"{name}\0{_template_source(name)}" for name in names)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
+    def plan_labels(self, labels: Sequence[str], g: GenerateConfig) -> dict[str, str]:
+        """The labels this strategy drafts for in a round, each with the weakness it aims at ("": none)."""
+        return dict.fromkeys(labels, "")
+
     def render(self, mode: str, label: str, seeds: list[Record], *, item_name: str, description: str,
-               seed_words: int) -> Prompt:
+               seed_words: int, rules: Rules | None = None, weakness: str = "") -> Prompt:
         examples = [" ".join(s.text.split()[:seed_words]) for s in seeds]
-        context = {"label": label, "description": description, "item_name": item_name, "examples": examples}
+        context = {"label": label, "description": description, "item_name": item_name, "examples": examples,
+                   "rules": rules if rules is not None else Rules(), "weakness": weakness}
         if mode == "completion":
-            text = _ENV.from_string(_template_source(self.templates["completion"])).render(context)
+            text = _ENV.get_template(self.templates["completion"]).render(context)
             return Prompt(text=text, messages=None, stop=("\n",))
-        system = _ENV.from_string(_template_source(self.templates["system"])).render(context)
-        user = _ENV.from_string(_template_source(self.templates["user"])).render(context)
+        system = _ENV.get_template(self.templates["system"]).render(context)
+        user = _ENV.get_template(self.templates["user"]).render(context)
         return Prompt(text=None, messages=({"role": "system", "content": system},
                                            {"role": "user", "content": user}), stop=())
 
@@ -86,17 +142,83 @@ class Strategy:
         return ""
 
 
+def _templates(name: str) -> dict[str, str]:
+    return {part: f"{name}.{part}.j2" for part in ("completion", "system", "user")}
+
+
 class Paraphrase(Strategy):
     """New examples of one label, close in topic and style to a few gold-train seeds."""
 
     name = "paraphrase.v1"
-    inputs = ("gold-train records of one label: text",)
+    inputs = (_SEEDS, _RULES)
     outputs = ("text", "label")
-    templates = {"completion": "paraphrase.v1.completion.j2", "system": "paraphrase.v1.system.j2",
-                 "user": "paraphrase.v1.user.j2"}
+    templates = _templates(name)
 
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Paraphrase,)}
+class Harder(Strategy):
+    """Harder examples of one label: ambiguous or difficult, yet correctly labelled.
+
+    Seeds drawn from gold are mostly typical cases; a classifier trained only on those is
+    brittle near the label's borders, which is where these examples sit.
+    """
+
+    name = "harder.v1"
+    inputs = (_SEEDS, _RULES)
+    outputs = ("text", "label")
+    templates = _templates(name)
+
+
+class EdgeCase(Strategy):
+    """Rare but valid situations for one label, which a small gold set seldom contains."""
+
+    name = "edge_case.v1"
+    inputs = (_SEEDS, _RULES)
+    outputs = ("text", "label")
+    templates = _templates(name)
+
+
+class Targeted(Strategy):
+    """Examples of one label aimed at a stated weakness (two labels confused, low recall).
+
+    The weakness comes from ``[generate] targets`` as a description in words, and the seeds
+    from gold-train records: held-out text never reaches the prompt, so evaluation on it
+    stays honest.
+    """
+
+    name = "targeted.v1"
+    inputs = (_SEEDS, "[generate] targets[label]: the weakness, in words", _RULES)
+    outputs = ("text", "label")
+    templates = _templates(name)
+
+    def plan_labels(self, labels: Sequence[str], g: GenerateConfig) -> dict[str, str]:
+        """Only the labels named in ``[generate] targets``.
+
+        A missing or mistyped entry is an error rather than a round that quietly drafts
+        nothing for the weakness it was meant to fix.
+        """
+        if not g.targets:
+            raise ConfigError("goldloop.toml: [generate] strategies lists targeted.v1 but [generate] targets is "
+                              "empty; describe each weakness to aim at, e.g. "
+                              "targets = { \"billing\" = \"confused with account: refund of a locked card\" }")
+        unknown = sorted(set(g.targets) - set(labels))
+        if unknown:
+            raise ConfigError(f"goldloop.toml: [generate] targets names {', '.join(map(repr, unknown))}, which "
+                              f"the gold training data does not have; labels: {', '.join(labels)}")
+        blank = sorted(label for label, text in g.targets.items() if not str(text).strip())
+        if blank:
+            raise ConfigError(f"goldloop.toml: [generate] targets gives {', '.join(map(repr, blank))} an empty "
+                              f"description; describe the weakness in words")
+        return {label: str(g.targets[label]) for label in labels if label in g.targets}
+
+    def render(self, mode: str, label: str, seeds: list[Record], *, item_name: str, description: str,
+               seed_words: int, rules: Rules | None = None, weakness: str = "") -> Prompt:
+        if not weakness.strip():
+            raise ValueError(f"{self.name} needs the weakness to aim at for label {label!r}")
+        return super().render(mode, label, seeds, item_name=item_name, description=description,
+                              seed_words=seed_words, rules=rules, weakness=weakness)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Paraphrase, Harder, EdgeCase, Targeted)}
 
 
 def get_strategy(name: str) -> Strategy:
