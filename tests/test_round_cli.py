@@ -35,6 +35,9 @@ def test_init_ingest_round_report(tmp_path):
 
     report = json.loads((project / "reports" / "round-1.json").read_text())
     assert report["round"] == 1 and report["generation"]["planned"] == 36
+    spent = report["generation"]["by_strategy"]["paraphrase.v1 / fake / fake-echo"]
+    assert spent["requests"] == 36 and spent["tokens_in"] > 0 and spent["tokens_out"] > 0
+    assert report["generation"]["account"]["requested"] == 36
     assert report["evaluation"]["heldout_size"] == 12
     assert set(report["evaluation"]["gold_only"]["per_label"]) == {"billing", "outage", "account"}
     assert report["evaluation"]["verdict"] in ("improved", "no clear change", "worse")
@@ -46,6 +49,8 @@ def test_init_ingest_round_report(tmp_path):
     assert result.exit_code == 0 and "round 1" in result.output
     result = runner.invoke(main, ["-p", str(project), "status"])
     assert result.exit_code == 0 and "round 1: done" in result.output
+    metrics = open_store(project).rounds()[0].metrics
+    assert metrics["generation"]["by_strategy"]["paraphrase.v1 / fake / fake-echo"]["tokens_out"] > 0
 
     # the next round starts fresh and the held-out records never entered a snapshot
     store = open_store(project)
@@ -60,6 +65,8 @@ def test_stage_commands_compose_into_a_round(tmp_path):
     for cmd in (["generate"], ["filter"], ["snapshot"], ["evaluate"]):
         result = runner.invoke(main, ["-q", "-p", str(project), *cmd])
         assert result.exit_code == 0, (cmd, result.output)
+        if cmd == ["generate"]:
+            assert "36 requests planned" in result.output and "paraphrase.v1 / fake / fake-echo" in result.output
     assert "macro-F1" in result.output
     assert (project / "reports" / "round-1.html").exists()
 

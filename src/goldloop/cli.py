@@ -136,9 +136,20 @@ def generate(project: Project) -> None:
     project.say(f"round {number}: generating with the {project.cfg.llm.backend} backend")
     rep = generate_stage(project.store, project.cfg, number, show_progress=not project.quiet)
     out.print(f"round {number}: {rep.planned} requests planned, {rep.already_done} answered before, "
-              f"{rep.succeeded} succeeded and {rep.failed} failed now; {rep.tokens_out} tokens out")
+              f"{rep.succeeded} succeeded and {rep.failed} failed now; {rep.tokens_in} tokens in, "
+              f"{rep.tokens_out} out")
+    acc = rep.account
+    if acc.get("retried"):
+        causes = ", ".join(f"{n} {escape(str(c))}" for c, n in acc["retry_causes"].items())
+        out.print(f"  {acc['retried']} requests needed retries ({acc['retries']} in all: {causes})")
     for reason, count in rep.errors.most_common():
-        out.print(f"  failed: {count} × {escape(reason)} (run `goldloop generate` again to retry)")
+        out.print(f"  failed: {count} × {escape(reason)} (run `goldloop generate` again to retry them)")
+    if rep.by_strategy:
+        table = Table("strategy / backend / model", "requests", "failed", "tokens in", "tokens out", "seconds")
+        for name, part in rep.by_strategy.items():
+            table.add_row(escape(name), *(str(int(part[k])) for k in ("requests", "failed", "tokens_in",
+                                                                         "tokens_out")), f"{part['seconds']:.1f}")
+        out.print(table)
 
 
 @main.command(name="filter")

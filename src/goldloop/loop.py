@@ -59,8 +59,12 @@ def close_round(store: Store, cfg: Config, project_dir: Path, number: int, embed
     timings["snapshot_train_evaluate"] = time.monotonic() - started
     paths = write_report(store, cfg, project_dir, number, gen or stored_summary(store, number),
                          summarize(store, number), snap, evaluation, timings)
+    spent = stored_summary(store, number)
     store.finish_round(number, snap.id, {"evaluation": evaluation.to_json(), "timings": timings,
-                                         "report": str(paths[1].name)})
+                                         "report": str(paths[1].name),
+                                         "generation": {"tokens_in": spent.tokens_in, "tokens_out": spent.tokens_out,
+                                                        "request_seconds": round(spent.seconds, 2),
+                                                        "by_strategy": spent.by_strategy}})
     return snap, evaluation, paths
 
 

@@ -42,18 +42,30 @@ class GenerateReport:
     tokens_out: int = 0
     seconds: float = 0.0
     errors: Counter[str] = field(default_factory=Counter)
+    # "strategy / backend / model" -> requests, succeeded, failed, tokens in and out, request seconds
+    by_strategy: dict[str, dict[str, float]] = field(default_factory=dict)
+    account: dict[str, object] = field(default_factory=dict)     # the backend's run account, if it keeps one
 
-    def count(self, ok: bool, error: str, tokens_in: int, tokens_out: int, seconds: float) -> None:
-        """Add one request's outcome to the account."""
+    def count(self, row: GenerationRow) -> None:
+        """Add one request's outcome to the account, overall and for its strategy and model."""
+        ok = row.status == "ok"
         if ok:
             self.succeeded += 1
             self.records += 1
         else:
             self.failed += 1
-            self.errors[error.split(":")[0]] += 1
-        self.tokens_in += tokens_in
-        self.tokens_out += tokens_out
-        self.seconds += seconds
+            self.errors[row.error.split(":")[0]] += 1
+        self.tokens_in += row.tokens_in
+        self.tokens_out += row.tokens_out
+        self.seconds += row.seconds
+        key = f"{row.strategy} / {row.backend} / {row.model}"
+        part = self.by_strategy.setdefault(key, {"requests": 0, "succeeded": 0, "failed": 0, "tokens_in": 0,
+                                                 "tokens_out": 0, "seconds": 0.0})
+        part["requests"] += 1
+        part["succeeded" if ok else "failed"] += 1
+        part["tokens_in"] += row.tokens_in
+        part["tokens_out"] += row.tokens_out
+        part["seconds"] = round(part["seconds"] + row.seconds, 3)
 
 
 def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[PlannedRequest]:
@@ -119,15 +131,20 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
                 records.append(Record.synthetic(text, plan.label, prov))
             prompt_text = req.prompt if req.prompt is not None else "\n\n".join(
                 m["content"] for m in req.messages or ())
-            store.add_generation(GenerationRow(
+            row = GenerationRow(
                 request_key=req.key, round=round, strategy=plan.strategy, label=plan.label,
                 prompt=prompt_text, status="ok" if result.ok else "failed", reply=result.text or "",
                 error=result.error, attempts=result.attempts, tokens_in=result.tokens_in,
-                tokens_out=result.tokens_out, seconds=result.seconds), records)
-            report.count(result.ok, result.error, result.tokens_in, result.tokens_out, result.seconds)
-            advance(1, note=f"{report.tokens_out} tokens out")
+                tokens_out=result.tokens_out, seconds=result.seconds, backend=llm.backend, model=llm.model)
+            store.add_generation(row, records)
+            report.count(row)
+            advance(1, note=f"{report.tokens_in} tokens in, {report.tokens_out} out, {report.failed} failed")
+    account = getattr(llm, "account", None)
+    if account is not None:
+        report.account = account.to_json()
     store.log_event("generate.done", {"round": round, "succeeded": report.succeeded, "failed": report.failed,
-                                      "tokens_in": report.tokens_in, "tokens_out": report.tokens_out})
+                                      "tokens_in": report.tokens_in, "tokens_out": report.tokens_out,
+                                      "by_strategy": report.by_strategy, "account": report.account})
     return report
 
 
@@ -136,5 +153,5 @@ def stored_summary(store: Store, round: int) -> GenerateReport:
     rows = store.generations(round=round)
     report = GenerateReport(round=round, planned=len(rows))
     for row in rows:
-        report.count(row.status == "ok", row.error, row.tokens_in, row.tokens_out, row.seconds)
+        report.count(row)
     return report

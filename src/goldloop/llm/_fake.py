@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from ._base import LLM, CompletionRequest, CompletionResult
+from ._flow import Account
 
 Script = Callable[[CompletionRequest], "str | Exception"]
 _WORD = re.compile(r"[^\W\d_]+")
@@ -44,6 +45,7 @@ class FakeLLM(LLM):
         self.delay_s = delay_s
         self.model = model
         self.requests: list[CompletionRequest] = []
+        self.account = Account()
         self._lock = threading.Lock()
 
     def complete(self, requests: Sequence[CompletionRequest]) -> Iterator[CompletionResult]:
@@ -55,9 +57,15 @@ class FakeLLM(LLM):
                 time.sleep(self.delay_s)
             out = self.script(req)
             prompt = req.prompt or " ".join(m["content"] for m in req.messages or ())
+            self.account.requested += 1
             if isinstance(out, Exception):
+                self.account.failed += 1
+                self.account.failure_causes[type(out).__name__] += 1
                 yield CompletionResult(req.key, None, error=f"{type(out).__name__}: {out}",
                                        seconds=time.monotonic() - started)
                 continue
+            self.account.succeeded += 1
+            self.account.tokens_in += len(prompt.split())
+            self.account.tokens_out += len(out.split())
             yield CompletionResult(req.key, out, tokens_in=len(prompt.split()), tokens_out=len(out.split()),
                                    seconds=time.monotonic() - started, finish_reason="stop")

@@ -34,6 +34,8 @@ class GenerationRow(NamedTuple):
     tokens_in: int
     tokens_out: int
     seconds: float
+    backend: str = ""
+    model: str = ""
 
 
 class RoundInfo(NamedTuple):

@@ -212,17 +212,17 @@ class SQLiteStore(Store):
 
     def add_generation(self, row: GenerationRow, records: Iterable[Record]) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (row.request_key, row.round, row.strategy, row.label, row.prompt, row.status,
                         row.reply, row.error, row.attempts, row.tokens_in, row.tokens_out, row.seconds,
-                        now()))
+                        now(), row.backend, row.model))
             self.add_records(records)
 
     def generations(self, round: int | None = None) -> list[GenerationRow]:
         where, args = _where(round=round)
         return [GenerationRow(*r) for r in self._db.execute(
             "SELECT request_key, round, strategy, label, prompt, status, reply, error, attempts,"
-            f" tokens_in, tokens_out, seconds FROM generations {where} ORDER BY rowid", args)]
+            f" tokens_in, tokens_out, seconds, backend, model FROM generations {where} ORDER BY rowid", args)]
 
     # -- snapshots ----------------------------------------------------------------------
     def add_snapshot(self, snapshot: Snapshot) -> None:

@@ -81,7 +81,9 @@ CREATE TABLE IF NOT EXISTS generations (
     tokens_in INTEGER NOT NULL,
     tokens_out INTEGER NOT NULL,
     seconds REAL NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS snapshots (
