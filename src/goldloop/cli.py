@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import __version__
 from .config import CONFIG_FILE, Config, reference_markdown
@@ -145,7 +145,8 @@ def generate(project: Project) -> None:
     for reason, count in rep.errors.most_common():
         out.print(f"  failed: {count} × {escape(reason)} (run `goldloop generate` again to retry them)")
     if rep.by_strategy:
-        table = Table("strategy / backend / model", "requests", "failed", "tokens in", "tokens out", "seconds")
+        table = Table(Column("strategy / backend / model", no_wrap=True), "requests", "failed", "tokens in",
+                      "tokens out", "seconds")
         for name, part in rep.by_strategy.items():
             table.add_row(escape(name), *(str(int(part[k])) for k in ("requests", "failed", "tokens_in",
                                                                          "tokens_out")), f"{part['seconds']:.1f}")
