@@ -1,6 +1,7 @@
 """A generation run against a faulty endpoint ends with every request accounted for, and a run
 killed with SIGKILL at random points resumes to exactly-once results."""
 
+import json
 import os
 import random
 import signal
@@ -89,3 +90,29 @@ def test_sigkill_at_random_points_gives_exactly_once_results(project):
     # Replies lost in flight at a kill are sent again: at most one window per kill.
     resent = sum(1 for key in served if sum(e.key == key for e in log) > 1)
     assert resent <= kills * cfg.llm.concurrency
+
+
+def test_structured_chat_output_is_validated_and_parsed(project):
+    from .test_llm_backends import ScriptedServer
+
+    _, cfg, store = project
+    cfg.llm.mode = "chat"
+    cfg.llm.structured_output = True
+    cfg.generate.per_label = 2
+
+    def script(body, attempt):
+        assert body["response_format"]["json_schema"]["schema"]["required"] == ["text"]
+        user = body["messages"][1]["content"]
+        if "billing" in user.split("\n")[0] and attempt == 1:
+            return '{"draft": "wrong shape"}'           # fails validation, retried
+        return json.dumps({"text": "a structured draft about the account please help"})
+
+    with ScriptedServer(script) as server:
+        llm = OpenAICompatibleLLM(server.url, "m", concurrency=4, backoff_s=0.001)
+        report = generate(store, cfg, llm, round=1, show_progress=False)
+        llm.close()
+    assert report.succeeded == 6 and llm.account.retry_causes["schema mismatch"] == 2
+    texts = {r.text for r in store.records(origin="synthetic")}
+    assert texts == {"a structured draft about the account please help"}
+    assert all(r.provenance.params["json_schema"]["required"] == ["text"]
+               for r in store.records(origin="synthetic"))

@@ -70,6 +70,9 @@ class LLMConfig:
     mode: str = _f("completion", "`completion`: the model continues a numbered few-shot list (right for "
                    "base models such as the embedded default). `chat`: instructions as chat messages "
                    "(right for instruction-tuned endpoints).", choices=("completion", "chat"))
+    structured_output: bool = _f(False, "In `chat` mode, ask the endpoint for JSON matching each strategy's "
+                                        "schema ({\"text\": ...}); replies that fail to parse or validate "
+                                        "are retried, then recorded as failures with their raw text.")
     model: str = _f("", "Model name sent to the endpoint. For `embedded`: a path to a GGUF file, or empty "
                         "for the bundled Gemma 3 270M.")
     base_url: str = _f("", "Base URL of the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1. "

@@ -97,11 +97,14 @@ def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[Plann
                                          description=g.label_descriptions.get(label, ""),
                                          seed_words=g.seed_words, rules=rules, weakness=weakness)
                 key = content_hash(strategy.name, template_hash, prompt.text, prompt.messages, llm.backend,
-                                   llm.model, g.temperature, g.top_p, g.max_tokens, round, position)
+                                   llm.model, g.temperature, g.top_p, g.max_tokens, round, position,
+                                   cfg.llm.structured_output and mode == "chat")
+                structured = cfg.llm.structured_output and prompt.messages is not None
                 request = CompletionRequest(key=key, prompt=prompt.text, messages=prompt.messages,
                                             max_tokens=g.max_tokens, temperature=g.temperature,
                                             top_p=g.top_p, stop=prompt.stop,
-                                            seed=int(key[:8], 16) & 0x7FFFFFFF)
+                                            seed=int(key[:8], 16) & 0x7FFFFFFF,
+                                            json_schema=strategy.json_schema if structured else None)
                 planned.append(PlannedRequest(request, strategy.name, label, tuple(s.id for s in seeds),
                                               template_hash))
     return planned
@@ -123,8 +126,8 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
             records: list[Record] = []
             if result.ok:
                 strategy = get_strategy(plan.strategy)
-                text = normalize_text(strategy.parse(result.text or "", cfg.generate.item_name),
-                                      cfg.ingest.normalize)
+                text = normalize_text(strategy.parse(result.text or "", cfg.generate.item_name,
+                                                     result.extra.get("parsed")), cfg.ingest.normalize)
                 prov = Provenance(parents=plan.seeds, strategy=plan.strategy, backend=llm.backend,
                                   model=llm.model, params=req.sampling(), template_hash=plan.template_hash,
                                   request_key=req.key, round=round, source="generate", created_at=now())

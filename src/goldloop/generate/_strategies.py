@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from jinja2 import FunctionLoader, StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
@@ -132,8 +132,16 @@ class Strategy:
         return Prompt(text=None, messages=({"role": "system", "content": system},
                                            {"role": "user", "content": user}), stop=())
 
-    def parse(self, reply: str, item_name: str) -> str:
-        """The candidate text in a reply: its first non-empty line, without a numbering prefix."""
+    # The structured reply a chat endpoint is asked for when [llm] structured_output is on.
+    json_schema: ClassVar[dict[str, Any]] = {
+        "type": "object", "properties": {"text": {"type": "string", "minLength": 1}},
+        "required": ["text"], "additionalProperties": False}
+
+    def parse(self, reply: str, item_name: str, parsed: Any = None) -> str:
+        """The candidate text in a reply: the validated JSON's ``text`` when the reply was
+        structured, else its first non-empty line without a numbering prefix."""
+        if isinstance(parsed, dict) and isinstance(parsed.get("text"), str):
+            reply = parsed["text"]
         for line in reply.splitlines():
             line = line.strip()
             if line:
