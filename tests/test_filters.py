@@ -1,7 +1,7 @@
 """Filters: each drop is a stored verdict with a reason; leakage and label doubt are caught."""
 
 from goldloop.embed import CachedEmbedder, HashingEmbedder
-from goldloop.filters import distinct_bigram_ratio, run_filters
+from goldloop.filters import active_filters, distinct_bigram_ratio, run_filters
 from goldloop.records import Provenance, Record, now
 
 
@@ -51,7 +51,7 @@ def test_each_filter_drops_what_it_should(project):
     assert dropped[cands[7].id] == ["label_consistency.v1"]
     assert "reads as 'account'" in by[cands[7].id]["label_consistency.v1"].reason
     # every filter judged every candidate, and the funnel adds up
-    assert all(len(v) == 5 for v in by.values())
+    assert all(len(v) == len(active_filters(cfg)) == 6 for v in by.values())
     assert report.candidates == 8 and report.passed == 1
     assert sum(report.dropped_by.values()) == report.candidates - report.passed
     assert report.dropped_any["length.v1"] == 2 and report.dropped_by["length.v1"] == 2
@@ -97,6 +97,38 @@ def test_explain_shows_every_verdict(project):
     run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
     result = CliRunner().invoke(main, ["-p", str(path), "filter", "--explain", cand.id[:10]])
     assert result.exit_code == 0, result.output
-    for name in ("length.v1", "repetition.v1", "leakage.v1", "exact_dup.v1", "label_consistency.v1"):
+    for name in ("length.v1", "repetition.v1", "leakage.v1", "exact_dup.v1", "label_consistency.v1",
+                 "collapse_guard.v1"):
         assert name in result.output
     assert "repetition loop" in result.output
+
+
+def test_collapse_guard_trips_on_a_repetitive_candidate_set(project):
+    _, cfg, store = project
+    cfg.filter.label_consistency = "off"
+    template = "my invoice charge refund payment card bill receipt price {} please help"
+    narrow = [_candidate(template.format(w), "billing", n=i) for i, w in enumerate(
+        ["now", "today", "again", "soon", "here", "there", "please", "asap"])]
+    rng = __import__("random").Random(1)
+    words = "password login reset username email locked account signin profile access".split()
+    varied = [_candidate("my " + " ".join(rng.choice(words) for _ in range(9)) + f" please help {i}", "account",
+                         n=100 + i) for i in range(8)]
+    store.add_records(narrow + varied)
+    report = run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    by = _verdicts_by_record(store)
+    for cand in narrow:
+        v = by[cand.id]["collapse_guard.v1"]
+        assert not v.keep and "label 'billing': distinct_2" in v.reason and "lower" in v.reason
+    assert all(by[c.id]["collapse_guard.v1"].keep for c in varied)
+    assert report.dropped_by["collapse_guard.v1"] == 8
+
+
+def test_collapse_guard_can_be_turned_off(project):
+    _, cfg, store = project
+    cfg.filter.label_consistency = "off"
+    cfg.filter.collapse_margin = 1.0
+    narrow = [_candidate(f"my invoice charge refund payment card bill receipt price {w} please help", "billing",
+                         n=i) for i, w in enumerate(["now", "today", "again", "soon", "here", "there"])]
+    store.add_records(narrow)
+    run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    assert all(_verdicts_by_record(store)[c.id]["collapse_guard.v1"].keep for c in narrow)

@@ -11,10 +11,11 @@ from ..records import Record, Verdict
 from ..store import Store
 from ._base import Filter, FilterContext
 from ._consistency import LabelConsistency
+from ._diversity import CollapseGuard
 from ._rules import ExactDuplicate, Leakage, Length, Repetition, distinct_bigram_ratio
 
 FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Length, Repetition, Leakage, ExactDuplicate,
-                                                        LabelConsistency)}
+                                                        LabelConsistency, CollapseGuard)}
 
 
 def active_filters(cfg: Config) -> list[Filter]:
@@ -22,6 +23,7 @@ def active_filters(cfg: Config) -> list[Filter]:
     chosen: list[Filter] = [Length(), Repetition(), Leakage(), ExactDuplicate()]
     if cfg.filter.label_consistency != "off":
         chosen.append(LabelConsistency())
+    chosen.append(CollapseGuard())          # last: it judges what the others kept
     return chosen
 
 
@@ -88,6 +90,6 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
     return report
 
 
-__all__ = ["ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "LabelConsistency",
+__all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "LabelConsistency",
            "Leakage", "Length", "Repetition", "active_filters", "distinct_bigram_ratio", "passing",
            "run_filters", "summarize"]
