@@ -43,7 +43,10 @@ def test_init_ingest_round_report(tmp_path):
     assert report["evaluation"]["verdict"] in ("improved", "no clear change", "worse")
     assert report["snapshot"]["manifest"]["by_origin"]["gold"] == 48
     html = (project / "reports" / "round-1.html").read_text()
-    assert "Held-out real data" in html and "Filter funnel" in html
+    assert "Held-out real data" in html and "Filter funnel" in html and "Diversity of the synthetic rows" in html
+    div = report["diversity"]["billing"]
+    assert set(div) == {"gold", "candidates", "synthetic_share"}
+    assert 0 < div["gold"]["distinct_2"] <= 1 and 0 <= div["candidates"]["coverage"] <= 1
 
     result = runner.invoke(main, ["-p", str(project), "report"])
     assert result.exit_code == 0 and "round 1" in result.output

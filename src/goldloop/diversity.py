@@ -131,3 +131,23 @@ def collapse_check(candidates: dict[str, LabelDiversity], gold: dict[str, LabelD
             if base > 0 and value < base * (1.0 - margin):
                 found.append(Collapse(label, name, value, base))
     return found
+
+
+def round_diversity(candidates: dict[str, tuple[list[str], np.ndarray]],
+                    gold: dict[str, tuple[list[str], np.ndarray]], clusters_per_label: int = 4,
+                    seed: int = 0) -> dict[str, Any]:
+    """Per label: the kept candidates' and the gold set's measures, and the synthetic share.
+
+    ``candidates`` and ``gold`` map a label to (texts, unit embedding rows).
+    """
+    out: dict[str, Any] = {}
+    for label in sorted(gold):
+        g_texts, g_vecs = gold[label]
+        c_texts, c_vecs = candidates.get(label, ([], np.zeros((0, g_vecs.shape[1]), dtype=np.float32)))
+        centers = gold_clusters(g_vecs, clusters_per_label, seed)
+        out[label] = {
+            "gold": measure(g_texts, g_vecs, label, centers=centers).to_json(),
+            "candidates": measure(c_texts, c_vecs, label, gold_vectors=g_vecs, centers=centers).to_json(),
+            "synthetic_share": round(len(c_texts) / (len(c_texts) + len(g_texts)), 4),
+        }
+    return out

@@ -18,7 +18,8 @@ from .evaluate import Evaluation, evaluate_snapshot
 from .filters import FilterReport, run_filters, summarize
 from .generate import GenerateReport, generate, stored_summary
 from .llm import LLM, make_llm
-from .records import Snapshot
+from .diversity import round_diversity
+from .records import Record, Snapshot
 from .report import write_report
 from .snapshot import build_snapshot
 from .store import Store
@@ -57,15 +58,30 @@ def close_round(store: Store, cfg: Config, project_dir: Path, number: int, embed
     snap = build_snapshot(store, cfg, number)
     evaluation = evaluate_snapshot(store, cfg, snap, embedder)
     timings["snapshot_train_evaluate"] = time.monotonic() - started
+    spread = snapshot_diversity(store, cfg, snap, embedder)
     paths = write_report(store, cfg, project_dir, number, gen or stored_summary(store, number),
-                         summarize(store, number), snap, evaluation, timings)
+                         summarize(store, number), snap, evaluation, timings, spread)
     spent = stored_summary(store, number)
     store.finish_round(number, snap.id, {"evaluation": evaluation.to_json(), "timings": timings,
-                                         "report": str(paths[1].name),
+                                         "report": str(paths[1].name), "diversity": spread,
                                          "generation": {"tokens_in": spent.tokens_in, "tokens_out": spent.tokens_out,
                                                         "request_seconds": round(spent.seconds, 2),
                                                         "by_strategy": spent.by_strategy}})
     return snap, evaluation, paths
+
+
+def snapshot_diversity(store: Store, cfg: Config, snap: Snapshot, embedder: CachedEmbedder) -> dict[str, Any]:
+    """Diversity per label of the snapshot's synthetic rows next to its gold rows."""
+    records = store.records(ids=snap.record_ids)
+    groups: dict[str, dict[str, list[Record]]] = {"gold": {}, "synthetic": {}}
+    for rec in records:
+        groups["gold" if rec.origin == "gold" else "synthetic"].setdefault(rec.label, []).append(rec)
+
+    def embedded(by_label: dict[str, list[Record]]) -> dict[str, tuple[list[str], Any]]:
+        return {label: ([r.text for r in recs], embedder.embed([r.text for r in recs]))
+                for label, recs in by_label.items()}
+
+    return round_diversity(embedded(groups["synthetic"]), embedded(groups["gold"]), seed=cfg.project.seed)
 
 
 def run_round(store: Store, cfg: Config, project_dir: Path, *, llm: LLM | None = None,

@@ -26,7 +26,8 @@ REPORT_DIR = "reports"
 
 
 def round_report(store: Store, cfg: Config, number: int, gen: GenerateReport, filt: FilterReport,
-                 snap: Snapshot, evaluation: Evaluation, timings: dict[str, float]) -> dict[str, Any]:
+                 snap: Snapshot, evaluation: Evaluation, timings: dict[str, float],
+                 diversity: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report's figures as one JSON-ready dict."""
     candidates = store.records(origin="synthetic", round=number)
     verdicts = store.verdicts(round=number)
@@ -60,6 +61,7 @@ def round_report(store: Store, cfg: Config, number: int, gen: GenerateReport, fi
         "snapshot": {"id": snap.id, "manifest": snap.manifest},
         "evaluation": {**evaluation.to_json(), "confidence": cfg.evaluate.confidence},
         "per_label": per_label,
+        "diversity": diversity or {},
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "examples": [{"id": c.id, "label": c.label, "text": c.text,
                       "outcome": first_drop.get(c.id, "kept") if c.id in dropped else "kept"} for c in sample],
@@ -75,9 +77,9 @@ def render_html(report: dict[str, Any]) -> str:
 
 def write_report(store: Store, cfg: Config, project_dir: Path, number: int, gen: GenerateReport,
                  filt: FilterReport, snap: Snapshot, evaluation: Evaluation,
-                 timings: dict[str, float]) -> tuple[Path, Path]:
+                 timings: dict[str, float], diversity: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write reports/round-N.json and reports/round-N.html; return their paths."""
-    report = round_report(store, cfg, number, gen, filt, snap, evaluation, timings)
+    report = round_report(store, cfg, number, gen, filt, snap, evaluation, timings, diversity)
     out = Path(project_dir) / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / f"round-{number}.json", out / f"round-{number}.html"
