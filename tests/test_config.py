@@ -26,6 +26,8 @@ def test_defaults_round_trip(tmp_path):
     ({"review": {"unreviewed_may_train": "yes"}}, "[review] unreviewed_may_train must be true or false"),
     ({"project": {"labels": "a,b"}}, "[project] labels must be a list of strs"),
     ({"project": 3}, "[project] must be a table of settings"),
+    ({"filter": {"forbidden_patterns": ["(unclosed"]}},
+     "[filter] forbidden_patterns holds an invalid regular expression '(unclosed'"),
 ])
 def test_bad_values_name_the_key(data, message):
     with pytest.raises(ConfigError) as info:

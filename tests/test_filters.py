@@ -51,7 +51,7 @@ def test_each_filter_drops_what_it_should(project):
     assert dropped[cands[7].id] == ["label_consistency.v1"]
     assert "reads as 'account'" in by[cands[7].id]["label_consistency.v1"].reason
     # every filter judged every candidate, and the funnel adds up
-    assert all(len(v) == len(active_filters(cfg)) == 6 for v in by.values())
+    assert all(len(v) == len(active_filters(cfg)) == 7 for v in by.values())   # label_set.v1 too
     assert report.candidates == 8 and report.passed == 1
     assert sum(report.dropped_by.values()) == report.candidates - report.passed
     assert report.dropped_any["length.v1"] == 2 and report.dropped_by["length.v1"] == 2
@@ -132,3 +132,73 @@ def test_collapse_guard_can_be_turned_off(project):
     store.add_records(narrow)
     run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
     assert all(_verdicts_by_record(store)[c.id]["collapse_guard.v1"].keep for c in narrow)
+
+
+def test_pattern_rules_red_lines_label_set_and_language(project):
+    _, cfg, store = project
+    cfg.filter.label_consistency = "off"
+    cfg.filter.required_patterns = [r"\bhelp\b"]
+    cfg.filter.forbidden_patterns = [r"as an ai"]
+    cfg.generate.red_lines = ["ACME Corp"]
+    cfg.filter.language = "en"
+    cands = {
+        "ok": _candidate("my invoice charge is wrong and the refund never came please help", "billing", n=1),
+        "no_help": _candidate("my invoice charge is wrong and the refund never came today", "billing", n=2),
+        "ai": _candidate("as an ai i cannot see your invoice charge but please help", "billing", n=3),
+        "red": _candidate("my acme corp invoice charge is wrong and late please help", "billing", n=4),
+        "label": _candidate("my invoice charge is wrong and the refund is late please help", "shipping", n=5),
+        "french": _candidate("ma facture est fausse et le remboursement est en retard aidez moi help", "billing",
+                             n=6),
+    }
+    store.add_records(cands.values())
+    run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    by = _verdicts_by_record(store)
+    assert by[cands["ok"].id]["patterns.v1"].keep and by[cands["ok"].id]["language.v1"].keep
+    assert "misses required pattern" in by[cands["no_help"].id]["patterns.v1"].reason
+    assert "matches forbidden pattern 'as an ai'" in by[cands["ai"].id]["patterns.v1"].reason
+    assert "crosses red line 'acme corp'" in by[cands["red"].id]["patterns.v1"].reason
+    assert not by[cands["label"].id]["label_set.v1"].keep
+    lang = by[cands["french"].id]["language.v1"]
+    assert not lang.keep and "reads as 'fr'" in lang.reason
+
+
+def test_user_filters_register_under_versioned_names(project, tmp_path, monkeypatch):
+    import pytest
+
+    from goldloop.errors import ConfigError
+    from goldloop.filters import FILTERS, Filter, register
+
+    _, cfg, store = project
+    plugin = tmp_path / "my_filters.py"
+    plugin.write_text(
+        "from goldloop.filters import Filter, register\n"
+        "@register\n"
+        "class NoDigits(Filter):\n"
+        "    name = 'no_digits.v1'\n"
+        "    reads = ('text',)\n"
+        "    def judge(self, candidates, ctx):\n"
+        "        return [self.verdict(c, not any(ch.isdigit() for ch in c.text), None, 'digits', ctx)\n"
+        "                for c in candidates]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg.filter.plugins = ["my_filters"]
+    cfg.filter.extra = ["no_digits.v1"]
+    cfg.filter.label_consistency = "off"
+    cand = _candidate("my invoice 42 charge refund payment card please help now", "billing")
+    store.add_records([cand])
+    run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    assert not _verdicts_by_record(store)[cand.id]["no_digits.v1"].keep
+    FILTERS.pop("no_digits.v1")
+
+    class Unversioned(Filter):
+        name = "unversioned"
+        reads = ("text",)
+
+        def judge(self, candidates, ctx):
+            return []
+
+    with pytest.raises(ConfigError, match="must be versioned"):
+        register(Unversioned)
+    cfg.filter.extra = ["missing.v1"]
+    cfg.filter.plugins = []
+    with pytest.raises(ConfigError, match=r"\[filter\] extra names 'missing.v1'"):
+        run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))

@@ -132,6 +132,15 @@ class GenerateConfig:
 class FilterConfig:
     min_words: int = _f(5, "Candidates with fewer words are dropped (`length.v1`).", minimum=0)
     max_words: int = _f(400, "Candidates with more words are dropped (`length.v1`).", minimum=1)
+    required_patterns: list[str] = _f([], "Regular expressions every candidate must match (`patterns.v1`), "
+                                          "e.g. an order number format.")
+    forbidden_patterns: list[str] = _f([], "Regular expressions no candidate may match (`patterns.v1`), e.g. "
+                                           "\"as an ai\" or e-mail addresses.")
+    language: str = _f("", "Language every candidate must be in, as an ISO 639-1 code such as `en` "
+                           "(`language.v1`; needs the `language` extra). Empty: not checked.")
+    plugins: list[str] = _f([], "Python modules to import before filtering; they register filters of their "
+                                "own with `goldloop.filters.register`.")
+    extra: list[str] = _f([], "Registered filters to run besides the built-in ones, by versioned name.")
     min_distinct_bigrams: float = _f(0.8, "Candidates whose distinct-bigram ratio is lower are dropped "
                                           "as degenerate repetition (`repetition.v1`).",
                                      minimum=0.0, maximum=1.0)
@@ -263,6 +272,14 @@ def _check_value(where: str, hint: Any, meta: Any, value: Any, source: str) -> A
     elif kind is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(bad + f"must be a table of strings, got {value!r}")
+    if kind is list and where.endswith("_patterns"):
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(bad + f"holds an invalid regular expression {pattern!r}: {exc}") from exc
     choices = meta.get("choices")
     if choices and value not in choices:
         raise ConfigError(bad + f"must be one of {', '.join(choices)}; got {value!r}")

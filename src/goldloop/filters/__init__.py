@@ -2,28 +2,83 @@
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from ..config import Config
 from ..embed import CachedEmbedder
+from ..errors import ConfigError
 from ..records import Record, Verdict
 from ..store import Store
 from ._base import Filter, FilterContext
 from ._consistency import LabelConsistency
 from ._diversity import CollapseGuard
-from ._rules import ExactDuplicate, Leakage, Length, Repetition, distinct_bigram_ratio
+from ._rules import (ExactDuplicate, LabelInSet, Language, Leakage, Length, Patterns, Repetition,
+                     distinct_bigram_ratio)
 
-FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Length, Repetition, Leakage, ExactDuplicate,
-                                                        LabelConsistency, CollapseGuard)}
+# Pipeline order: the funnel attributes each drop to the first filter here that made it.
+FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Length, Repetition, Patterns, LabelInSet, Language,
+                                                        Leakage, ExactDuplicate, LabelConsistency)}
+_VERSIONED = re.compile(r"^[a-z][a-z0-9_]*\.v[0-9]+$")
+
+
+def register(cls: type[Filter]) -> type[Filter]:
+    """Register a user filter under its versioned name, for [filter] extra.
+
+    >>> from goldloop.filters import Filter, register
+    >>> @register
+    ... class NoShouting(Filter):
+    ...     name = "no_shouting.v1"
+    ...     reads = ("text",)
+    ...     def judge(self, candidates, ctx):
+    ...         return [self.verdict(c, not c.text.isupper(), None, "shouting" if c.text.isupper() else "calm", ctx)
+    ...                 for c in candidates]
+    >>> "no_shouting.v1" in FILTERS
+    True
+    """
+    name = getattr(cls, "name", "")
+    if not _VERSIONED.match(name):
+        raise ConfigError(f"filter name {name!r} must be versioned, like 'my_rule.v1'")
+    if not getattr(cls, "reads", None):
+        raise ConfigError(f"filter {name} must declare what it reads (a `reads` tuple)")
+    existing = FILTERS.get(name)
+    if existing is not None and existing is not cls:
+        raise ConfigError(f"a different filter is already registered as {name!r}; bump its version")
+    FILTERS[name] = cls
+    return cls
+
+
+def _load_plugins(cfg: Config) -> None:
+    for module in cfg.filter.plugins:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"goldloop.toml: [filter] plugins names {module!r}, which cannot be imported: "
+                              f"{exc}") from exc
 
 
 def active_filters(cfg: Config) -> list[Filter]:
-    """The filters a round runs, cheapest first."""
-    chosen: list[Filter] = [Length(), Repetition(), Leakage(), ExactDuplicate()]
-    if cfg.filter.label_consistency != "off":
+    """The filters a round runs, cheapest first; the collapse guard last, on what the rest kept."""
+    _load_plugins(cfg)
+    f = cfg.filter
+    chosen: list[Filter] = [Length(), Repetition()]
+    if f.required_patterns or f.forbidden_patterns or cfg.generate.red_lines:
+        chosen.append(Patterns())
+    chosen.append(LabelInSet())
+    if f.language:
+        chosen.append(Language())
+    chosen += [Leakage(), ExactDuplicate()]
+    if f.label_consistency != "off":
         chosen.append(LabelConsistency())
-    chosen.append(CollapseGuard())          # last: it judges what the others kept
+    for name in f.extra:
+        if name not in FILTERS:
+            raise ConfigError(f"goldloop.toml: [filter] extra names {name!r}, which is not registered; "
+                              f"registered: {', '.join(sorted(FILTERS))} (load yours with [filter] plugins)")
+        if name not in {x.name for x in chosen}:
+            chosen.append(FILTERS[name]())
+    chosen.append(CollapseGuard())
     return chosen
 
 
@@ -39,7 +94,7 @@ class FilterReport:
     dropped_any: Counter[str] = field(default_factory=Counter)
 
     def funnel(self) -> list[tuple[str, int]]:
-        order = list(FILTERS)
+        order = [*FILTERS, CollapseGuard.name]
         steps = sorted(self.dropped_by.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else
                                                                  len(order), kv[0]))
         return [("candidates", self.candidates), *steps, ("passed", self.passed)]
@@ -74,7 +129,7 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
     ids = {c.id for c in candidates}
     verdicts = [v for v in store.verdicts(round=round) if v.record_id in ids]
     report = FilterReport(round=round, candidates=len(candidates))
-    order = list(FILTERS)
+    order = [*FILTERS, CollapseGuard.name]
     first: dict[str, str] = {}
     for v in verdicts:
         if not v.keep:
@@ -90,6 +145,6 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
     return report
 
 
-__all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "LabelConsistency",
-           "Leakage", "Length", "Repetition", "active_filters", "distinct_bigram_ratio", "passing",
-           "run_filters", "summarize"]
+__all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport",
+           "LabelConsistency", "LabelInSet", "Language", "Leakage", "Length", "Patterns", "Repetition",
+           "active_filters", "distinct_bigram_ratio", "passing", "register", "run_filters", "summarize"]

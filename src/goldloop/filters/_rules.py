@@ -1,7 +1,11 @@
-"""Cheap text rules: emptiness and length, degenerate repetition, exact duplicates, exact leakage."""
+"""Cheap text rules: length, repetition, patterns and red lines, label set, language, exact
+duplicates and exact leakage."""
 
 from __future__ import annotations
 
+import re
+
+from ..errors import StageError
 from ..records import Record, Verdict, text_hash
 from ._base import Filter, FilterContext
 
@@ -102,4 +106,69 @@ class ExactDuplicate(Filter):
             else:
                 first_this_round[h] = rec.id
                 out.append(self.verdict(rec, True, 0.0, "new text", ctx))
+        return out
+
+
+class Patterns(Filter):
+    """Drops candidates that miss a required pattern, hit a forbidden one, or cross a red line.
+
+    Patterns are regular expressions from [filter] required_patterns / forbidden_patterns,
+    matched case-insensitively; red lines are the literal phrases of [generate] red_lines.
+    """
+
+    name = "patterns.v1"
+    reads = ("text", "[filter] required_patterns, forbidden_patterns", "[generate] red_lines")
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        required = [(p, re.compile(p, re.IGNORECASE)) for p in ctx.cfg.filter.required_patterns]
+        forbidden = [(p, re.compile(p, re.IGNORECASE)) for p in ctx.cfg.filter.forbidden_patterns]
+        red_lines = [line.strip().lower() for line in ctx.cfg.generate.red_lines if line.strip()]
+        out = []
+        for rec in candidates:
+            lowered = rec.text.lower()
+            problems = [f"misses required pattern {p!r}" for p, rx in required if not rx.search(rec.text)]
+            problems += [f"matches forbidden pattern {p!r}" for p, rx in forbidden if rx.search(rec.text)]
+            problems += [f"crosses red line {line!r}" for line in red_lines if line in lowered]
+            out.append(self.verdict(rec, not problems, float(len(problems)),
+                                    "; ".join(problems) or "every pattern rule holds", ctx))
+        return out
+
+
+class LabelInSet(Filter):
+    """Drops candidates whose label is not in the project's label set (or, without one, has no gold)."""
+
+    name = "label_set.v1"
+    reads = ("label", "[project] labels or the gold labels")
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        labels = set(ctx.cfg.project.labels) or {r.label for r in ctx.gold_train}
+        return [self.verdict(rec, rec.label in labels, None, "label in the label set" if rec.label in labels
+                             else f"label {rec.label!r} is not in the label set", ctx) for rec in candidates]
+
+
+class Language(Filter):
+    """Drops candidates not in [filter] language (langdetect, seeded so verdicts repeat)."""
+
+    name = "language.v1"
+    reads = ("text", "[filter] language")
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        try:
+            from langdetect import DetectorFactory, detect_langs
+            from langdetect.lang_detect_exception import LangDetectException
+        except ImportError as exc:
+            raise StageError("[filter] language needs langdetect: install goldloop with its `language` "
+                             "extra, or clear [filter] language") from exc
+        DetectorFactory.seed = 0
+        want = ctx.cfg.filter.language
+        out = []
+        for rec in candidates:
+            try:
+                best = detect_langs(rec.text)[0]
+                lang, prob = best.lang, float(best.prob)
+            except LangDetectException:
+                lang, prob = "unknown", 0.0
+            keep = lang == want
+            out.append(self.verdict(rec, keep, prob, f"reads as {lang!r} (p={prob:.2f})" +
+                                    ("" if keep else f", not {want!r}"), ctx))
         return out
