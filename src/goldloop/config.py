@@ -148,6 +148,16 @@ class FilterConfig:
                                 "gold-trained classifier places under another label: `drop`, `flag` "
                                 "(kept, marked label-doubt for review) or `off`.",
                                 choices=("drop", "flag", "off"))
+    min_knn_margin: float = _f(-0.1, "`label_consistency.v1` also doubts a candidate whose nearest gold-train "
+                                      "record of another label is closer (cosine) than its nearest one of its "
+                                      "own label by more than this (-0.1: 0.1 closer). -2 turns it off.",
+                               minimum=-2.0, maximum=1.0)
+    judge: bool = _f(False, "Run `judge.v1`: an LLM grades each candidate against judge_rubric with a "
+                            "structured verdict. Worth it only with a capable endpoint ([llm] backend = "
+                            "\"openai\", mode = \"chat\"); models under 1B are near chance as judges.")
+    judge_rubric: str = _f("The text is a realistic, correct example of its label: on topic, coherent, not a "
+                           "copy of the examples, and free of anything the rules forbid.",
+                           "What `judge.v1` asks the judge to check.")
     collapse_margin: float = _f(0.3, "`collapse_guard.v1` drops a label's candidates when their distinct-2 or "
                                      "embedding dispersion is lower than the gold set's by more than this "
                                      "share (0.3: 30 % lower). 1 turns the guard off.", minimum=0.0, maximum=1.0)

@@ -15,12 +15,13 @@ from ..store import Store
 from ._base import Filter, FilterContext
 from ._consistency import LabelConsistency
 from ._diversity import CollapseGuard
+from ._judge import Judge
 from ._rules import (ExactDuplicate, LabelInSet, Language, Leakage, Length, Patterns, Repetition,
                      distinct_bigram_ratio)
 
 # Pipeline order: the funnel attributes each drop to the first filter here that made it.
 FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Length, Repetition, Patterns, LabelInSet, Language,
-                                                        Leakage, ExactDuplicate, LabelConsistency)}
+                                                        Leakage, ExactDuplicate, LabelConsistency, Judge)}
 _VERSIONED = re.compile(r"^[a-z][a-z0-9_]*\.v[0-9]+$")
 
 
@@ -72,6 +73,8 @@ def active_filters(cfg: Config) -> list[Filter]:
     chosen += [Leakage(), ExactDuplicate()]
     if f.label_consistency != "off":
         chosen.append(LabelConsistency())
+    if f.judge:
+        chosen.append(Judge())
     for name in f.extra:
         if name not in FILTERS:
             raise ConfigError(f"goldloop.toml: [filter] extra names {name!r}, which is not registered; "
@@ -145,6 +148,6 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
     return report
 
 
-__all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport",
+__all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "Judge",
            "LabelConsistency", "LabelInSet", "Language", "Leakage", "Length", "Patterns", "Repetition",
            "active_filters", "distinct_bigram_ratio", "passing", "register", "run_filters", "summarize"]

@@ -11,9 +11,12 @@ from ._base import Filter, FilterContext
 
 
 class LabelConsistency(Filter):
-    """A candidate whose stated label is not among the gold-trained classifier's top
-    ``max_label_rank`` labels is dropped, or kept with the flag ``label-doubt`` when
-    [filter] label_consistency = "flag". The score is the probability of the stated label."""
+    """Two views of whether a candidate's text belongs to its label: a classifier trained on
+    gold-train (the stated label must be among its top ``max_label_rank``), and the
+    nearest-neighbour margin (its nearest gold-train record of its own label must not be
+    farther than the nearest of another label by more than ``-min_knn_margin``). A candidate
+    failing either is dropped, or kept with the flag ``label-doubt`` when [filter]
+    label_consistency = "flag". The score is the probability of the stated label."""
 
     name = "label_consistency.v1"
     reads = ("text", "label", "gold-train embeddings")
@@ -22,25 +25,39 @@ class LabelConsistency(Filter):
         if ctx.embedder is None:
             raise StageError("label_consistency.v1 needs an embedder")
         gold = ctx.gold_train
-        clf = LinearClassifier(C=ctx.cfg.train.C, seed=ctx.cfg.project.seed).fit(
-            ctx.embedder.embed([r.text for r in gold], "embedding gold-train"), [r.label for r in gold])
         if not candidates:
             return []
-        proba = clf.predict_proba(ctx.embedder.embed([r.text for r in candidates], "embedding candidates"))
+        clf = LinearClassifier(C=ctx.cfg.train.C, seed=ctx.cfg.project.seed).fit(
+            ctx.embedder.embed([r.text for r in gold], "embedding gold-train"), [r.label for r in gold])
+        gold_vecs = ctx.embedder.embed([r.text for r in gold], "embedding gold-train")
+        cand_vecs = ctx.embedder.embed([r.text for r in candidates], "embedding candidates")
+        proba = clf.predict_proba(cand_vecs)
+        sims = cand_vecs @ gold_vecs.T                    # cosine: rows are unit length
+        gold_labels = np.array([r.label for r in gold])
         max_rank = ctx.cfg.filter.max_label_rank
+        min_margin = ctx.cfg.filter.min_knn_margin
         flag_only = ctx.cfg.filter.label_consistency == "flag"
         out = []
-        for rec, row in zip(candidates, proba):
+        for rec, row, sim in zip(candidates, proba, sims):
             if rec.label not in clf.labels:
                 out.append(self.verdict(rec, False, 0.0, f"label {rec.label!r} has no gold-train data", ctx))
                 continue
             p = float(row[clf.labels.index(rec.label)])
             rank = int(np.sum(row > p)) + 1
             top = clf.labels[int(row.argmax())]
-            if rank <= max_rank:
-                out.append(self.verdict(rec, True, p, f"label ranks {rank} (p={p:.2f})", ctx))
+            own = gold_labels == rec.label
+            margin = float(sim[own].max() - sim[~own].max()) if (~own).any() else 1.0
+            problems = []
+            if rank > max_rank:
+                problems.append(f"label ranks {rank} (p={p:.2f}); the text reads as {top!r} "
+                                f"(p={float(row.max()):.2f})")
+            if margin < min_margin:
+                nearest = str(gold_labels[~own][int(sim[~own].argmax())])
+                problems.append(f"nearest gold is {nearest!r}, closer than any {rec.label!r} gold by "
+                                f"{-margin:.2f}")
+            if problems:
+                out.append(self.verdict(rec, flag_only, p, "; ".join(problems), ctx, flag="label-doubt"))
             else:
-                reason = (f"label ranks {rank} (p={p:.2f}); the text reads as {top!r} "
-                          f"(p={float(row.max()):.2f})")
-                out.append(self.verdict(rec, flag_only, p, reason, ctx, flag="label-doubt"))
+                out.append(self.verdict(rec, True, p, f"label ranks {rank} (p={p:.2f}), nearest-gold margin "
+                                        f"{margin:+.2f}", ctx))
         return out
