@@ -23,7 +23,7 @@ def test_each_filter_drops_what_it_should(project):
     _, cfg, store = project
     train = store.records(origin="gold", split="train")
     heldout = store.records(origin="gold", split="heldout")
-    billing_words = "my invoice charge refund payment card bill receipt price please help"
+    billing_words = "my invoice shows a double charge after the refund was promised last week please help"
     cands = [
         _candidate(billing_words, "billing", n=1),                       # fine
         _candidate("", "billing", n=2),                                   # empty
@@ -48,10 +48,10 @@ def test_each_filter_drops_what_it_should(project):
     assert by[cands[4].id]["leakage.v1"].reason.startswith("leakage: identical to held-out record")
     assert "exact_dup.v1" in dropped[cands[5].id]
     assert by[cands[6].id]["exact_dup.v1"].reason == f"same text as candidate {cands[0].id}"
-    assert dropped[cands[7].id] == ["label_consistency.v1"]
+    assert "label_consistency.v1" in dropped[cands[7].id]
     assert "reads as 'account'" in by[cands[7].id]["label_consistency.v1"].reason
     # every filter judged every candidate, and the funnel adds up
-    assert all(len(v) == len(active_filters(cfg)) == 7 for v in by.values())   # label_set.v1 too
+    assert all(len(v) == len(active_filters(cfg)) == 9 for v in by.values())
     assert report.candidates == 8 and report.passed == 1
     assert sum(report.dropped_by.values()) == report.candidates - report.passed
     assert report.dropped_any["length.v1"] == 2 and report.dropped_by["length.v1"] == 2
@@ -63,7 +63,8 @@ def test_flag_mode_keeps_label_doubt_for_review(project):
     _, cfg, store = project
     cfg.filter.label_consistency = "flag"
     cfg.filter.max_label_rank = 1
-    cand = _candidate("my password login reset username email locked account signin please help", "billing")
+    cand = _candidate("my password reset email never arrived so my account login is still locked please help",
+                      "billing")
     store.add_records([cand])
     report = run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
     v = _verdicts_by_record(store)[cand.id]["label_consistency.v1"]
@@ -120,7 +121,7 @@ def test_collapse_guard_trips_on_a_repetitive_candidate_set(project):
         v = by[cand.id]["collapse_guard.v1"]
         assert not v.keep and "label 'billing': distinct_2" in v.reason and "lower" in v.reason
     assert all(by[c.id]["collapse_guard.v1"].keep for c in varied)
-    assert report.dropped_by["collapse_guard.v1"] == 8
+    assert report.dropped_any["collapse_guard.v1"] == 8
 
 
 def test_collapse_guard_can_be_turned_off(project):
@@ -249,3 +250,39 @@ def test_nearest_neighbour_margin_doubts_a_text_closer_to_another_label(project)
     run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
     v = _verdicts_by_record(store)[cand.id]["label_consistency.v1"]
     assert not v.keep and "nearest gold is 'account'" in v.reason and v.flag == "label-doubt"
+
+
+def test_leakage_guard_catches_a_planted_heldout_paraphrase(project):
+    _, cfg, store = project
+    held = store.records(origin="gold", split="heldout")[0]
+    words = held.text.split()
+    paraphrase = " ".join(words[1:3] + words[:1] + words[3:]) + " thanks"       # reordered, one word added
+    unrelated = _candidate("a brand new complaint about a delayed parcel that never showed up please help",
+                           held.label, n=2)
+    planted = _candidate(paraphrase, held.label, n=1)
+    store.add_records([planted, unrelated])
+    cfg.filter.label_consistency = "off"
+    run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    by = _verdicts_by_record(store)
+    v = by[planted.id]["leakage.v1"]
+    assert not v.keep and v.reason.startswith("leakage: near-duplicate") and held.id in v.reason
+    assert by[unrelated.id]["leakage.v1"].keep
+
+
+def test_semantic_leakage_and_duplicates(project):
+    from goldloop.filters import Leakage, SemanticDuplicate
+
+    _, cfg, store = project
+    cfg.filter.near_dup_threshold = 1.0            # only the embedding view may catch it
+    cfg.filter.semantic_dup_threshold = 0.9
+    held = store.records(origin="gold", split="heldout")[0]
+    train = store.records(origin="gold", split="train")[0]
+    # new words (so the word sets differ) but the same bag of words in bulk (so embeddings agree)
+    leak = _candidate(" ".join([held.text] * 3) + " zebra quantum", held.label, n=1)
+    copy_of_train = _candidate(" ".join([train.text] * 3) + " zebra quantum", train.label, n=2)
+    store.add_records([leak, copy_of_train])
+    ctx = FilterContext(store=store, cfg=cfg, round=1, embedder=CachedEmbedder(HashingEmbedder(), store))
+    leaks = {v.record_id: v for v in Leakage().judge([leak, copy_of_train], ctx)}
+    assert not leaks[leak.id].keep and leaks[leak.id].reason.startswith("leakage: semantic duplicate")
+    dups = {v.record_id: v for v in SemanticDuplicate().judge([leak, copy_of_train], ctx)}
+    assert not dups[copy_of_train.id].keep and train.id in dups[copy_of_train.id].reason

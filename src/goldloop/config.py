@@ -141,6 +141,12 @@ class FilterConfig:
     plugins: list[str] = _f([], "Python modules to import before filtering; they register filters of their "
                                 "own with `goldloop.filters.register`.")
     extra: list[str] = _f([], "Registered filters to run besides the built-in ones, by versioned name.")
+    near_dup_threshold: float = _f(0.8, "Estimated Jaccard similarity of word sets (MinHash + LSH) at which "
+                                        "a candidate is a near-duplicate (`near_dup.v1`, `leakage.v1`).",
+                                   minimum=0.1, maximum=1.0)
+    semantic_dup_threshold: float = _f(0.95, "Cosine similarity of embeddings at which a candidate is a semantic "
+                                             "duplicate (`semantic_dup.v1`, `leakage.v1`).",
+                                       minimum=0.5, maximum=1.0)
     min_distinct_bigrams: float = _f(0.8, "Candidates whose distinct-bigram ratio is lower are dropped "
                                           "as degenerate repetition (`repetition.v1`).",
                                      minimum=0.0, maximum=1.0)

@@ -16,12 +16,13 @@ from ._base import Filter, FilterContext
 from ._consistency import LabelConsistency
 from ._diversity import CollapseGuard
 from ._judge import Judge
-from ._rules import (ExactDuplicate, LabelInSet, Language, Leakage, Length, Patterns, Repetition,
-                     distinct_bigram_ratio)
+from ._dedup import Leakage, NearDuplicate, SemanticDuplicate
+from ._rules import ExactDuplicate, LabelInSet, Language, Length, Patterns, Repetition, distinct_bigram_ratio
 
 # Pipeline order: the funnel attributes each drop to the first filter here that made it.
 FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Length, Repetition, Patterns, LabelInSet, Language,
-                                                        Leakage, ExactDuplicate, LabelConsistency, Judge)}
+                                                        Leakage, ExactDuplicate, NearDuplicate, SemanticDuplicate,
+                                                        LabelConsistency, Judge)}
 _VERSIONED = re.compile(r"^[a-z][a-z0-9_]*\.v[0-9]+$")
 
 
@@ -70,7 +71,7 @@ def active_filters(cfg: Config) -> list[Filter]:
     chosen.append(LabelInSet())
     if f.language:
         chosen.append(Language())
-    chosen += [Leakage(), ExactDuplicate()]
+    chosen += [Leakage(), ExactDuplicate(), NearDuplicate(), SemanticDuplicate()]
     if f.label_consistency != "off":
         chosen.append(LabelConsistency())
     if f.judge:
@@ -149,5 +150,6 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
 
 
 __all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "Judge",
-           "LabelConsistency", "LabelInSet", "Language", "Leakage", "Length", "Patterns", "Repetition",
+           "LabelConsistency", "LabelInSet", "Language", "Leakage", "Length", "NearDuplicate", "Patterns",
+           "Repetition", "SemanticDuplicate",
            "active_filters", "distinct_bigram_ratio", "passing", "register", "run_filters", "summarize"]

@@ -12,8 +12,12 @@ from ..records import Record, Verdict
 from ._base import Filter, FilterContext
 
 
+MALFORMED = frozenset({"length.v1", "repetition.v1", "patterns.v1", "label_set.v1", "language.v1"})
+
+
 class CollapseGuard(Filter):
-    """Runs after the other filters, on the candidates they kept. For each label it compares
+    """Runs after the other filters, on the candidates that are well-formed (duplicates
+    included: they are the symptom). For each label it compares
     their distinct-2 and embedding dispersion with the label's gold-train records (cut to the
     candidates' median length, so long gold texts don't look repetitive for their length);
     a label that falls below gold by more than [filter] collapse_margin has all its
@@ -26,8 +30,10 @@ class CollapseGuard(Filter):
         if ctx.embedder is None:
             raise StageError("collapse_guard.v1 needs an embedder")
         margin = ctx.cfg.filter.collapse_margin
+        # Malformed drafts say nothing about the spread of the generator's output; duplicates do
+        # (a label whose drafts are mostly copies has collapsed), so they stay in the measure.
         dropped = {v.record_id for v in ctx.store.verdicts(round=ctx.round)
-                   if not v.keep and v.filter != self.name}
+                   if not v.keep and v.filter in MALFORMED}
         kept = [c for c in candidates if c.id not in dropped]
         by_label: dict[str, list[Record]] = {}
         for rec in kept:

@@ -61,24 +61,6 @@ class Repetition(Filter):
         return out
 
 
-class Leakage(Filter):
-    """Drops any candidate whose text is identical to a held-out real record, whatever else it scored."""
-
-    name = "leakage.v1"
-    reads = ("text", "held-out gold text hashes")
-
-    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
-        heldout = ctx.store.text_hashes(origin="gold", split="heldout")
-        out = []
-        for rec in candidates:
-            hit = heldout.get(text_hash(rec.text))
-            if hit:
-                out.append(self.verdict(rec, False, 1.0, f"leakage: identical to held-out record {hit}", ctx))
-            else:
-                out.append(self.verdict(rec, True, 0.0, "not a copy of held-out data", ctx))
-        return out
-
-
 class ExactDuplicate(Filter):
     """Drops a candidate identical to a gold-train record, an earlier synthetic record, or an
     earlier candidate of this round (the first occurrence is kept)."""
