@@ -185,7 +185,8 @@ def _explain(project: Project, prefix: str) -> None:
     if len(matches) > 1:
         raise GoldloopError(f"more than one record starts with {prefix!r}; give more of the id")
     rec = store.get_record(matches[0])
-    assert rec is not None
+    if rec is None:             # the id was found a moment ago; only a foreign writer could remove it
+        raise GoldloopError(f"record {matches[0]} vanished from the store")
     out.print(f"[bold]{rec.id}[/bold]  {rec.origin}  label {escape(rec.label)!s}  round {rec.round}")
     out.print(escape(rec.text))
     p = rec.provenance
