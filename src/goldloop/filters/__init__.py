@@ -99,8 +99,9 @@ class FilterReport:
 
     def funnel(self) -> list[tuple[str, int]]:
         order = [*FILTERS, CollapseGuard.name]
-        steps = sorted(self.dropped_by.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else
-                                                                 len(order), kv[0]))
+        names = set(self.dropped_by) | set(self.dropped_any)     # a filter whose drops all overlap shows 0
+        steps = sorted(((name, self.dropped_by.get(name, 0)) for name in names),
+                       key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
         return [("candidates", self.candidates), *steps, ("passed", self.passed)]
 
 
