@@ -15,7 +15,7 @@ from goldloop.llm.fake_server import FakeOpenAIServer
 PROMPT = "A list of fruits.\nFruit 1: apple\nFruit 2: banana\nFruit 3:"
 
 
-@pytest.fixture(params=["fake", "openai", pytest.param("embedded", marks=pytest.mark.slow)])
+@pytest.fixture(scope="module", params=["fake", "openai", pytest.param("embedded", marks=pytest.mark.slow)])
 def llm(request):
     if request.param == "fake":
         backend, server = FakeLLM(), None

@@ -8,6 +8,7 @@ remote endpoint, so both backends share one tested code path.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -64,7 +65,15 @@ class EmbeddedLLM(LLM):
         return self._client.complete(requests)
 
     def close(self) -> None:
+        """Close the client, then unload the model. llama.cpp's server destructor joins its HTTP
+        threads and has been seen to hang on that join now and then; it runs in a daemon thread
+        given a bounded wait, so a stuck join can neither block the caller nor process exit."""
         self._client.close()
-        server = getattr(self, "_server", None)
-        if server is not None:
-            del self._server
+        server = self.__dict__.pop("_server", None)
+        if server is None:
+            return
+        holder = [server]
+        del server
+        releaser = threading.Thread(target=holder.clear, name="goldloop-llm-unload", daemon=True)
+        releaser.start()
+        releaser.join(timeout=30)
