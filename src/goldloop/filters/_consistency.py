@@ -27,10 +27,9 @@ class LabelConsistency(Filter):
         gold = ctx.gold_train
         if not candidates:
             return []
-        clf = LinearClassifier(C=ctx.cfg.train.C, seed=ctx.cfg.project.seed).fit(
-            ctx.embedder.embed([r.text for r in gold], "embedding gold-train"), [r.label for r in gold])
-        gold_vecs = ctx.embedder.embed([r.text for r in gold], "embedding gold-train")
-        cand_vecs = ctx.embedder.embed([r.text for r in candidates], "embedding candidates")
+        gold_vecs = ctx.vectors(gold, "embedding gold-train")
+        cand_vecs = ctx.vectors(candidates, "embedding candidates")
+        clf = LinearClassifier(C=ctx.cfg.train.C, seed=ctx.cfg.project.seed).fit(gold_vecs, [r.label for r in gold])
         proba = clf.predict_proba(cand_vecs)
         sims = cand_vecs @ gold_vecs.T                    # cosine: rows are unit length
         gold_labels = np.array([r.label for r in gold])

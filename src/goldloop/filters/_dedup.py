@@ -78,8 +78,8 @@ class SemanticDuplicate(Filter):
             raise StageError("semantic_dup.v1 needs an embedder")
         threshold = ctx.cfg.filter.semantic_dup_threshold
         known = [*ctx.gold_train, *earlier_synthetic(ctx)]
-        cand_vecs = ctx.embedder.embed([c.text for c in candidates], "embedding candidates")
-        known_vecs = ctx.embedder.embed([r.text for r in known], "embedding gold-train")
+        cand_vecs = ctx.vectors(candidates, "embedding candidates")
+        known_vecs = ctx.vectors(known, "embedding gold-train")
         idx, sims = nearest(cand_vecs, known_vecs)
         within = _first_duplicate(semantic_pairs([c.id for c in candidates], cand_vecs, threshold))
         out = []
@@ -114,8 +114,8 @@ class Leakage(Filter):
         index.add([r.id for r in heldout], [r.text for r in heldout])
         near = index.query([c.text for c in candidates])
         if ctx.embedder is not None:
-            held_vecs = ctx.embedder.embed([r.text for r in heldout], "embedding held-out data")
-            idx, sims = nearest(ctx.embedder.embed([c.text for c in candidates], "embedding candidates"), held_vecs)
+            held_vecs = ctx.vectors(heldout, "embedding held-out data")
+            idx, sims = nearest(ctx.vectors(candidates, "embedding candidates"), held_vecs)
         else:
             idx, sims = np.full(len(candidates), -1), np.full(len(candidates), -1.0)
         threshold = ctx.cfg.filter.semantic_dup_threshold

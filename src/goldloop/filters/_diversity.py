@@ -48,8 +48,8 @@ class CollapseGuard(Filter):
                 continue
             cut = max(1, int(statistics.median(len(r.text.split()) for r in recs)))
             gold_texts = [" ".join(r.text.split()[:cut]) for r in gold]
-            gold_vecs = ctx.embedder.embed([r.text for r in gold], "embedding gold-train")
-            cand_vecs = ctx.embedder.embed([r.text for r in recs], "embedding candidates")
+            gold_vecs = ctx.vectors(gold, "embedding gold-train")
+            cand_vecs = ctx.vectors(recs, "embedding candidates")
             cand_div[label] = measure([r.text for r in recs], cand_vecs, label)
             gold_div[label] = measure(gold_texts, gold_vecs, label)
         tripped: dict[str, list[str]] = {}
