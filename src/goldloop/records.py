@@ -19,10 +19,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-ORIGINS = ("gold", "synthetic", "edited")
-SPLITS = ("train", "heldout")
-ACTIONS = ("accept", "reject", "edit", "skip", "undo")
-
 _WS = re.compile(r"\s+")
 _NON_LETTERS = re.compile(r"[^a-z]+")
 
