@@ -22,7 +22,7 @@ import aiohttp
 
 from ..errors import LLMError
 from ._base import LLM, CompletionRequest, CompletionResult
-from ._flow import Account, CircuitBreaker, EndpointDown, TokenBucket
+from ._flow import Account, CircuitBreaker, EndpointDown, TokenBucket, new_event_loop
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 ENDPOINT_FAULTS = {500, 502, 503, 504}
@@ -86,7 +86,7 @@ class OpenAICompatibleLLM(LLM):
     # -- the event loop thread ----------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
-            loop = asyncio.new_event_loop()
+            loop = new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="goldloop-llm", daemon=True)
             thread.start()
             self._loop, self._thread = loop, thread

@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ._flow import new_event_loop
+
 FAULT_KINDS = ("429", "500", "timeout", "invalid_json", "disconnect")
 
 
@@ -129,7 +131,7 @@ class FakeOpenAIServer:
 
     def start(self) -> "FakeOpenAIServer":
         def run() -> None:
-            loop = asyncio.new_event_loop()
+            loop = new_event_loop()
             self._loop = loop
             loop.run_until_complete(self._start())
             self._ready.set()
