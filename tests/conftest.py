@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,43 @@ def fake_config(**sections: dict) -> Config:
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return Config.from_dict(data)
+
+
+PG_ENV = "GOLDLOOP_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A database URL for a fresh, empty store: one SQLite file, then one new PostgreSQL database.
+
+    PostgreSQL comes from ``GOLDLOOP_TEST_POSTGRES_URL`` (``scripts/test`` starts a server and sets
+    it). Without it the PostgreSQL half is skipped, except under CI, where it fails.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PG_ENV} is not set: the store tests must also run on PostgreSQL in CI "
+                        "(scripts/test starts a server with scripts/postgres)")
+        pytest.skip(f"no PostgreSQL server: set {PG_ENV} (scripts/postgres start prints one)")
+    import psycopg
+
+    name = f"goldloop_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def any_store(store_url: str, tmp_path: Path):
+    """An empty store on each database goldloop supports (see ``store_url``)."""
+    store = open_store(tmp_path, url=store_url)
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -1,56 +1,250 @@
-"""The SQLite store: append-only, content-addressed, safe to reopen."""
+"""The store, on SQLite and on PostgreSQL: append-only, content-addressed, migrated, audited."""
+
+import sqlite3
+import threading
 
 import numpy as np
+import pytest
 
-from goldloop.records import Decision, Provenance, Record, Verdict, now
-from goldloop.store import open_store
+from goldloop.errors import StoreError
+from goldloop.records import Comparison, Decision, Provenance, Ranking, Record, Snapshot, Verdict, now
+from goldloop.store import GenerationRow, IngestRow, SQLiteStore, migrations, open_store
 
 
-def test_records_are_content_addressed_and_immutable(tmp_path):
-    store = open_store(tmp_path)
+def _raw(store, sql, args=()):
+    """Write directly to the database, behind the store's back (as a tamperer would)."""
+    with store.transaction() as db:
+        db.execute(sql, args)
+
+
+def test_records_are_content_addressed_and_immutable(any_store, store_url, tmp_path):
     a = Record.gold("same text", "x", source="f.csv line 2")
-    assert store.add_records([a, a]) == 1
-    assert store.add_records([Record.gold("same text", "x", source="other")]) == 0
-    assert store.get_record(a.id).provenance.source == "f.csv line 2"
-    store.close()
-    again = open_store(tmp_path)
+    assert any_store.add_records([a, a]) == 1
+    assert any_store.add_records([Record.gold("same text", "x", source="other")]) == 0
+    assert any_store.get_record(a.id).provenance.source == "f.csv line 2"
+    any_store.close()
+    again = open_store(tmp_path, url=store_url)
     assert [r.id for r in again.records()] == [a.id]
+    again.close()
 
 
-def test_provenance_round_trip(tmp_path):
-    store = open_store(tmp_path)
+def test_records_keep_insertion_order_and_filters(any_store):
+    recs = [Record.gold(f"text {i}", "ab"[i % 2], split="heldout" if i == 3 else "train") for i in range(6)]
+    any_store.add_records(recs)
+    assert [r.id for r in any_store.records()] == [r.id for r in recs]
+    assert [r.id for r in any_store.records(split="heldout")] == [recs[3].id]
+    assert [r.id for r in any_store.records(ids=[recs[4].id, "missing", recs[1].id])] == [recs[4].id, recs[1].id]
+    assert any_store.labels() == ["a", "b"]
+    assert any_store.ids_with_prefix(recs[2].id[:10]) == [recs[2].id]
+    assert any_store.ids_with_prefix("%") == []
+
+
+def test_provenance_round_trip(any_store):
     prov = Provenance(parents=("s1", "s2"), strategy="paraphrase.v1", backend="fake", model="m",
                       params={"temperature": 0.9, "stop": ["\n"]}, template_hash="abc", request_key="k",
                       round=2, source="generate", created_at=now())
     rec = Record.synthetic("draft", "x", prov)
-    store.add_records([rec])
-    assert store.get_record(rec.id) == rec
+    any_store.add_records([rec])
+    assert any_store.get_record(rec.id) == rec
 
 
-def test_verdicts_once_per_filter_and_round(tmp_path):
-    store = open_store(tmp_path)
+def test_verdicts_once_per_filter_and_round(any_store):
     rec = Record.gold("t", "x")
-    store.add_records([rec])
-    store.add_verdicts([Verdict(rec.id, "f.v1", False, 0.1, "first", 1)])
-    store.add_verdicts([Verdict(rec.id, "f.v1", True, 0.9, "second", 1)])
-    assert [v.reason for v in store.verdicts(record_id=rec.id)] == ["first"]
+    any_store.add_records([rec])
+    any_store.add_verdicts([Verdict(rec.id, "f.v1", False, 0.1, "first", 1)])
+    any_store.add_verdicts([Verdict(rec.id, "f.v1", True, 0.9, "second", 1)])
+    assert [v.reason for v in any_store.verdicts(record_id=rec.id)] == ["first"]
 
 
-def test_wal_and_embedding_cache(tmp_path):
-    store = open_store(tmp_path)
-    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_embedding_cache(any_store):
     vec = np.arange(4, dtype=np.float32)
-    store.put_embeddings("m", {"h": vec})
-    assert np.array_equal(store.get_embeddings("m", ["h", "missing"])["h"], vec)
+    any_store.put_embeddings("m", {"h": vec})
+    any_store.put_embeddings("m", {"h": vec + 1})           # first write wins: never recomputed
+    assert np.array_equal(any_store.get_embeddings("m", ["h", "missing"])["h"], vec)
 
 
-def test_rounds_and_decisions(tmp_path):
+def test_sqlite_uses_write_ahead_logging(tmp_path):
     store = open_store(tmp_path)
-    assert store.open_round() == 1 and store.open_round() == 1
+    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_rounds_and_decisions(any_store):
+    assert any_store.open_round() == 1 and any_store.open_round() == 1
     rec = Record.gold("t", "x")
-    store.add_records([rec])
-    store.add_decision(Decision(rec.id, "accept", "ann", 1))
-    store.finish_round(1, None, {"x": 1})
-    assert store.open_round() == 2
-    assert [d.action for d in store.decisions(round=1)] == ["accept"]
-    assert [e[1] for e in store.events()] == ["round.open", "round.done", "round.open"]
+    any_store.add_records([rec])
+    first = any_store.add_decision(Decision(rec.id, "accept", "ann", 1))
+    second = any_store.add_decision(Decision(rec.id, "undo", "ann", 1))
+    assert second > first > 0
+    any_store.finish_round(1, None, {"x": 1})
+    assert any_store.open_round() == 2
+    assert [d.action for d in any_store.decisions(round=1)] == ["accept", "undo"]
+    assert [e[1] for e in any_store.events()] == ["round.open", "round.done", "round.open"]
+    assert any_store.rounds()[0].metrics == {"x": 1}
+
+
+def test_generations_replace_a_failed_reply(any_store):
+    row = GenerationRow("k1", 1, "paraphrase.v1", "x", "prompt", "failed", "", "HTTP 500", 3, 0, 0, 0.1, "fake", "m")
+    any_store.add_generation(row, [])
+    assert any_store.finished_requests(["k1"]) == set()
+    any_store.add_generation(row._replace(status="ok", reply="text", error=""), [])
+    assert any_store.finished_requests(["k1", "k2"]) == {"k1"}
+    assert [g.status for g in any_store.generations(round=1)] == ["ok"]
+
+
+def test_ingest_rows_and_snapshots(any_store):
+    recs = [Record.gold(f"t{i}", "x") for i in range(3)]
+    any_store.add_records(recs)
+    any_store.add_ingest_rows([IngestRow("b1", "f.csv", i + 2, r.id, "added", "") for i, r in enumerate(recs)])
+    assert [r.row for r in any_store.ingest_rows("b1")] == [2, 3, 4]
+    snap = Snapshot("s1", "round-1", 1, tuple(r.id for r in recs), {"records": 3}, now())
+    any_store.add_snapshot(snap)
+    any_store.add_snapshot(snap)                           # idempotent
+    assert any_store.get_snapshot("round-1") == snap
+    assert any_store.snapshots_with(recs[0].id) == ["s1"]
+
+
+def test_comparisons_and_rankings(any_store):
+    a, b, c = (Record.gold(t, "x") for t in ("a", "b", "c"))
+    any_store.add_records([a, b, c])
+    cid = any_store.add_comparison(Comparison(a.id, b.id, "a", "ann", 1))
+    any_store.add_comparison(Comparison(a.id, b.id, "undo", "ann", 1))
+    assert [(x.id, x.winner) for x in any_store.comparisons(round=1)] == [(cid, "a"), (cid + 1, "undo")]
+    with pytest.raises(StoreError, match="winner"):
+        any_store.add_comparison(Comparison(a.id, b.id, "c", "ann", 1))
+    rid = any_store.add_ranking(Ranking((c.id, a.id, b.id), "bob", 1))
+    assert any_store.rankings()[0].record_ids == (c.id, a.id, b.id) and any_store.rankings()[0].id == rid
+    with pytest.raises(StoreError, match="two or more"):
+        any_store.add_ranking(Ranking((a.id, a.id), "bob", 1))
+
+
+def test_a_failed_transaction_writes_nothing(any_store):
+    rec = Record.gold("kept out", "x")
+    with pytest.raises(RuntimeError):
+        with any_store.transaction():
+            any_store.add_records([rec])
+            raise RuntimeError("stop halfway")
+    assert any_store.records() == [] and any_store.audit_entries() == []
+
+
+# -- migrations -------------------------------------------------------------------------
+
+def test_migrations_apply_once_in_order(any_store, store_url, tmp_path):
+    versions = [m.version for m in migrations()]
+    assert versions == sorted(versions) and versions[0] == "0001"
+    applied = [r[0] for r in any_store.query("SELECT version FROM schema_migrations ORDER BY version")]
+    assert applied == versions
+    any_store.close()
+    again = open_store(tmp_path, url=store_url)             # reopening applies nothing twice
+    assert [r[0] for r in again.query("SELECT version FROM schema_migrations ORDER BY version")] == versions
+    again.close()
+
+
+def test_a_store_from_a_newer_goldloop_is_refused(any_store, store_url, tmp_path):
+    _raw(any_store, "INSERT INTO schema_migrations VALUES (?, ?, ?, ?)", ("9999", "future", "x", now()))
+    any_store.close()
+    with pytest.raises(StoreError, match="newer goldloop"):
+        open_store(tmp_path, url=store_url)
+
+
+def test_a_store_made_before_migrations_is_upgraded_in_place(tmp_path):
+    """A version-1 SQLite store (schema without a migrations table) gains the later tables."""
+    path = tmp_path / "old.db"
+    first = migrations()[0]
+    from goldloop.store._sql import statements
+
+    db = sqlite3.connect(path)
+    for stmt in statements(first.sql, SQLiteStore.types):
+        db.execute(stmt)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO records VALUES ('r1', 'old text', 'h', 'x', 'gold', 'train', 0, 1.0)")
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    assert store.schema_version() == migrations()[-1].version
+    assert store.query("SELECT text FROM records") == [("old text",)]
+    store.add_comparison                                     # the new tables exist
+    assert store.comparisons() == []
+
+
+def test_bad_database_urls_are_explained(tmp_path):
+    with pytest.raises(StoreError, match="unsupported database URL mysql"):
+        open_store(tmp_path, url="mysql://u@h/db")
+    with pytest.raises(StoreError, match="cannot connect to postgresql://u:\\*\\*\\*@127.0.0.1:1/db"):
+        open_store(tmp_path, url="postgresql://u:secret@127.0.0.1:1/db")
+    (tmp_path / "junk.db").write_text("not a database" * 100)
+    with pytest.raises(StoreError, match="not a goldloop store"):
+        open_store(tmp_path, url=f"sqlite:///{tmp_path / 'junk.db'}")
+
+
+# -- the audit log ----------------------------------------------------------------------
+
+def _populated(store):
+    gold = Record.gold("gold text", "x", source="f.csv line 2")
+    store.add_records([gold])
+    prov = Provenance(parents=(gold.id,), strategy="paraphrase.v1", backend="fake", model="m", request_key="k",
+                      round=1, created_at=now())
+    syn = Record.synthetic("draft text", "x", prov)
+    store.add_generation(GenerationRow("k", 1, "paraphrase.v1", "x", "p", "ok", "draft text", "", 1, 5, 5, 0.1,
+                                       "fake", "m"), [syn])
+    store.add_verdicts([Verdict(syn.id, "length.v1", True, 12, "12 words", 1)])
+    store.add_decision(Decision(syn.id, "accept", "ann", 1))
+    return gold, syn
+
+
+def test_the_audit_log_vouches_for_every_write(any_store):
+    _populated(any_store)
+    report = any_store.verify_audit()
+    assert report.ok, report.problems
+    kinds = [e["kind"] for e in any_store.audit_entries()]
+    assert kinds == ["records.add", "generation", "records.add", "verdicts", "decision"]
+    assert any_store.audit_entries()[-1]["actor"] == "ann"
+
+
+def test_audit_verify_catches_an_edited_row(any_store):
+    _, syn = _populated(any_store)
+    _raw(any_store, "UPDATE decisions SET action = 'reject' WHERE record_id = ?", (syn.id,))
+    problems = any_store.verify_audit().problems
+    assert len(problems) == 1 and problems[0].startswith("decisions row [1] was edited")
+
+
+def test_audit_verify_catches_a_deleted_row_and_an_added_one(any_store):
+    _, syn = _populated(any_store)
+    _raw(any_store, "DELETE FROM verdicts WHERE record_id = ?", (syn.id,))
+    _raw(any_store, "INSERT INTO decisions (record_id, action, reviewer, round, created_at) VALUES (?, ?, ?, ?, ?)",
+         (syn.id, "reject", "mallory", 1, now()))
+    problems = any_store.verify_audit().problems
+    assert any("verdicts row" in p and "was deleted" in p for p in problems)
+    assert any("decisions row [2] is not in the audit log" in p for p in problems)
+
+
+def test_audit_verify_catches_edited_and_deleted_entries(any_store):
+    _populated(any_store)
+    _raw(any_store, "UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
+    assert any("entry 2" in p and "edited" in p for p in any_store.verify_audit().problems)
+    _raw(any_store, "UPDATE audit_log SET actor = ? WHERE seq = 2", (any_store.actor,))
+    assert any_store.verify_audit().ok
+    _raw(any_store, "DELETE FROM audit_log WHERE seq = 3")
+    problems = any_store.verify_audit().problems
+    assert any("link to the previous entry is broken" in p for p in problems)
+    assert any("missing" in p for p in problems)
+
+
+def test_the_audit_chain_holds_under_concurrent_writers(any_store, store_url, tmp_path):
+    recs = [Record.gold(f"text {i}", "x") for i in range(40)]
+    any_store.add_records(recs)
+
+    def review(name: str, mine: list[Record]) -> None:
+        store = open_store(tmp_path, url=store_url)
+        for r in mine:
+            store.add_decision(Decision(r.id, "accept", name, 1))
+        store.close()
+
+    threads = [threading.Thread(target=review, args=(f"r{k}", recs[k::4])) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(any_store.decisions()) == 40
+    report = any_store.verify_audit()
+    assert report.ok, report.problems[:3]
+    assert report.entries == 41

@@ -160,6 +160,31 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """A reviewer's preference between two candidates: ``winner`` is "a", "b", or "undo"
+    (which withdraws the same reviewer's last standing comparison of this pair)."""
+
+    a_id: str
+    b_id: str
+    winner: str
+    reviewer: str
+    round: int
+    id: int | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A reviewer's ordering of several candidates, best first."""
+
+    record_ids: tuple[str, ...]
+    reviewer: str
+    round: int
+    id: int | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """An immutable, content-addressed dataset version."""
 

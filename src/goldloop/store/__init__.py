@@ -1,17 +1,38 @@
-"""Persistence behind one interface: :class:`Store`, implemented by :class:`SQLiteStore`."""
+"""Persistence behind one interface: :class:`Store`, in SQLite (default) or PostgreSQL (teams)."""
 
+from __future__ import annotations
+
+import os
 from pathlib import Path
 
+from ..errors import StoreError
 from ._base import GenerationRow, IngestRow, RoundInfo, Store
+from ._postgres import PostgresStore
+from ._sql import AuditReport, SQLStore, migrations
 from ._sqlite import SQLiteStore
 
 STORE_DIR = ".goldloop"
 STORE_FILE = "store.db"
+URL_ENV = "GOLDLOOP_DATABASE_URL"
 
 
-def open_store(project_dir: Path | str) -> Store:
-    """Open (creating if needed) the store of the project in ``project_dir``."""
-    return SQLiteStore(Path(project_dir) / STORE_DIR / STORE_FILE)
+def open_store(project_dir: Path | str, url: str | None = None) -> SQLStore:
+    """Open (creating and migrating if needed) the store of the project in ``project_dir``.
+
+    ``url``, else the ``GOLDLOOP_DATABASE_URL`` environment variable, chooses the database:
+    ``postgresql://user:pass@host/db`` for PostgreSQL, ``sqlite:///path`` for another SQLite
+    file; without one, the store is ``.goldloop/store.db`` in the project.
+    """
+    url = url or os.environ.get(URL_ENV) or ""
+    if not url:
+        return SQLiteStore(Path(project_dir) / STORE_DIR / STORE_FILE)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    if url.startswith("sqlite:///"):
+        return SQLiteStore(url[len("sqlite:///"):])
+    raise StoreError(f"unsupported database URL {url.split('://')[0]}://...: use postgresql://user:pass@host/db "
+                     "or sqlite:///path/to/file.db")
 
 
-__all__ = ["GenerationRow", "IngestRow", "RoundInfo", "SQLiteStore", "Store", "open_store"]
+__all__ = ["AuditReport", "GenerationRow", "IngestRow", "PostgresStore", "RoundInfo", "SQLStore", "SQLiteStore",
+           "Store", "migrations", "open_store"]

@@ -1,5 +1,7 @@
--- goldloop store schema, version 1. Rows are only ever added: a later stage adds verdicts,
--- decisions or snapshots; it never changes what an earlier stage wrote.
+-- The foundation schema. Rows are only ever added: a later stage adds verdicts, decisions or
+-- snapshots; it never changes what an earlier stage wrote.
+-- Placeholders: {serial_pk} an auto-increment integer key, {float} double precision, {blob}
+-- bytes, {seq} an insertion-order column where the database has no rowid.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CREATE TABLE IF NOT EXISTS records (
@@ -10,7 +12,7 @@ CREATE TABLE IF NOT EXISTS records (
     origin TEXT NOT NULL CHECK (origin IN ('gold', 'synthetic', 'edited')),
     split TEXT CHECK (split IN ('train', 'heldout')),
     round INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
+    created_at {float} NOT NULL{seq},
     CHECK ((origin = 'gold') = (split IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS records_origin ON records (origin, split);
@@ -29,7 +31,7 @@ CREATE TABLE IF NOT EXISTS provenance (
     round INTEGER NOT NULL,
     source TEXT NOT NULL,
     reviewer TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at {float} NOT NULL
 );
 
 -- One row per input row of every ingest, kept or not, so no row vanishes unexplained.
@@ -44,26 +46,26 @@ CREATE TABLE IF NOT EXISTS ingest_rows (
 );
 
 CREATE TABLE IF NOT EXISTS verdicts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {serial_pk},
     record_id TEXT NOT NULL REFERENCES records (id),
     filter TEXT NOT NULL,
     keep INTEGER NOT NULL,
-    score REAL,
+    score {float},
     reason TEXT NOT NULL,
     flag TEXT NOT NULL DEFAULT '',
     round INTEGER NOT NULL,
-    created_at REAL NOT NULL,
+    created_at {float} NOT NULL,
     UNIQUE (record_id, filter, round)
 );
 
 CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {serial_pk},
     record_id TEXT NOT NULL REFERENCES records (id),
     action TEXT NOT NULL CHECK (action IN ('accept', 'reject', 'edit', 'skip', 'undo')),
     reviewer TEXT NOT NULL,
     round INTEGER NOT NULL,
     new_record_id TEXT REFERENCES records (id),
-    created_at REAL NOT NULL
+    created_at {float} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_record ON decisions (record_id);
 
@@ -80,10 +82,10 @@ CREATE TABLE IF NOT EXISTS generations (
     attempts INTEGER NOT NULL,
     tokens_in INTEGER NOT NULL,
     tokens_out INTEGER NOT NULL,
-    seconds REAL NOT NULL,
-    created_at REAL NOT NULL,
+    seconds {float} NOT NULL,
+    created_at {float} NOT NULL,
     backend TEXT NOT NULL,
-    model TEXT NOT NULL
+    model TEXT NOT NULL{seq}
 );
 
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -91,26 +93,26 @@ CREATE TABLE IF NOT EXISTS snapshots (
     name TEXT NOT NULL,
     round INTEGER NOT NULL,
     manifest TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at {float} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS snapshot_records (
     snapshot_id TEXT NOT NULL REFERENCES snapshots (id),
-    record_id TEXT NOT NULL REFERENCES records (id),
+    record_id TEXT NOT NULL REFERENCES records (id){seq},
     PRIMARY KEY (snapshot_id, record_id)
 );
 
 CREATE TABLE IF NOT EXISTS rounds (
     number INTEGER PRIMARY KEY,
     status TEXT NOT NULL,           -- open | done
-    started_at REAL NOT NULL,
-    finished_at REAL,
+    started_at {float} NOT NULL,
+    finished_at {float},
     snapshot_id TEXT,
     metrics TEXT NOT NULL DEFAULT '{}'
 );
 
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
+    id {serial_pk},
+    at {float} NOT NULL,
     kind TEXT NOT NULL,
     payload TEXT NOT NULL
 );
@@ -119,6 +121,6 @@ CREATE TABLE IF NOT EXISTS embeddings (
     model TEXT NOT NULL,
     text_hash TEXT NOT NULL,
     dim INTEGER NOT NULL,
-    vector BLOB NOT NULL,           -- float32, little-endian
+    vector {blob} NOT NULL,           -- float32, little-endian
     PRIMARY KEY (model, text_hash)
 );
