@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -55,7 +56,11 @@ class Project:
     def store(self) -> Store:
         if self._store is None:
             self.cfg                                   # a project needs its goldloop.toml first
-            self._store = open_store(self.path)
+            # The environment's URL wins over goldloop.toml's, so a password need not be in the file.
+            url = os.environ.get("GOLDLOOP_DATABASE_URL") or self.cfg.project.database_url or None
+            self._store = open_store(self.path, url=url)
+            if self.cfg.review.reviewer:
+                self._store.actor = self.cfg.review.reviewer
         return self._store
 
     def say(self, message: str) -> None:
@@ -219,19 +224,6 @@ def review(project: Project, reviewer: str | None, limit: int | None) -> None:
 @main.command()
 @pass_project
 @_fail_cleanly
-def snapshot(project: Project) -> None:
-    """Build (or show) the open round's training snapshot and its manifest."""
-    from .snapshot import build_snapshot
-
-    number = project.store.open_round()
-    snap = build_snapshot(project.store, project.cfg, number)
-    out.print(f"snapshot {snap.id} ({snap.name})")
-    out.print_json(json.dumps(snap.manifest))
-
-
-@main.command()
-@pass_project
-@_fail_cleanly
 def evaluate(project: Project) -> None:
     """Snapshot, train gold-only and gold + synthetic, score both on held-out real data, write the report."""
     from .embed import CachedEmbedder, make_embedder
@@ -271,6 +263,67 @@ def round_(project: Project, with_review: bool) -> None:
     result = run_round(project.store, project.cfg, project.path, show_progress=not project.quiet,
                        review=review_step if with_review else None, say=project.say)
     _print_scores(result.round, result.evaluation, result.report_paths)
+
+
+def _print_plan(plan: Any, path: Path) -> None:
+    table = Table("label", "strategy", Column("count", justify="right"), "why",
+                  title=f"round {plan.round} plan ({plan.source}): {plan.total} candidates")
+    for line in plan.lines:
+        why = escape(line.reason) + (f" [dim]· aim: {escape(line.weakness)}[/dim]" if line.weakness else "")
+        table.add_row(escape(line.label), escape(line.strategy), str(line.count), why)
+    out.print(table)
+    out.print(f"plan file: {path} (edit it, then run `goldloop loop`)")
+
+
+@main.command(name="plan")
+@click.option("--fresh", is_flag=True,
+              help="Analyse errors and write a new plan even when plans/round-N.toml exists already.")
+@pass_project
+@_fail_cleanly
+def plan_(project: Project, fresh: bool) -> None:
+    """Analyse where the kept model fails and write (or show) the open round's plan, before any generation."""
+    from .embed import CachedEmbedder, make_embedder
+    from .loop import loop_plan
+    from .plan import plan_path
+
+    number = project.store.open_round()
+    embedder = CachedEmbedder(make_embedder(project.cfg.embed), project.store, show_progress=not project.quiet)
+    plan, _ = loop_plan(project.store, project.cfg, project.path, number, embedder, fresh=fresh)
+    _print_plan(plan, plan_path(project.path, number))
+
+
+@main.command(name="loop")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Most rounds to run; the loop stops earlier after [loop] patience rounds without a gain.")
+@click.option("--review/--no-review", "with_review", default=False,
+              help="Stop after each round's filtering for a terminal review before the snapshot.")
+@click.option("--confirm", is_flag=True, help="Show each round's plan and ask before spending generation on it.")
+@pass_project
+@_fail_cleanly
+def loop_(project: Project, rounds: int, with_review: bool, confirm: bool) -> None:
+    """Run the closed loop: analyse errors, plan, generate, filter, train, and keep a round only if held-out data improves."""
+    from .loop import run_loop
+    from .plan import plan_path
+    from .review import run_review
+
+    def review_step(number: int) -> None:
+        run_review(project.store, project.cfg, number)
+
+    def ask(plan: Any) -> bool:
+        _print_plan(plan, plan_path(project.path, plan.round))
+        return click.confirm(f"draft these {plan.total} candidates?", default=True)
+
+    result = run_loop(project.store, project.cfg, project.path, rounds, show_progress=not project.quiet,
+                      review=review_step if with_review else None, confirm=ask if confirm else None,
+                      say=project.say)
+    for step in result.rounds:
+        c = step.call
+        out.print(f"round {step.round}: macro-F1 {c.baseline_f1:.3f} -> {c.candidate_f1:.3f}: {escape(c.reason)}")
+        for flag in step.narrowing:
+            out.print(f"  narrowing: {escape(flag)}")
+    out.print(escape(result.stopped))
+    if result.report_paths:
+        out.print(f"loop report: {result.report_paths[1]}")
 
 
 @main.command()
@@ -323,6 +376,159 @@ def status(project: Project) -> None:
         out.print(f"round {r.number}: {r.status}{score}")
 
 
+@main.command()
+@click.argument("export_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--method", type=click.Choice(["sft", "dpo", "kto"]), default="sft", show_default=True,
+              help="TRL trainer: sft (prompt/completion), dpo (prompt/chosen/rejected) or kto "
+                   "(prompt/completion/label); the export must have the same format.")
+@click.option("--base-model", required=True,
+              help="Causal language model to adapt: a local folder or a Hugging Face model id.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the LoRA adapter, the tokenizer and goldloop-train.json.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Optimiser steps to train for.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate (default: 2e-4 for sft, 5e-5 for dpo and kto).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Rows per device and step (kto needs at least 2).")
+@click.option("--gradient-accumulation", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batches whose gradients add up to one optimiser step.")
+@click.option("--max-length", type=click.IntRange(min=8), default=1024, show_default=True,
+              help="Longest prompt + completion in tokens; longer rows are truncated.")
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="dpo / kto: how strongly the adapter is held to the base model.")
+@click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank.")
+@click.option("--lora-alpha", type=click.IntRange(min=1), default=32, show_default=True,
+              help="LoRA scaling numerator (the update is scaled by alpha / r).")
+@click.option("--lora-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
+              help="Dropout on the LoRA input.")
+@click.option("--save-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Checkpoint every this many steps (0: only the final adapter); a rerun resumes from the last.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for data order and adapter init.")
+@_fail_cleanly
+def train(export_dir: Path, method: str, base_model: str, out_dir: Path, max_steps: int,
+          learning_rate: float | None, batch_size: int, gradient_accumulation: int, max_length: int,
+          beta: float, lora_r: int, lora_alpha: int, lora_dropout: float, save_steps: int, seed: int) -> None:
+    """Fine-tune a generator on an export folder (goldloop export) with TRL and a LoRA adapter.
+
+    Needs the `train` extra. Uses a CUDA GPU in bf16/fp16 when there is one, else the CPU
+    (practical for small models only).
+    """
+    from .train import LoraSettings, train_generator
+
+    result = train_generator(export_dir, method, base_model=base_model, out_dir=out_dir,
+                             lora=LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout),
+                             max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size,
+                             gradient_accumulation=gradient_accumulation, max_length=max_length, beta=beta,
+                             save_steps=save_steps, seed=seed)
+    last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    out.print(f"{result.method}: {result.steps} steps on {result.rows} rows in {result.seconds:.0f} s "
+              f"({result.device}, {result.precision}); mean loss {result.train_loss:.4f}, last {last}")
+    out.print(f"adapter: {escape(result.out_dir)}")
+
+
+@main.command(name="export")
+@click.argument("snapshot_ref", metavar="SNAPSHOT")
+@click.option("--format", "fmt", type=click.Choice(["classification", "sft", "sft-messages", "dpo", "kto", "reward",
+                                                    "openai", "openai-sft"]), required=True,
+              help="classification (text, label); sft (prompt, completion); sft-messages (messages); dpo (prompt, "
+                   "chosen, rejected); kto (prompt, completion, label); reward (chosen, rejected[, prompt]); "
+                   "openai (chat JSONL, assistant = label); openai-sft (chat JSONL of the sft rows).")
+@click.option("--to", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write (new or empty); it gets the data, a dataset card README.md and goldloop-export.json.")
+@click.option("--storage", type=click.Choice(["jsonl", "parquet", "hf"]), default="jsonl", show_default=True,
+              help="jsonl: train.jsonl; parquet: train.parquet; hf: a `datasets` folder (load_from_disk).")
+@click.option("--overwrite", is_flag=True, help="Replace what the --to folder holds (never a project folder).")
+@click.option("--prompt-mode", type=click.Choice(["generation", "instruction"]), default=None,
+              help="Prompts of signal rows: the generator's exact prompt, or an instruction from the label "
+                   "(default: [export] prompt_mode).")
+@pass_project
+@_fail_cleanly
+def export(project: Project, snapshot_ref: str, fmt: str, out_dir: Path, storage: str, overwrite: bool,
+           prompt_mode: str | None) -> None:
+    """Write a snapshot for a trainer (TRL, Hugging Face datasets, OpenAI) with a dataset card.
+
+    SNAPSHOT is an id, a unique id prefix, a name (round-1) or `latest`. The snapshot's export
+    policies are checked first; a failure blocks with the rule and its numbers.
+    """
+    from .export import export_snapshot, resolve_snapshot
+    from .governance import enforce
+
+    cfg, store = project.cfg, project.store
+    snap = resolve_snapshot(store, snapshot_ref)
+    results = enforce(store, cfg, snap, "export")
+    result = export_snapshot(store, snap, fmt, out_dir, storage=storage, overwrite=overwrite,
+                             policy_results=[r.to_json() for r in results],
+                             prompt_mode=prompt_mode or cfg.export.prompt_mode, item_name=cfg.generate.item_name,
+                             include_gold=cfg.export.include_gold, project=cfg.project.name,
+                             license=cfg.export.license)
+    out.print(f"{fmt} export of snapshot {result.snapshot_id}: {result.rows} rows, "
+              f"{result.synthetic_share:.1%} synthetic -> {escape(str(result.path))}")
+    for reason, count in sorted(result.excluded.items()):
+        out.print(f"  left out: {count} signal row(s): {escape(reason)}")
+    for note in result.notes:
+        out.print(f"  note: {escape(note)}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: [serve] host).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: [serve] port).")
+@pass_project
+@_fail_cleanly
+def serve(project: Project, host: str | None, port: int | None) -> None:
+    """Run the review web app: keyboard-first triage for a team, every action stored as training signal."""
+    try:
+        from .serve import list_users, run_server
+    except ImportError as exc:
+        raise GoldloopError(f"the review server needs the `serve` extra: pip install 'goldloop[serve]' ({exc})") from exc
+
+    if not list_users(project.store):
+        raise GoldloopError("no users yet; add one first: goldloop users add NAME --role admin")
+    cfg = project.cfg.serve
+    err.print(f"reviewing at http://{host or cfg.host}:{port or cfg.port}/  (Ctrl+C stops)")
+    run_server(project.path, host=host, port=port)
+
+
+@main.group()
+def users() -> None:
+    """Manage the review server's users: reviewer, approver (also agreement, signals, bulk repair), admin."""
+
+
+@users.command(name="add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reviewer", "approver", "admin"]), default="reviewer", show_default=True,
+              help="reviewer reviews; approver also sees agreement and signals and applies bulk repairs; "
+                   "admin also manages users.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input instead of prompting.")
+@pass_project
+@_fail_cleanly
+def users_add(project: Project, name: str, role: str, password_stdin: bool) -> None:
+    """Add a user, or set an existing user's role and password (their open sessions end)."""
+    from .serve import add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
+    add_user(project.store, name, role, password)
+    out.print(f"user {escape(name)} ({role}) saved")
+
+
+@users.command(name="list")
+@pass_project
+@_fail_cleanly
+def users_list(project: Project) -> None:
+    """List the review server's users and their roles."""
+    from .serve import list_users
+
+    table = Table("name", "role", "active", "added")
+    for user, active, created in list_users(project.store):
+        table.add_row(escape(user.name), user.role, "yes" if active else "no",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(created)))
+    out.print(table)
+
+
 @main.command(name="config-reference")
 def config_reference() -> None:
     """Print the reference of every goldloop.toml setting (the same text as docs/configuration.md)."""
@@ -370,6 +576,9 @@ def demo(ctx: click.Context, demo_dir: Path, gold_per_label: int, heldout_per_la
     _print_scores(result.round, result.evaluation, result.report_paths)
     out.print(f"demo finished in {time.monotonic() - started:.0f} s")
 
+
+# Commands defined in their own modules register themselves on `main` when imported.
+from . import cli_governance  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -42,6 +42,10 @@ class ProjectConfig:
                                "A row whose label is not in a non-empty set is an ingest error.")
     seed: int = _f(0, "Seed for every random choice (held-out split, seed sampling, bootstrap), "
                       "so a run can be repeated exactly.")
+    database_url: str = _f("", "Where the store lives. Empty: `.goldloop/store.db` (SQLite) in the project. "
+                               "`postgresql://user:password@host:5432/db` for a team server (install "
+                               "`goldloop[postgres]`). The GOLDLOOP_DATABASE_URL environment variable wins "
+                               "over this key, so a password need not be written here.")
 
 
 @dataclass
@@ -180,6 +184,27 @@ class ReviewConfig:
 
 
 @dataclass
+class ServeConfig:
+    host: str = _f("127.0.0.1", "Address `goldloop serve` listens on (0.0.0.0: every interface; put a TLS "
+                                "proxy in front when reviewers connect over a network).")
+    port: int = _f(8700, "Port `goldloop serve` listens on.", minimum=1, maximum=65535)
+    overlap: int = _f(1, "Reviewers who each decide every queued item. 1: each item goes to one reviewer; "
+                         "2 or more: items are served to that many different reviewers, for agreement "
+                         "figures (Cohen's kappa per reviewer pair).", minimum=1, maximum=10)
+    lease_seconds: float = _f(300.0, "How long an item served to a reviewer stays reserved for them; the "
+                                     "lease is renewed while their page is open and released on a decision.",
+                              minimum=5.0)
+    prefetch: int = _f(8, "Items the review page keeps ready locally, so a key press never waits for the "
+                          "network.", minimum=1, maximum=100)
+    pairs_per_label: int = _f(0, "Pairwise items queued per label and round: two candidates of the same label "
+                                 "(from the same gold seeds where possible) for an A-vs-B preference, which "
+                                 "becomes a DPO pair. 0: no pairwise items.", minimum=0)
+    session_hours: float = _f(12.0, "Hours a login lasts.", minimum=0.1)
+    login_attempts: int = _f(5, "Failed logins per user name and per address within a minute before further "
+                                "attempts are refused until the minute is over.", minimum=1)
+
+
+@dataclass
 class EmbedConfig:
     backend: str = _f("minilm", "`minilm`: all-MiniLM-L6-v2 installed with goldloop (offline). "
                       "`fake`: a hashing embedder for tests.", choices=("minilm", "fake"))
@@ -191,7 +216,22 @@ class EmbedConfig:
 class TrainConfig:
     synthetic_weight: float = _f(0.3, "Training weight of a synthetic or edited row (gold rows weigh 1).",
                                  minimum=0.0, maximum=1.0)
-    C: float = _f(10.0, "Inverse regularisation strength of the linear classifier.", minimum=1e-6)
+    C: float = _f(10.0, "Inverse regularisation strength of the logistic-regression head (both classifiers).",
+                  minimum=1e-6)
+    classifier: str = _f("linear", "The `classify` trainer. `linear`: logistic regression on frozen MiniLM "
+                         "embeddings (seconds on a CPU; embeddings cached). `setfit`: MiniLM first "
+                         "fine-tuned on same-label / other-label pairs of the training rows (SetFit), then "
+                         "the same head; minutes on a CPU, and held-out text is re-embedded with each "
+                         "trained model. See bench/trainers.py for the comparison.",
+                         choices=("linear", "setfit"))
+    setfit_iterations: int = _f(2, "`setfit`: pairs drawn per training row (one same-label, one other-label "
+                                   "pair each), like SetFit's num_iterations.", minimum=1)
+    setfit_epochs: int = _f(1, "`setfit`: passes over the drawn pairs.", minimum=1)
+    setfit_batch_size: int = _f(16, "`setfit`: pairs per optimiser step.", minimum=1)
+    setfit_learning_rate: float = _f(2e-5, "`setfit`: AdamW learning rate of the MiniLM fine-tuning.",
+                                     minimum=1e-8, maximum=1e-2)
+    setfit_max_tokens: int = _f(128, "`setfit`: texts are cut to this many tokens while fine-tuning and "
+                                     "predicting.", minimum=8)
 
 
 @dataclass
@@ -202,6 +242,68 @@ class EvaluateConfig:
 
 
 @dataclass
+class LoopConfig:
+    candidates_per_round: int = _f(240, "Candidates each `goldloop loop` round plans, over all labels and "
+                                        "strategies.", minimum=1)
+    share_targeted: float = _f(0.5, "Share of a round's candidates for `targeted.v1` on confused label pairs.",
+                               minimum=0.0, maximum=1.0)
+    share_edge_case: float = _f(0.25, "Share for `edge_case.v1` on labels with low held-out recall.",
+                                minimum=0.0, maximum=1.0)
+    share_paraphrase: float = _f(0.25, "Share for `paraphrase.v1` on thin labels (few gold-train records). "
+                                       "A strategy with nothing to aim at gives its share to the others.",
+                                 minimum=0.0, maximum=1.0)
+    min_per_line: int = _f(2, "Fewest candidates a plan line asks for; weaker lines are left out instead.",
+                           minimum=1)
+    max_confused_pairs: int = _f(10, "Most confused label pairs `targeted.v1` aims at in one round.", minimum=1)
+    min_confusions: int = _f(2, "A label pair counts as confused when held-out records of one label were "
+                                "predicted as the other at least this many times (or gold-train records "
+                                "in cross-validation).", minimum=1)
+    low_recall_margin: float = _f(0.1, "A label is low-recall when its held-out recall is below the mean over "
+                                       "labels by more than this.", minimum=0.0, maximum=1.0)
+    thin_label_size: int = _f(20, "A label with fewer gold-train records than this is thin.", minimum=1)
+    cv_folds: int = _f(5, "Folds of the cross-validated predictions on gold-train.", minimum=2, maximum=20)
+    max_drop: float = _f(0.01, "A round is rejected when held-out macro-F1 falls below the kept model's by "
+                               "more than this, or when the whole bootstrap interval of the change is "
+                               "below zero.", minimum=0.0, maximum=1.0)
+    min_gain: float = _f(0.005, "A kept round counts as a gain when held-out macro-F1 rises by at least this "
+                                "over the kept model.", minimum=0.0, maximum=1.0)
+    patience: int = _f(2, "Rounds in a row without a gain after which `goldloop loop` stops.", minimum=1)
+    narrowing_margin: float = _f(0.1, "A round is flagged as narrowing when the accumulated synthetic rows' "
+                                      "distinct-2, dispersion or gold-cluster coverage falls by more than this "
+                                      "share (0.1: 10 %) from the last kept round.", minimum=0.0, maximum=1.0)
+    reject_narrowing: bool = _f(False, "Reject a narrowing round instead of only flagging it.")
+
+
+@dataclass
+class PolicyConfig:
+    use_case: str = _f("", "Name of the use case these rules govern (default: [project] name). Sign-offs are "
+                           "given for a use case.")
+    max_synthetic_share: float = _f(0.8, "Largest share of a training snapshot that may be synthetic or edited "
+                                         "rows (1.0: no limit).", minimum=0.0, maximum=1.0)
+    review_required: str = _f("none", "Human review of synthetic rows before training: `none`, `all` (every "
+                                      "synthetic row accepted or edited by a reviewer) or `sampled` (at least "
+                                      "review_sample_rate of them).", choices=("none", "all", "sampled"))
+    review_sample_rate: float = _f(0.1, "Share of synthetic rows a reviewer must have accepted or edited when "
+                                        "review_required = \"sampled\".", minimum=0.0, maximum=1.0)
+    signoff_required: bool = _f(False, "Whether an approver must sign a snapshot off for this use case before it "
+                                       "is exported or used by `goldloop train` (for regulated use cases).")
+    min_gold_per_label: int = _f(1, "Fewest real gold rows each label must have in a training snapshot.",
+                                 minimum=0)
+
+
+@dataclass
+class ExportConfig:
+    license: str = _f("other", "License written in an export's dataset card (a Hugging Face license id such "
+                               "as `apache-2.0`, or `other`).")
+    prompt_mode: str = _f("generation", "Prompt of the sft, dpo, kto and reward rows. `generation`: the exact "
+                                        "prompt the generator received (an edit takes its parent's); "
+                                        "`instruction`: a short instruction built from the label.",
+                          choices=("generation", "instruction"))
+    include_gold: bool = _f(True, "Add the snapshot's gold-train rows to sft, sft-messages, openai-sft and kto "
+                                  "(label true) exports as data, with their label's instruction prompt.")
+
+
+@dataclass
 class Config:
     project: ProjectConfig = field(default_factory=ProjectConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -209,9 +311,13 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = CONFIG_FILE) -> "Config":

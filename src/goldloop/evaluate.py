@@ -15,7 +15,7 @@ from .embed import CachedEmbedder
 from .errors import StageError
 from .records import Record, Snapshot
 from .store import Store
-from .train import LinearClassifier
+from .train import TextClassifier, build_classifier
 
 
 def scores(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict[str, Any]:
@@ -93,10 +93,9 @@ class Evaluation:
                 "verdict": self.verdict, "heldout_size": self.heldout_size, "train_sizes": self.train_sizes}
 
 
-def _fit(embedder: CachedEmbedder, records: list[Record], cfg: Config) -> LinearClassifier:
-    X = embedder.embed([r.text for r in records], "embedding training data")
+def _fit(embedder: CachedEmbedder, records: list[Record], cfg: Config) -> TextClassifier:
     weights = [1.0 if r.origin == "gold" else cfg.train.synthetic_weight for r in records]
-    return LinearClassifier(C=cfg.train.C, seed=cfg.project.seed).fit(X, [r.label for r in records], weights)
+    return build_classifier(cfg, embedder).fit(records, weights)
 
 
 def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: CachedEmbedder) -> Evaluation:
@@ -111,11 +110,14 @@ def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: C
     if not heldout:
         raise StageError("no held-out real data to evaluate on; ingest with a heldout_fraction above 0 "
                          "or ingest a test file with --split heldout")
+    from .governance import enforce
+
+    enforce(store, cfg, snapshot, "evaluate", records)
     labels = sorted({r.label for r in records} | {r.label for r in heldout})
-    X_test = embedder.embed([r.text for r in heldout], "embedding held-out data")
+    test_texts = [r.text for r in heldout]
     y_test = [r.label for r in heldout]
-    pred_gold = _fit(embedder, gold, cfg).predict(X_test)
-    pred_full = _fit(embedder, records, cfg).predict(X_test) if len(records) > len(gold) else pred_gold
+    pred_gold = _fit(embedder, gold, cfg).predict(test_texts)
+    pred_full = _fit(embedder, records, cfg).predict(test_texts) if len(records) > len(gold) else pred_gold
     s_gold, s_full = scores(y_test, pred_gold, labels), scores(y_test, pred_full, labels)
     delta = s_full["macro_f1"] - s_gold["macro_f1"]
     low, high = bootstrap_delta(y_test, pred_gold, pred_full, labels, cfg.evaluate.bootstrap,
@@ -124,6 +126,9 @@ def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: C
         verdict = "improved" if delta > 0 else ("worse" if delta < 0 else "no clear change")
     else:
         verdict = "improved" if low > 0 else ("worse" if high < 0 else "no clear change")
+    store.add_training(snapshot.id, f"classify:{cfg.train.classifier}", f"held-out evaluation model of {snapshot.name}",
+                       {"macro_f1": round(s_full["macro_f1"], 4), "gold_only_macro_f1": round(s_gold["macro_f1"], 4),
+                        "heldout": len(heldout), "rows": len(records)})
     return Evaluation(gold_only=s_gold, with_synthetic=s_full, delta_macro_f1=delta, interval=(low, high),
                       verdict=verdict, heldout_size=len(heldout),
                       train_sizes={"gold_only": len(gold), "with_synthetic": len(records)})

@@ -12,8 +12,10 @@ from collections import Counter
 from typing import Any
 
 from .config import Config
+from .diversity import dispersion, distinct_n, nearest_gold_distance
 from .errors import StageError
 from .filters import passing
+from .governance import enforce
 from .records import Record, Snapshot, Verdict, content_hash, now
 from .review import review_states
 from .store import Store
@@ -21,8 +23,13 @@ from .store import Store
 GATE = "review_gate.v1"
 
 
-def build_snapshot(store: Store, cfg: Config, number: int) -> Snapshot:
-    """Select, check and store the round's training set; the same inputs give the same id."""
+def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None) -> Snapshot:
+    """Select, check and store the round's training set; the same inputs give the same id.
+
+    The ``[policy]`` rules are checked before anything is stored (a failure raises
+    :class:`goldloop.governance.PolicyError` naming the rule and its numbers). With an
+    ``embedder``, the manifest's diversity summary also has embedding-space figures.
+    """
     gold = store.records(origin="gold", split="train")
     if not gold:
         raise StageError("refusing to build a snapshot without gold-train records: training on "
@@ -54,28 +61,71 @@ def build_snapshot(store: Store, cfg: Config, number: int) -> Snapshot:
     chosen += store.records(ids=edited_ids)
     if any(r.split == "heldout" for r in chosen):
         raise StageError("a held-out record reached the snapshot; refusing to continue")
-    store.add_verdicts(gate_verdicts)
 
     ids = sorted(r.id for r in chosen)
     reviewers = Counter(s.reviewer for s in states.values() if s.action != "none")
-    manifest: dict[str, Any] = {
-        "format": "goldloop.snapshot.v1",
-        "round": number,
-        "records": len(chosen),
-        "by_origin": dict(Counter(r.origin for r in chosen)),
-        "by_strategy": dict(Counter(r.provenance.strategy for r in chosen if r.origin != "gold")),
-        "by_label": dict(sorted(Counter(r.label for r in chosen).items())),
-        "by_reviewer": dict(reviewers),
-        "synthetic_share": round(sum(r.origin != "gold" for r in chosen) / len(chosen), 4),
-        "candidates": len(candidates),
-        "excluded": dict(excluded),
-        "policy": {"unreviewed_may_train": cfg.review.unreviewed_may_train, "heldout_isolated": True},
-    }
+    manifest = describe(chosen, number, len(candidates), excluded, dict(reviewers), embedder)
+    manifest["policy"] = {"unreviewed_may_train": cfg.review.unreviewed_may_train, "heldout_isolated": True}
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,
                     record_ids=tuple(ids), manifest=manifest, created_at=now())
+    return store_snapshot(store, cfg, snap, chosen, gate_verdicts)
+
+
+def store_snapshot(store: Store, cfg: Config, snap: Snapshot, records: list[Record],
+                   verdicts: list[Verdict] = ()) -> Snapshot:
+    """Check the policy rules for a new snapshot, then store it (with the gate's verdicts) at once.
+
+    An existing snapshot with the same id (the same records) is returned as it is.
+    """
     existing = store.get_snapshot(snap.id)
     if existing is not None:
         return existing
-    store.add_snapshot(snap)
-    store.log_event("snapshot", {"id": snap.id, "round": number, "records": len(ids)})
+    results = enforce(store, cfg, snap, "snapshot", records)
+    snap.manifest["policy_results"] = [r.to_json() for r in results]
+    snap.manifest["use_case"] = cfg.policy.use_case or cfg.project.name
+    with store.transaction():
+        store.add_verdicts(list(verdicts))
+        store.add_snapshot(snap)
+        store.log_event("snapshot", {"id": snap.id, "round": snap.round, "records": len(snap.record_ids)})
     return snap
+
+
+def describe(records: list[Record], number: int, candidates: int, excluded: dict[str, int],
+             reviewers: dict[str, int], embedder: Any = None) -> dict[str, Any]:
+    """A snapshot's manifest: what it holds, where each row came from, and how varied it is."""
+    made = [r for r in records if r.origin != "gold"]
+    return {
+        "format": "goldloop.snapshot.v2",
+        "round": number,
+        "records": len(records),
+        "by_origin": dict(Counter(r.origin for r in records)),
+        "by_strategy": dict(Counter(r.provenance.strategy for r in made)),
+        "by_model": dict(Counter(f"{r.provenance.backend}:{r.provenance.model}" for r in made
+                                 if r.origin == "synthetic")),
+        "by_round": {str(k): v for k, v in sorted(Counter(r.round for r in made).items())},
+        "by_label": dict(sorted(Counter(r.label for r in records).items())),
+        "by_reviewer": reviewers,
+        "synthetic_share": round(len(made) / len(records), 4) if records else 0.0,
+        "candidates": candidates,
+        "excluded": dict(excluded),
+        "diversity": diversity_summary(records, embedder),
+    }
+
+
+def diversity_summary(records: list[Record], embedder: Any = None) -> dict[str, Any]:
+    """Distinct word 1- and 2-grams of gold and of made rows; with an embedder, their spread
+    (mean cosine distance to the centroid) and the made rows' distance to the nearest gold row."""
+    groups = {"gold": [r for r in records if r.origin == "gold"],
+              "synthetic": [r for r in records if r.origin != "gold"]}
+    out: dict[str, Any] = {}
+    for name, rows in groups.items():
+        texts = [r.text for r in rows]
+        out[name] = {"rows": len(rows), "distinct_1": round(distinct_n(texts, 1), 4),
+                     "distinct_2": round(distinct_n(texts, 2), 4)}
+    if embedder is not None and groups["synthetic"]:
+        gold_vecs = embedder.embed([r.text for r in groups["gold"]])
+        made_vecs = embedder.embed([r.text for r in groups["synthetic"]])
+        out["gold"]["dispersion"] = round(dispersion(gold_vecs), 4)
+        out["synthetic"]["dispersion"] = round(dispersion(made_vecs), 4)
+        out["synthetic"]["nearest_gold_distance_q10_q50_q90"] = nearest_gold_distance(made_vecs, gold_vecs)
+    return out

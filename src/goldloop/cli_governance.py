@@ -1,0 +1,368 @@
+"""Commands for governance: snapshots (create, list, show, diff, signoff, override), the audit
+log (verify, log), lineage (trace) and citations (cite)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Column, Table
+
+from .cli import Project, _fail_cleanly, err, main, out, pass_project
+from .errors import GoldloopError, StageError
+from .records import Record, Snapshot
+
+
+def resolve_snapshot(project: Project, ref: str) -> Snapshot:
+    """A snapshot by id, unique id prefix, name (``round-2``) or ``latest``."""
+    store = project.store
+    if ref == "latest":
+        snaps = store.snapshots()
+        if not snaps:
+            raise GoldloopError("there is no snapshot yet: run goldloop snapshot create (or goldloop round)")
+        return snaps[-1]
+    found = store.get_snapshot(ref)
+    if found is not None:
+        return found
+    matches = store.snapshot_ids_with_prefix(ref)
+    if len(matches) == 1:
+        snap = store.get_snapshot(matches[0])
+        assert snap is not None
+        return snap
+    if matches:
+        raise GoldloopError(f"snapshot prefix {ref!r} matches {len(matches)} snapshots: {', '.join(matches[:5])}; "
+                            "give more characters")
+    known = ", ".join(f"{s.id} ({s.name})" for s in store.snapshots()[-5:]) or "none yet"
+    raise GoldloopError(f"no snapshot {ref!r}; known: {known}")
+
+
+def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:
+    """The approver's name once their password checks out and their role allows approving."""
+    try:
+        from .serve import list_users
+        from .serve._auth import authenticate
+    except ImportError as exc:
+        raise GoldloopError("approvals need the review server's user accounts: pip install 'goldloop[serve]'") from exc
+    users = {u.name: u for u, active, _ in list_users(project.store) if active}
+    user = users.get(name)
+    if user is None:
+        raise GoldloopError(f"no active user {name!r}: an admin adds approvers with "
+                            f"goldloop users add {name} --role approver")
+    if not user.can("approver"):
+        raise GoldloopError(f"{name} is a {user.role}; sign-offs and overrides need the approver or admin role")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt(f"password for {name}", hide_input=True)
+    if authenticate(project.store, name, password) is None:
+        raise GoldloopError(f"wrong password for {name}")
+    return name
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def snapshot(ctx: click.Context) -> None:
+    """Immutable, content-addressed training sets: create, list, show, diff, sign off, override.
+
+    Without a subcommand: the same as `goldloop snapshot create`.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(snapshot_create)
+
+
+@snapshot.command(name="create")
+@click.option("--no-diversity", is_flag=True, help="Skip the embedding figures of the diversity summary "
+                                                   "(word n-gram figures are always computed).")
+@pass_project
+@_fail_cleanly
+def snapshot_create(project: Project, no_diversity: bool = False) -> None:
+    """Build the open round's snapshot after checking [policy], and print its manifest."""
+    from .embed import CachedEmbedder, make_embedder
+    from .snapshot import build_snapshot
+
+    number = project.store.open_round()
+    embedder = None if no_diversity else CachedEmbedder(make_embedder(project.cfg.embed), project.store,
+                                                       show_progress=not project.quiet)
+    snap = build_snapshot(project.store, project.cfg, number, embedder=embedder)
+    out.print(f"snapshot {snap.id} ({snap.name})")
+    out.print_json(json.dumps(snap.manifest))
+
+
+@snapshot.command(name="list")
+@pass_project
+@_fail_cleanly
+def snapshot_list(project: Project) -> None:
+    """Every snapshot, oldest first, with its size, synthetic share and sign-offs."""
+    table = Table(Column("id", no_wrap=True, min_width=16), "name", "round", "rows", "synthetic", "signed off by",
+                  "trained")
+    for snap in project.store.snapshots():
+        m = snap.manifest
+        signed = ", ".join(sorted({s["approver"] for s in project.store.signoffs(snap.id)})) or "-"
+        trained = str(len(project.store.trainings(snap.id)))
+        table.add_row(snap.id, escape(snap.name), str(snap.round), str(len(snap.record_ids)),
+                      f"{m.get('synthetic_share', 0):.1%}", escape(signed), trained)
+    out.print(table)
+
+
+@snapshot.command(name="show")
+@click.argument("ref")
+@click.option("--stage", type=click.Choice(["snapshot", "evaluate", "export", "train"]), default="export",
+              show_default=True,
+              help="Check the policy rules as they apply at this stage.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and policy results as JSON.")
+@pass_project
+@_fail_cleanly
+def snapshot_show(project: Project, ref: str, stage: str, as_json: bool) -> None:
+    """A snapshot's manifest, and its policy results now (sign-offs and overrides included).
+
+    REF is an id, a unique id prefix, a name (round-2) or `latest`.
+    """
+    from .governance import check
+
+    snap = resolve_snapshot(project, ref)
+    results = check(project.store, project.cfg, snap, stage)
+    if as_json:
+        out.print_json(json.dumps({"id": snap.id, "name": snap.name, "manifest": snap.manifest,
+                                   "policy": [r.to_json() for r in results],
+                                   "signoffs": project.store.signoffs(snap.id),
+                                   "overrides": project.store.overrides(snap.id)}, default=str))
+        return
+    out.print(f"snapshot {snap.id} ({escape(snap.name)}), round {snap.round}, {len(snap.record_ids)} rows")
+    out.print_json(json.dumps(snap.manifest))
+    out.print(f"policy at the {stage} stage:")
+    for r in results:
+        mark = "[green]pass[/green]" if r.passed else ("[yellow]overridden[/yellow]" if r.overridden_by
+                                                        else "[red]FAIL[/red]")
+        extra = f" (by {escape(r.overridden_by)})" if r.overridden_by else ""
+        out.print(f"  {mark} {r.rule}: {escape(r.message)}{extra}")
+
+
+@snapshot.command(name="diff")
+@click.argument("old")
+@click.argument("new")
+@click.option("--show", type=int, default=5, show_default=True, help="Rows to print of each side of the change.")
+@pass_project
+@_fail_cleanly
+def snapshot_diff(project: Project, old: str, new: str, show: int) -> None:
+    """Rows added and removed between two snapshots, by origin and label, and manifest changes."""
+    a, b = resolve_snapshot(project, old), resolve_snapshot(project, new)
+    ids_a, ids_b = set(a.record_ids), set(b.record_ids)
+    added = project.store.records(ids=sorted(ids_b - ids_a))
+    removed = project.store.records(ids=sorted(ids_a - ids_b))
+    out.print(f"{a.id} ({escape(a.name)}) -> {b.id} ({escape(b.name)}): +{len(added)} -{len(removed)} rows, "
+              f"{len(ids_a & ids_b)} in both")
+    for title, rows in (("added", added), ("removed", removed)):
+        if not rows:
+            continue
+        by = {}
+        for r in rows:
+            by[(r.origin, r.label)] = by.get((r.origin, r.label), 0) + 1
+        out.print(f"{title}: " + ", ".join(f"{n} {o}/{escape(lab)}" for (o, lab), n in sorted(by.items())))
+        for r in rows[:show]:
+            out.print(f"  {'+' if title == 'added' else '-'} {r.id[:12]} [{escape(r.label)}] {escape(r.text[:90])}")
+    for key in ("synthetic_share", "by_origin", "by_strategy", "by_label"):
+        va, vb = a.manifest.get(key), b.manifest.get(key)
+        if va != vb:
+            out.print(f"{key}: {escape(json.dumps(va))} -> {escape(json.dumps(vb))}")
+
+
+@snapshot.command(name="signoff")
+@click.argument("ref")
+@click.option("--approver", required=True, help="An approver's or admin's user name (see goldloop users).")
+@click.option("--note", default="", help="What was checked before signing off.")
+@click.option("--password-stdin", is_flag=True, help="Read the approver's password from standard input.")
+@pass_project
+@_fail_cleanly
+def snapshot_signoff(project: Project, ref: str, approver: str, note: str, password_stdin: bool) -> None:
+    """Sign a snapshot off for this project's use case (audited)."""
+    from .governance import use_case
+
+    snap = resolve_snapshot(project, ref)
+    name = _verify_approver(project, approver, password_stdin)
+    project.store.add_signoff(snap.id, name, use_case(project.cfg), note)
+    out.print(f"{name} signed off snapshot {snap.id} for use case {escape(use_case(project.cfg))!r}")
+
+
+@snapshot.command(name="override")
+@click.argument("ref")
+@click.option("--rule", required=True, help="The rule to let through (as named in the policy message).")
+@click.option("--stage", type=click.Choice(["snapshot", "evaluate", "export", "train", "all"]), default="all",
+              show_default=True, help="The stage the override applies to.")
+@click.option("--approver", required=True, help="An approver's or admin's user name (see goldloop users).")
+@click.option("--reason", required=True, help="Why the rule may be broken for this snapshot (audited).")
+@click.option("--password-stdin", is_flag=True, help="Read the approver's password from standard input.")
+@pass_project
+@_fail_cleanly
+def snapshot_override(project: Project, ref: str, rule: str, stage: str, approver: str, reason: str,
+                      password_stdin: bool) -> None:
+    """Let one policy rule through for one snapshot, with an approver's reason (audited).
+
+    REF may also be the id a blocked `snapshot create` printed, before the snapshot exists.
+    """
+    from .governance import RULES, UNOVERRIDABLE
+
+    if rule not in RULES:
+        raise GoldloopError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}")
+    if rule in UNOVERRIDABLE:
+        raise GoldloopError(f"{rule} cannot be overridden: held-out data never reaches training, and "
+                            "training always includes real gold data")
+    if not reason.strip():
+        raise GoldloopError("--reason must say why")
+    try:
+        snap_id = resolve_snapshot(project, ref).id
+    except GoldloopError:
+        if len(ref) != 16 or any(c not in "0123456789abcdef" for c in ref):
+            raise
+        snap_id = ref                      # a snapshot that policy kept from being stored
+    name = _verify_approver(project, approver, password_stdin)
+    project.store.add_override(snap_id, rule, stage, name, reason.strip())
+    out.print(f"{name} overrode {rule} for snapshot {snap_id} at the {stage} stage: {escape(reason.strip())}")
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit log of every write: verify it, or list it."""
+
+
+@audit.command(name="verify")
+@pass_project
+@_fail_cleanly
+def audit_verify(project: Project) -> None:
+    """Check the chain and every audited row; exit 1 naming each edited, deleted or added row."""
+    report = project.store.verify_audit()
+    if report.ok:
+        out.print(f"audit log intact: {report.entries} entries, {report.rows} rows checked")
+        return
+    for problem in report.problems[:200]:
+        err.print(f"[red]{escape(problem)}[/red]", soft_wrap=True)
+    if len(report.problems) > 200:
+        err.print(f"... and {len(report.problems) - 200} more")
+    raise StageError(f"the audit log does not match the data: {len(report.problems)} problem(s) in "
+                     f"{report.entries} entries and {report.rows} rows")
+
+
+@audit.command(name="log")
+@click.option("--kind", default=None, help="Only entries of this kind (decision, snapshot, export, override...).")
+@click.option("--last", type=int, default=50, show_default=True, help="How many of the newest entries to print.")
+@pass_project
+@_fail_cleanly
+def audit_log(project: Project, kind: str | None, last: int) -> None:
+    """The newest audit entries: when, who, what."""
+    import datetime as dt
+
+    entries = [e for e in project.store.audit_entries() if kind is None or e["kind"] == kind][-last:]
+    table = Table("seq", "at (UTC)", "actor", "kind", "what")
+    for e in entries:
+        payload = {k: v for k, v in e["payload"].items() if k != "rows"}
+        table.add_row(str(e["seq"]), dt.datetime.fromtimestamp(e["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+                      escape(e["actor"]), e["kind"], escape(json.dumps(payload, default=str)[:120]))
+    out.print(table)
+
+
+def lineage(project: Project, record: Record) -> dict[str, Any]:
+    """A record's ancestry and everything that happened to it, as a tree of plain data."""
+    store = project.store
+    gens = {}
+    if record.provenance.request_key:
+        gens = {g.request_key: g for g in store.generations(round=record.provenance.round)}
+    gen = gens.get(record.provenance.request_key)
+    snaps = store.snapshots_with(record.id)
+    node: dict[str, Any] = {
+        "id": record.id, "origin": record.origin, "split": record.split, "label": record.label,
+        "text": record.text, "round": record.round,
+        "provenance": {"strategy": record.provenance.strategy, "backend": record.provenance.backend,
+                       "model": record.provenance.model, "params": record.provenance.params,
+                       "template_hash": record.provenance.template_hash,
+                       "request_key": record.provenance.request_key, "source": record.provenance.source,
+                       "reviewer": record.provenance.reviewer},
+        "prompt": gen.prompt if gen else None,
+        "verdicts": [{"filter": v.filter, "keep": v.keep, "score": v.score, "reason": v.reason, "flag": v.flag}
+                     for v in store.verdicts(record_id=record.id)],
+        "decisions": [{"id": d.id, "action": d.action, "reviewer": d.reviewer, "round": d.round,
+                       "new_record": d.new_record_id} for d in store.decisions(record_id=record.id)],
+        "snapshots": snaps,
+        "trained": [t for s in snaps for t in store.trainings(s)],
+        "parents": [],
+    }
+    for pid in record.provenance.parents:
+        parent = store.get_record(pid)
+        node["parents"].append(lineage(project, parent) if parent else {"id": pid, "missing": True})
+    return node
+
+
+def _print_lineage(node: dict[str, Any], depth: int = 0) -> None:
+    pad = "  " * depth
+    if node.get("missing"):
+        out.print(f"{pad}- {node['id']} (not in the store)")
+        return
+    p = node["provenance"]
+    head = f"{pad}- {node['id']} [{node['origin']}{'/' + node['split'] if node['split'] else ''}] " \
+           f"label {escape(node['label'])}, round {node['round']}"
+    out.print(head)
+    out.print(f"{pad}  text: {escape(node['text'][:200])}")
+    if node["origin"] == "gold":
+        out.print(f"{pad}  gold from {escape(p['source'])}")
+    elif node["origin"] == "edited":
+        out.print(f"{pad}  edited by {escape(p['reviewer'] or p['source'])}")
+    else:
+        out.print(f"{pad}  drafted by {escape(p['backend'])}:{escape(p['model'])} with {escape(p['strategy'])} "
+                  f"(template {p['template_hash'][:12]}, request {p['request_key'][:12]}, "
+                  f"params {escape(json.dumps(p['params']))})")
+        if node["prompt"]:
+            out.print(f"{pad}  prompt: {escape(node['prompt'][:300])}{'…' if len(node['prompt']) > 300 else ''}")
+    for v in node["verdicts"]:
+        out.print(f"{pad}  verdict {v['filter']}: {'keep' if v['keep'] else 'DROP'} {escape(v['reason'])}"
+                  + (f" [{v['flag']}]" if v["flag"] else ""))
+    for d in node["decisions"]:
+        out.print(f"{pad}  decision #{d['id']}: {d['action']} by {escape(d['reviewer'])} in round {d['round']}"
+                  + (f" -> {d['new_record']}" if d["new_record"] else ""))
+    if node["snapshots"]:
+        out.print(f"{pad}  in snapshots: {', '.join(node['snapshots'])}")
+    for t in node["trained"]:
+        out.print(f"{pad}  trained: {escape(t['trainer'])} -> {escape(t['model'])} (snapshot {t['snapshot_id']})")
+    for parent in node["parents"]:
+        _print_lineage(parent, depth + 1)
+
+
+@main.command()
+@click.argument("record_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the lineage tree as JSON.")
+@pass_project
+@_fail_cleanly
+def trace(project: Project, record_id: str, as_json: bool) -> None:
+    """A record's ancestry: gold seeds, generator, model, prompt, verdicts, decisions, reviewers,
+    snapshots and the models trained on them. RECORD_ID may be a unique prefix."""
+    matches = project.store.ids_with_prefix(record_id, limit=3)
+    if not matches:
+        raise GoldloopError(f"no record with id {record_id!r}")
+    if len(matches) > 1 and record_id not in matches:
+        raise GoldloopError(f"{record_id!r} matches several records ({', '.join(matches)}...); give more characters")
+    rec = project.store.get_record(record_id if record_id in matches else matches[0])
+    assert rec is not None
+    tree = lineage(project, rec)
+    if as_json:
+        out.print_json(json.dumps(tree, default=str))
+    else:
+        _print_lineage(tree)
+
+
+@main.command()
+@click.argument("text")
+@click.option("-k", "--top", type=int, default=5, show_default=True, help="How many gold examples to cite.")
+@click.option("--json", "as_json", is_flag=True, help="Print the citations as JSON.")
+@pass_project
+@_fail_cleanly
+def cite(project: Project, text: str, top: int, as_json: bool) -> None:
+    """The human-approved gold examples nearest to TEXT (a model input), to defend a decision."""
+    from .governance import citations
+
+    rows = citations(project.store, project.cfg, text, top)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    for r in rows:
+        out.print(f"{r['similarity']:.3f}  {r['id'][:12]} [{escape(r['label'])}] {escape(r['text'][:160])}  "
+                  f"({escape(r['source'])})")

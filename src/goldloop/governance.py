@@ -1,0 +1,224 @@
+"""Synthetic-data policy as code: rules checked at snapshot, evaluation, export and training time.
+
+Each rule of ``[policy]`` gives a :class:`PolicyResult` naming the rule and the numbers behind
+it. :func:`enforce` raises :class:`PolicyError` for every failed rule that no approver has
+overridden for that snapshot and stage; an override (``goldloop snapshot override``) needs an
+approver and a reason and is written to the audit log.
+
+Rules:
+
+- ``heldout_isolation``: no held-out record, no row drafted from a held-out seed, and no row
+  whose text equals a held-out text. Always on; it cannot be overridden.
+- ``no_synthetic_only``: the training set contains real gold rows. Always on; it cannot be
+  overridden.
+- ``min_gold_per_label``: every label has at least this many gold rows.
+- ``max_synthetic_share``: synthetic and edited rows are at most this share of the rows.
+- ``human_review``: synthetic rows were accepted by a reviewer (``all``), or at least a sampled
+  share of them was (``sampled``); rows a reviewer edited count as reviewed.
+- ``signoff``: an approver signed the snapshot off for this use case (checked at export and by
+  ``goldloop train``, which make models or data for use; a round's held-out evaluation, which
+  only judges the round, does not need it, and a snapshot must exist before it can be signed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .config import Config
+from .errors import GoldloopError
+from .records import Record, Snapshot, text_hash
+from .review import review_states
+from .store import Store
+
+STAGES = ("snapshot", "evaluate", "export", "train")
+UNOVERRIDABLE = ("heldout_isolation", "no_synthetic_only")
+RULES = ("heldout_isolation", "no_synthetic_only", "min_gold_per_label", "max_synthetic_share", "human_review",
+         "signoff")
+
+
+class PolicyError(GoldloopError):
+    """A snapshot breaks one or more policy rules at some stage."""
+
+    def __init__(self, message: str, failures: list["PolicyResult"]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+@dataclass
+class PolicyResult:
+    rule: str
+    passed: bool
+    message: str
+    numbers: dict[str, Any]
+    overridden_by: str = ""         # "approver: reason" when an approver let it through
+
+    @property
+    def blocking(self) -> bool:
+        return not self.passed and not self.overridden_by
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def use_case(cfg: Config) -> str:
+    return cfg.policy.use_case or cfg.project.name
+
+
+def check(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
+          records: list[Record] | None = None) -> list[PolicyResult]:
+    """Every rule that applies at ``stage``, passed or not, with overrides applied."""
+    if stage not in STAGES:
+        raise ValueError(f"stage is one of {', '.join(STAGES)}, not {stage!r}")
+    pol = cfg.policy
+    rows = records if records is not None else store.records(ids=snapshot.record_ids)
+    total = len(rows)
+    gold = [r for r in rows if r.origin == "gold"]
+    made = [r for r in rows if r.origin != "gold"]
+    results: list[PolicyResult] = [_isolation(store, rows)]
+
+    results.append(PolicyResult(
+        "no_synthetic_only", bool(gold),
+        f"the training set has {len(gold)} real gold rows" if gold else
+        f"the training set has no real gold rows ({total} rows, all synthetic or edited): training on "
+        "synthetic data alone is not allowed", {"gold": len(gold), "rows": total}))
+
+    labels = cfg.project.labels or store.labels()
+    per_label = Counter(r.label for r in gold)
+    thin = {label: per_label.get(label, 0) for label in labels if per_label.get(label, 0) < pol.min_gold_per_label}
+    results.append(PolicyResult(
+        "min_gold_per_label", not thin,
+        (f"every label has at least {pol.min_gold_per_label} gold rows" if not thin else
+         f"{len(thin)} label(s) have fewer than {pol.min_gold_per_label} gold rows: "
+         + ", ".join(f"{k} has {v}" for k, v in sorted(thin.items()))
+         + ". Ingest more gold examples for them."),
+        {"minimum": pol.min_gold_per_label, "short": thin}))
+
+    share = len(made) / total if total else 0.0
+    results.append(PolicyResult(
+        "max_synthetic_share", share <= pol.max_synthetic_share + 1e-12,
+        f"the training set is {share:.1%} synthetic ({len(made)} of {total} rows); the limit is "
+        f"{pol.max_synthetic_share:.0%}" + ("" if share <= pol.max_synthetic_share + 1e-12 else
+                                           ". Add gold data or keep fewer synthetic rows."),
+        {"synthetic": len(made), "rows": total, "share": round(share, 4), "limit": pol.max_synthetic_share}))
+
+    if pol.review_required != "none":
+        results.append(_review(store, pol.review_required, pol.review_sample_rate, made))
+
+    if stage in ("export", "train") and pol.signoff_required:
+        signed = [s for s in store.signoffs(snapshot.id) if s["use_case"] == use_case(cfg)]
+        results.append(PolicyResult(
+            "signoff", bool(signed),
+            (f"signed off for {use_case(cfg)!r} by {', '.join(s['approver'] for s in signed)}" if signed else
+             f"use case {use_case(cfg)!r} needs an approver's sign-off of snapshot {snapshot.id}: "
+             f"goldloop snapshot signoff {snapshot.id} --approver NAME"),
+            {"signoffs": len(signed)}))
+
+    for override in store.overrides(snapshot.id):
+        for res in results:
+            if (not res.passed and res.rule == override["rule"] and res.rule not in UNOVERRIDABLE
+                    and override["stage"] in (stage, "all")):
+                res.overridden_by = f"{override['approver']}: {override['reason']}"
+    return results
+
+
+def enforce(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
+            records: list[Record] | None = None) -> list[PolicyResult]:
+    """The results of :func:`check`, or :class:`PolicyError` when a rule blocks ``stage``."""
+    results = check(store, cfg, snapshot, stage, records)
+    failures = [r for r in results if r.blocking]
+    if failures:
+        lines = [f"snapshot {snapshot.id} breaks the policy of use case {use_case(cfg)!r} at the {stage} stage:"]
+        lines += [f"  - {r.rule}: {r.message}" for r in failures]
+        if any(r.rule not in UNOVERRIDABLE for r in failures):
+            rule = next(r.rule for r in failures if r.rule not in UNOVERRIDABLE)
+            lines.append(f"An approver may override a rule with a reason, which is audited: goldloop snapshot "
+                         f"override {snapshot.id} --rule {rule} --stage {stage} --approver NAME --reason TEXT")
+        raise PolicyError("\n".join(lines), failures)
+    return results
+
+
+def _isolation(store: Store, rows: list[Record]) -> PolicyResult:
+    heldout = store.records(split="heldout")
+    held_ids = {r.id for r in heldout}
+    held_hashes = {text_hash(r.text) for r in heldout}
+    in_set = [r.id for r in rows if r.id in held_ids or r.split == "heldout"]
+    seeded = [r.id for r in rows if r.origin != "gold" and _ancestors(store, r) & held_ids]
+    same_text = [r.id for r in rows if r.origin != "gold" and text_hash(r.text) in held_hashes]
+    bad = len(in_set) + len(seeded) + len(same_text)
+    if not bad:
+        return PolicyResult("heldout_isolation", True, f"no row touches the {len(heldout)} held-out records",
+                            {"heldout": len(heldout)})
+    parts = []
+    if in_set:
+        parts.append(f"{len(in_set)} held-out record(s) are in the training set (e.g. {in_set[0]})")
+    if seeded:
+        parts.append(f"{len(seeded)} row(s) were drafted from held-out seeds (e.g. {seeded[0]})")
+    if same_text:
+        parts.append(f"{len(same_text)} row(s) repeat a held-out text (e.g. {same_text[0]})")
+    return PolicyResult("heldout_isolation", False, "; ".join(parts) + ". Held-out data must never reach training.",
+                        {"heldout_in_set": len(in_set), "heldout_seeded": len(seeded), "heldout_text": len(same_text)})
+
+
+def _ancestors(store: Store, rec: Record) -> set[str]:
+    seen: set[str] = set()
+    todo = list(rec.provenance.parents)
+    while todo:
+        rid = todo.pop()
+        if rid in seen:
+            continue
+        seen.add(rid)
+        parent = store.get_record(rid)
+        if parent is not None:
+            todo.extend(parent.provenance.parents)
+    return seen
+
+
+def _review(store: Store, mode: str, rate: float, made: list[Record]) -> PolicyResult:
+    states = review_states(store.decisions())
+    reviewed = [r for r in made if r.origin == "edited" or states.get(r.id) is not None
+                and states[r.id].action == "accept"]
+    if mode == "all":
+        missing = len(made) - len(reviewed)
+        return PolicyResult(
+            "human_review", missing == 0,
+            (f"all {len(made)} synthetic rows were reviewed by a human" if missing == 0 else
+             f"{missing} of {len(made)} synthetic rows were not accepted by a reviewer; the policy requires "
+             "human review of every synthetic row. Review them (goldloop review or goldloop serve)."),
+            {"synthetic": len(made), "reviewed": len(reviewed), "required": len(made)})
+    need = math.ceil(rate * len(made))
+    return PolicyResult(
+        "human_review", len(reviewed) >= need,
+        f"{len(reviewed)} of {len(made)} synthetic rows were reviewed; the policy samples {rate:.0%}, "
+        f"so {need} must be" + ("" if len(reviewed) >= need else ". Review more of them."),
+        {"synthetic": len(made), "reviewed": len(reviewed), "required": need, "rate": rate})
+
+
+def citations(store: Store, cfg: Config, text: str, top: int = 5, embedder: Any = None) -> list[dict[str, Any]]:
+    """The gold-train examples nearest to ``text`` (cosine similarity of the project's embedder),
+    so a model's decision on ``text`` can be defended by citing human-labelled data.
+
+    Held-out records are never cited: they stay out of everything that could shape a model.
+    """
+    import numpy as np
+
+    from .embed import CachedEmbedder, make_embedder
+    from .records import normalize_text
+
+    if not text.strip():
+        raise GoldloopError("give the model input to cite gold examples for (TEXT is empty)")
+    if top < 1:
+        raise GoldloopError("--top must be at least 1")
+    gold = store.records(origin="gold", split="train")
+    if not gold:
+        raise GoldloopError("there are no gold-train records to cite: run goldloop ingest first")
+    embedder = embedder or CachedEmbedder(make_embedder(cfg.embed), store)
+    vecs = np.asarray(embedder.embed([r.text for r in gold]), dtype=np.float32)
+    query = np.asarray(embedder.embed([normalize_text(text, cfg.ingest.normalize)]), dtype=np.float32)[0]
+    norms = np.linalg.norm(vecs, axis=1) * (np.linalg.norm(query) or 1.0)
+    sims = (vecs @ query) / np.where(norms == 0, 1.0, norms)
+    order = np.argsort(-sims, kind="stable")[:top]
+    return [{"id": gold[i].id, "label": gold[i].label, "text": gold[i].text, "similarity": round(float(sims[i]), 4),
+             "source": gold[i].provenance.source} for i in order]
