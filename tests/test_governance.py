@@ -238,3 +238,83 @@ def test_cite_returns_the_nearest_gold_examples(project):
     heldout = {r.id for r in store.records(split="heldout")}
     assert not heldout & {r["id"] for r in rows}
     assert rows[0]["similarity"] >= rows[1]["similarity"] >= rows[2]["similarity"]
+
+
+EXPORT_BLOCKS = [
+    ({"max_synthetic_share": 0.1}, "max_synthetic_share",
+     "the training set is 20.0% synthetic (12 of 60 rows); the limit is 10%"),
+    ({"min_gold_per_label": 20}, "min_gold_per_label",
+     "3 label(s) have fewer than 20 gold rows: account has 16, billing has 16, outage has 16"),
+    ({"review_required": "all"}, "human_review", "12 of 12 synthetic rows were not accepted by a reviewer"),
+    ({"review_required": "sampled", "review_sample_rate": 0.5}, "human_review",
+     "0 of 12 synthetic rows were reviewed; the policy samples 50%, so 6 must be"),
+    ({"signoff_required": True}, "signoff", "use case 'test' needs an approver's sign-off of snapshot"),
+]
+
+
+@pytest.mark.parametrize("policy,rule,message", EXPORT_BLOCKS, ids=[f"{r}-{i}" for i, (_, r, _) in
+                                                                    enumerate(EXPORT_BLOCKS)])
+def test_each_policy_blocks_an_export_with_its_numbers(project, policy, rule, message):
+    path, cfg, store = project
+    _drafts(store, per_label=4)
+    snap = _snapshot(project)                               # made under the default policy
+    for key, value in policy.items():
+        setattr(cfg.policy, key, value)
+    cfg.save(path)
+    result = CliRunner().invoke(main, ["-p", str(path), "export", snap.id, "--format", "classification",
+                                       "--to", str(path / "out")])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert f"snapshot {snap.id} breaks the policy of use case 'test' at the export stage" in text
+    assert f"{rule}: {message}" in text
+    assert not (path / "out").exists()                      # nothing written
+
+
+def _forced_snapshot(store, records, snap_id):
+    """A snapshot stored behind the policy's back (as an old or tampered store could hold)."""
+    from goldloop.records import Snapshot
+
+    snap = Snapshot(snap_id, "forced", 1, tuple(r.id for r in records), {"records": len(records)}, now())
+    store.add_snapshot(snap)
+    return snap
+
+
+@pytest.mark.parametrize("case", ["heldout_isolation", "no_synthetic_only"])
+def test_isolation_and_gold_rules_block_an_export(project, case):
+    path, cfg, store = project
+    if case == "heldout_isolation":
+        made = _drafts(store, per_label=1, parents_from="heldout")
+        records = store.records(origin="gold", split="train") + made
+        expected = "3 row(s) were drafted from held-out seeds"
+    else:
+        made = _drafts(store, per_label=1)
+        records = made
+        expected = "the training set has no real gold rows (3 rows, all synthetic or edited)"
+    snap = _forced_snapshot(store, records, "f" * 16)
+    result = CliRunner().invoke(main, ["-p", str(path), "export", snap.id, "--format", "sft", "--to",
+                                       str(path / "out")])
+    assert result.exit_code == 1
+    assert f"{case}: {expected}" in " ".join(result.output.split())
+    assert f"--rule {case}" not in result.output and not (path / "out").exists()
+
+
+def test_an_overridden_rule_lets_the_export_through_and_the_card_says_so(project):
+    path, cfg, store = project
+    _drafts(store, per_label=4)
+    snap = _snapshot(project)
+    cfg.policy.max_synthetic_share = 0.1
+    cfg.save(path)
+    _add_approver(store)
+    runner = CliRunner()
+    over = runner.invoke(main, ["-p", str(path), "snapshot", "override", snap.id, "--rule", "max_synthetic_share",
+                                "--stage", "export", "--approver", "alice", "--reason", "one-off pilot",
+                                "--password-stdin"], input=PASSWORD + "\n")
+    assert over.exit_code == 0, over.output
+    done = runner.invoke(main, ["-p", str(path), "export", snap.id, "--format", "classification", "--to",
+                                str(path / "out")])
+    assert done.exit_code == 0, done.output
+    card = (path / "out" / "README.md").read_text()
+    assert "max_synthetic_share" in card and "alice: one-off pilot" in card
+    kinds = [e["kind"] for e in store.audit_entries()]
+    assert kinds.index("override") < kinds.index("export")
+    assert store.verify_audit().ok

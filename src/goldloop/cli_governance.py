@@ -17,26 +17,10 @@ from .records import Record, Snapshot
 
 
 def resolve_snapshot(project: Project, ref: str) -> Snapshot:
-    """A snapshot by id, unique id prefix, name (``round-2``) or ``latest``."""
-    store = project.store
-    if ref == "latest":
-        snaps = store.snapshots()
-        if not snaps:
-            raise GoldloopError("there is no snapshot yet: run goldloop snapshot create (or goldloop round)")
-        return snaps[-1]
-    found = store.get_snapshot(ref)
-    if found is not None:
-        return found
-    matches = store.snapshot_ids_with_prefix(ref)
-    if len(matches) == 1:
-        snap = store.get_snapshot(matches[0])
-        assert snap is not None
-        return snap
-    if matches:
-        raise GoldloopError(f"snapshot prefix {ref!r} matches {len(matches)} snapshots: {', '.join(matches[:5])}; "
-                            "give more characters")
-    known = ", ".join(f"{s.id} ({s.name})" for s in store.snapshots()[-5:]) or "none yet"
-    raise GoldloopError(f"no snapshot {ref!r}; known: {known}")
+    """A snapshot by id, unique id prefix, name (the newest of that name) or ``latest``."""
+    from .snapshot import resolve_snapshot as resolve
+
+    return resolve(project.store, ref)
 
 
 def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:

@@ -129,3 +129,27 @@ def diversity_summary(records: list[Record], embedder: Any = None) -> dict[str, 
         out["synthetic"]["dispersion"] = round(dispersion(made_vecs), 4)
         out["synthetic"]["nearest_gold_distance_q10_q50_q90"] = nearest_gold_distance(made_vecs, gold_vecs)
     return out
+
+
+def resolve_snapshot(store: Store, ref: str) -> Snapshot:
+    """The snapshot named by ``ref``: an id, a unique id prefix, a name (the newest of that name), or ``latest``."""
+    snaps = store.snapshots()
+    if not snaps:
+        raise StageError("the project has no snapshot yet; run `goldloop snapshot` first")
+    ref = ref.strip()
+    if ref == "latest":
+        return max(snaps, key=lambda s: s.created_at)
+    exact = [s for s in snaps if s.id == ref]
+    if exact:
+        return exact[0]
+    named = [s for s in snaps if s.name == ref]
+    if named:
+        return max(named, key=lambda s: s.created_at)
+    prefixed = [s for s in snaps if s.id.startswith(ref)] if ref else []
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if len(prefixed) > 1:
+        raise StageError(f"{len(prefixed)} snapshots start with {ref!r} ({', '.join(s.id for s in prefixed[:5])}); "
+                         "give more of the id")
+    known = ", ".join(f"{s.id} ({s.name})" for s in sorted(snaps, key=lambda s: s.created_at)[-5:])
+    raise StageError(f"no snapshot {ref!r}; give an id, a unique id prefix, a name or `latest` (newest: {known})")

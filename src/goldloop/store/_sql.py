@@ -263,7 +263,11 @@ class SQLStore(Store):
 
     # -- the audit chain ----------------------------------------------------------------
     def audit(self, kind: str, payload: dict[str, Any], actor: str | None = None) -> None:
-        """Append one entry to the hash chain, in the caller's transaction."""
+        """Append one entry to the hash chain, in the caller's transaction.
+
+        The payload key ``rows`` is reserved: a list of ``[table, key, digest]`` of the rows this
+        entry vouches for (see :meth:`_digests`); use another key for counts.
+        """
         with self.transaction() as db:
             self._lock_audit(db)
             last = db.execute("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
@@ -315,10 +319,12 @@ class SQLStore(Store):
             prev, last_seq = digest, seq
             try:
                 rows = json.loads(body).get("rows", [])
-            except ValueError:
+            except (ValueError, AttributeError):
                 rows = []
-            for table, key, row_hash in rows:
-                expected[(table, json.dumps(key))] = (row_hash, seq)
+            for item in rows if isinstance(rows, list) else []:
+                # Only [table, key, digest] of an audited table vouches for a row.
+                if isinstance(item, list) and len(item) == 3 and item[0] in AUDITED and isinstance(item[2], str):
+                    expected[(item[0], json.dumps(item[1]))] = (item[2], seq)
         checked = 0
         for table, (key_cols, cols) in AUDITED.items():
             seen: set[str] = set()

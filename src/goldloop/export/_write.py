@@ -1,0 +1,139 @@
+"""Write an export folder atomically: everything goes into a temporary folder beside the target,
+which is renamed into place only when complete, so no reader ever sees a half-written export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import StageError
+from ._rows import ExportRows
+
+STORAGES = ("jsonl", "parquet", "hf")
+MARKERS = ("goldloop.toml", ".goldloop")       # a folder holding these is a project, never overwritten
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_target(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a target that is a file, a project folder, or a non-empty folder without ``overwrite``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StageError(f"{out_dir} is a file; give a folder for the export")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        held = [m for m in MARKERS if (out_dir / m).exists()]
+        if held:
+            raise StageError(f"{out_dir} holds a goldloop project ({held[0]}); choose another folder for the export")
+        if not overwrite:
+            raise StageError(f"{out_dir} is not empty; choose an empty or new folder, or pass --overwrite to "
+                             "replace what is there")
+
+
+def _fingerprinted(folder: Path, name: str) -> str:
+    """Rename ``name`` to ``stem-<first 12 hex digits of its sha256>.ext``; returns the new name.
+
+    ``datasets.load_dataset(folder)`` caches a local folder by its name and card, not by its
+    files' content: a new export into a folder of the same name would load the old rows from
+    that cache. A content fingerprint in the file name (which the card lists) makes each
+    export's cache entry its own.
+    """
+    path = folder / name
+    stem, _, ext = name.partition(".")
+    final = f"{stem}-{sha256_file(path)[:12]}.{ext}"
+    path.rename(folder / final)
+    return final
+
+
+def write_data(rows: ExportRows, storage: str, folder: Path) -> tuple[list[str], list[str]]:
+    """Write the rows into ``folder``; returns (data files, metadata sidecar files), relative paths."""
+    if storage not in STORAGES:
+        raise StageError(f"unknown storage {storage!r}; choose one of: {', '.join(STORAGES)}")
+    if rows.sidecar:
+        if storage != "jsonl":
+            raise StageError(f"the {rows.format} format is JSON Lines only (OpenAI's fine-tuning takes JSONL); "
+                             "use --storage jsonl")
+        with (folder / "train.jsonl").open("w", encoding="utf-8", newline="\n") as data, \
+                (folder / rows.sidecar).open("w", encoding="utf-8", newline="\n") as side:
+            for row in rows.rows:
+                data.write(json.dumps({k: v for k, v in row.items() if k != "metadata"}, ensure_ascii=False) + "\n")
+                side.write(json.dumps(row["metadata"], ensure_ascii=False) + "\n")
+        return [_fingerprinted(folder, "train.jsonl")], [_fingerprinted(folder, rows.sidecar)]
+    if storage == "jsonl":
+        with (folder / "train.jsonl").open("w", encoding="utf-8", newline="\n") as handle:
+            for row in rows.rows:
+                handle.write(json.dumps({name: row.get(name) for name in rows.schema.names}, ensure_ascii=False) + "\n")
+        return [_fingerprinted(folder, "train.jsonl")], []
+    table = pa.Table.from_pylist(rows.rows, schema=rows.schema)
+    if storage == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, folder / "train.parquet")
+        return [_fingerprinted(folder, "train.parquet")], []
+    try:
+        import datasets
+    except ImportError as exc:
+        raise StageError("--storage hf needs the `datasets` package: pip install 'goldloop[export]'") from exc
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    features = datasets.Features.from_arrow_schema(rows.schema)
+    dataset = datasets.Dataset.from_list(rows.rows, features=features)
+    quiet_before = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        dataset.save_to_disk(str(folder))
+    finally:
+        if not quiet_before:
+            enable_progress_bars()
+    return sorted(p.name for p in folder.glob("data-*.arrow")), []
+
+
+@contextmanager
+def staged(out_dir: Path, overwrite: bool) -> Iterator[tuple[Path, Any]]:
+    """A temporary folder beside ``out_dir`` and a ``publish()`` that renames it into place.
+
+    Leaving the block without publishing (an error, a kill) removes the temporary folder; a
+    replaced export is kept aside until the block ends cleanly, and put back if it does not.
+    """
+    out_dir = out_dir.resolve()
+    check_target(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:12]
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{tag}"
+    old = out_dir.parent / f".{out_dir.name}.replaced-{tag}"
+    tmp.mkdir()
+    moved_old = published = False
+
+    def publish() -> None:
+        nonlocal moved_old, published
+        check_target(out_dir, overwrite)             # again: another writer may have filled it meanwhile
+        if out_dir.is_dir():
+            out_dir.rename(old)
+            moved_old = True
+        tmp.rename(out_dir)
+        published = True
+
+    try:
+        yield tmp, publish
+    except BaseException:
+        if published:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        if moved_old:
+            old.rename(out_dir)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if moved_old:
+        shutil.rmtree(old, ignore_errors=True)
