@@ -437,7 +437,7 @@ def train(export_dir: Path, method: str, base_model: str, out_dir: Path, max_ste
 @click.option("--to", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write (new or empty); it gets the data, a dataset card README.md and goldloop-export.json.")
 @click.option("--storage", type=click.Choice(["jsonl", "parquet", "hf"]), default="jsonl", show_default=True,
-              help="jsonl: train.jsonl; parquet: train.parquet; hf: a `datasets` folder (load_from_disk).")
+              help="jsonl: JSON Lines; parquet: one Parquet file; hf: a `datasets` folder (load_from_disk).")
 @click.option("--overwrite", is_flag=True, help="Replace what the --to folder holds (never a project folder).")
 @click.option("--prompt-mode", type=click.Choice(["generation", "instruction"]), default=None,
               help="Prompts of signal rows: the generator's exact prompt, or an instruction from the label "

@@ -1,0 +1,140 @@
+"""Bulk repair: one edit or rejection applied to every open candidate that matches, after a preview.
+
+A systematic error (a wrong phrase the model repeats, a template artefact, near-copies of one
+bad draft) is fixed once: match the open candidates of the round by a regular expression or by
+near-duplication of one record (Jaccard of word sets), look at what would change, then apply.
+Apply takes the previewed record ids and acts only on those that still match and are still open.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Config
+from ..records import Decision, Record, normalize_text, now
+from ..store import Store
+from ._queue import QueueError
+
+PREVIEW_ROWS = 200
+
+
+@dataclass(frozen=True)
+class BulkSpec:
+    mode: str                   # pattern | near
+    pattern: str = ""           # for pattern: a regular expression (case-insensitive)
+    record_id: str = ""         # for near: the record whose near-duplicates to repair
+    threshold: float = 0.8      # for near: least Jaccard similarity of word sets
+    action: str = "reject"      # reject | edit
+    replacement: str = ""       # for edit: replaces each match (\\1 etc. allowed; near: the whole text)
+    label: str = ""             # for edit: the new label (empty: unchanged)
+
+
+def _words(text: str) -> set[str]:
+    return set(text.lower().split())
+
+
+def _open_candidates(store: Store, round: int) -> list[Record]:
+    ids = [r[0] for r in store.query("SELECT DISTINCT record_id FROM review_queue WHERE round = ? AND kind = 'single'"
+                                      " AND done = 0", (round,))]
+    return store.records(ids=ids)
+
+
+def _matches(store: Store, round: int, spec: BulkSpec) -> list[Record]:
+    candidates = _open_candidates(store, round)
+    if spec.mode == "pattern":
+        if not spec.pattern:
+            raise QueueError(422, "give a pattern (a regular expression) to match candidates by")
+        try:
+            rx = re.compile(spec.pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise QueueError(422, f"pattern {spec.pattern!r} is not a valid regular expression: {exc}") from exc
+        return [c for c in candidates if rx.search(c.text)]
+    if spec.mode == "near":
+        anchor = store.get_record(spec.record_id)
+        if anchor is None:
+            raise QueueError(404, f"no record {spec.record_id!r}; copy the id from the item's details")
+        target = _words(anchor.text)
+        out = []
+        for c in candidates:
+            words = _words(c.text)
+            union = len(words | target)
+            if union and len(words & target) / union >= spec.threshold:
+                out.append(c)
+        return out
+    raise QueueError(422, f"mode {spec.mode!r} is not pattern or near")
+
+
+def _repaired(record: Record, spec: BulkSpec, cfg: Config, labels: list[str]) -> tuple[str, str] | None:
+    """(new text, new label) for an edit, or None when the edit would change nothing."""
+    if spec.label and labels and spec.label not in labels:
+        raise QueueError(422, f"label {spec.label!r} is not one of the project's labels: {', '.join(labels)}")
+    if spec.mode == "pattern":
+        try:
+            text = re.sub(spec.pattern, spec.replacement, record.text, flags=re.IGNORECASE)
+        except re.error as exc:
+            raise QueueError(422, f"replacement {spec.replacement!r}: {exc}") from exc
+    else:
+        text = spec.replacement or record.text
+    text = normalize_text(text, cfg.ingest.normalize)
+    label = spec.label or record.label
+    if not text or (text == record.text and label == record.label):
+        return None
+    return text, label
+
+
+def preview_bulk(store: Store, cfg: Config, round: int, spec: BulkSpec) -> dict[str, Any]:
+    """What applying ``spec`` would do: how many candidates, and the first few before and after."""
+    matched = _matches(store, round, spec)
+    labels = store.labels()
+    rows, ids = [], []
+    for record in matched:
+        change = _repaired(record, spec, cfg, labels) if spec.action == "edit" else None
+        if spec.action == "edit" and change is None:
+            continue
+        ids.append(record.id)
+        if len(rows) < PREVIEW_ROWS:
+            rows.append({"record_id": record.id, "text": record.text, "label": record.label,
+                         "new_text": change[0] if change else None, "new_label": change[1] if change else None})
+    return {"action": spec.action, "matches": len(ids), "items": rows, "record_ids": ids}
+
+
+def apply_bulk(store: Store, cfg: Config, round: int, spec: BulkSpec, reviewer: str, client_id: str,
+               record_ids: list[str]) -> dict[str, Any]:
+    """Apply ``spec`` to the previewed ``record_ids`` that still match and are open; idempotent by client id."""
+    if spec.action not in ("reject", "edit"):
+        raise QueueError(422, f"bulk action {spec.action!r} is not reject or edit")
+    earlier = store.query("SELECT reviewer, result FROM review_ops WHERE client_id = ?", (client_id,))
+    if earlier:
+        return json.loads(earlier[0][1])
+    wanted = set(record_ids)
+    labels = store.labels()
+    applied: list[dict[str, Any]] = []
+    with store.transaction() as db:
+        for record in _matches(store, round, spec):
+            if record.id not in wanted:
+                continue
+            new_record = None
+            if spec.action == "edit":
+                change = _repaired(record, spec, cfg, labels)
+                if change is None:
+                    continue
+                new_record = Record.edited(record, change[0], change[1], reviewer, round)
+            did = store.add_decision(Decision(record.id, spec.action, reviewer, round,
+                                              new_record_id=new_record.id if new_record else None, created_at=now()),
+                                     new_record=new_record)
+            db.execute("UPDATE review_queue SET done = 1, reviewer = ?, decided_at = ? WHERE item_key = ? AND done = 0",
+                       (reviewer, now(), record.id))
+            applied.append({"record_id": record.id, "decision_id": did,
+                            "new_record_id": new_record.id if new_record else None})
+        result = {"ok": True, "action": spec.action, "applied": len(applied),
+                  "skipped": len(wanted) - len(applied), "decisions": applied}
+        db.execute("INSERT INTO review_ops (client_id, reviewer, kind, round, result, created_at)"
+                   " VALUES (?, ?, 'bulk', ?, ?, ?)", (client_id, reviewer, round, json.dumps(result), now()))
+        payload = {"reviewer": reviewer, "round": round, "mode": spec.mode, "pattern": spec.pattern,
+                   "record_id": spec.record_id, "threshold": spec.threshold, "action": spec.action,
+                   "replacement": spec.replacement, "label": spec.label, "applied": len(applied)}
+        store.audit("review.bulk", payload, actor=reviewer)
+    return result

@@ -1,0 +1,173 @@
+"""The review page in real headless Chromium: keyboard-only triage, edits, undo, a lost write
+retried, pairwise preferences, and untrusted text that stays text."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from goldloop.records import Provenance, Record, Verdict
+from goldloop.review import review_states
+from goldloop.serve import create_app
+
+from .serve_support import PASSWORD, add_users, filtered_round, live_server
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+XSS = ('<img src=x onerror="window.__xss = 1"><script>window.__xss = 2</script>'
+       '<b onmouseover="window.__xss = 3">my billing invoice refund please</b>')
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None,
+                                reason="needs Debian's chromium (scripts/setup --test installs it)")
+
+
+@pytest.fixture
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _plant_xss(store, round: int = 1) -> str:
+    """A candidate whose text is an HTML/script payload, flagged label-doubt so it comes first."""
+    seed = store.records(origin="gold", split="train")[0]
+    rec = Record.synthetic(XSS, "billing", Provenance(
+        parents=(seed.id,), strategy="paraphrase.v1", backend="fake", model="fake", params={"temperature": 1.0},
+        template_hash="t" * 16, request_key="xss-probe", round=round, created_at=time.time()))
+    store.add_records([rec])
+    store.add_verdicts([Verdict(rec.id, "label_consistency.v1", True, 0.12, "reads as outage", round,
+                                flag="label-doubt")])
+    return rec.id
+
+
+def _press(page, key: str) -> None:
+    """Press ``key`` and wait until the page has painted what it leads to."""
+    before = page.evaluate("document.body.dataset.paints || '0'")
+    page.keyboard.press(key)
+    page.wait_for_function("(b) => (document.body.dataset.paints || '0') !== b", arg=before, timeout=5000)
+
+
+def test_keyboard_triage_stores_decisions_and_signals(project, browser, tmp_path):
+    path, cfg, store = filtered_round(project, per_label=4, pairs_per_label=1, prefetch=4)
+    xss_id = _plant_xss(store)
+    add_users(store)
+    app = create_app(path, cfg, store)
+    with live_server(app) as url:
+        page = browser.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url + "/")
+        page.wait_for_selector("#login-name", state="visible")
+        # Keyboard only: the name field has focus.
+        page.keyboard.type("ann")
+        page.keyboard.press("Tab")
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#item[data-queue-id]:not([data-queue-id=''])", state="visible")
+
+        # The label-doubt item comes first, and its payload is shown as text, not run.
+        assert page.text_content("#record-id") == xss_id
+        assert page.text_content("#text") == XSS
+        assert page.locator("#text img, #text script, #text b").count() == 0
+        assert page.is_visible("#doubt") and "label-doubt" in page.text_content("#doubt")
+        assert page.evaluate("window.__xss === undefined")
+        assert "billing" in page.text_content("#label") and page.locator("#seeds li").count() >= 1
+        assert "label_consistency.v1" in page.text_content("#verdicts")
+
+        log: list[tuple[str, str]] = []
+
+        def act(key: str, action: str) -> None:
+            log.append((page.text_content("#record-id"), action))
+            _press(page, key)
+
+        act("ArrowRight", "accept")                      # the XSS candidate
+        act("x", "reject")
+        # Edit: e opens the editor with the text; type a correction; Ctrl+Enter saves.
+        edited_id = page.text_content("#record-id")
+        original = page.text_content("#text")
+        page.keyboard.press("e")
+        page.wait_for_selector("#edit-text", state="visible")
+        page.keyboard.press("Control+a")
+        page.keyboard.type("my invoice shows a double charge please refund it")
+        assert page.locator("#edit-diff ins").count() >= 1          # the diff against the original
+        log.append((edited_id, "edit"))
+        _press(page, "Control+Enter")
+        inserted = " ".join(page.locator("#last ins").all_text_contents())
+        assert "double" in inserted and "refund" in inserted          # the edit, shown as a diff
+
+        skipped = page.text_content("#record-id")
+        act("s", "skip")
+        _press(page, "u")                                # undo the skip: the item comes back
+        log.pop()
+        assert page.text_content("#record-id") == skipped
+        act("a", "accept")
+
+        # A write lost on the way back: the server stored it, the page saw a failure. The outbox
+        # sends it again with the same id; it must be stored exactly once.
+        state = {"failed": 0}
+
+        def lose_answer(route):
+            if state["failed"] == 0:
+                state["failed"] = 1
+                route.fetch()                            # reaches the server, answer dropped
+                route.abort("connectionreset")
+            else:
+                route.continue_()
+
+        page.route("**/api/decide", lose_answer)
+        act("ArrowLeft", "reject")
+        page.wait_for_function("() => document.getElementById('net').textContent === 'all saved'", timeout=15000)
+        page.unroute("**/api/decide")
+        assert state["failed"] == 1
+
+        # The rest of the singles, then the pairwise items.
+        while page.get_attribute("#item", "data-kind") == "single" and page.is_visible("#item"):
+            act("ArrowRight" if len(log) % 2 else "ArrowLeft", "accept" if len(log) % 2 else "reject")
+        assert page.get_attribute("#item", "data-kind") == "pair"
+        pair_a = page.text_content("#pair-a")
+        pair_b = page.text_content("#pair-b")
+        _press(page, "1")
+        _press(page, "u")                                # undo the preference: the pair comes back
+        assert page.text_content("#pair-a") == pair_a
+        _press(page, "2")                                # B over A
+        page.wait_for_function("() => document.getElementById('net').textContent === 'all saved'", timeout=15000)
+        paint = page.evaluate("""() => [Number(document.getElementById('item').dataset.keyAt || 0),
+                                        Number(document.getElementById('item').dataset.paintedAt || 0)]""")
+        page.screenshot(path=str(tmp_path / "review.png"))
+        assert dialogs == [] and page.evaluate("window.__xss === undefined")
+
+    # Stored decisions match what was pressed, each exactly once.
+    decisions = [d for d in store.decisions(round=1) if d.reviewer == "ann"]
+    standing = review_states(decisions)
+    expected: dict[str, str] = {}
+    for rid, action in log:
+        expected[rid] = action
+    assert {rid: standing[rid].action for rid in expected} == expected
+    assert sum(d.action != "undo" for d in decisions) == len(log) + 1        # + the undone skip
+    assert [d.action for d in decisions].count("undo") == 1
+    edited = store.get_record(standing[edited_id].new_record_id)
+    assert edited.origin == "edited" and edited.provenance.parents == (edited_id,)
+    assert edited.text == "my invoice shows a double charge please refund it" and edited.provenance.reviewer == "ann"
+    comparisons = store.comparisons(round=1)
+    assert [c.winner for c in comparisons] == ["a", "undo", "b"]
+
+    # Derived signals follow the decisions.
+    from goldloop.signals import derive
+
+    signals = derive(store, round=1)
+    accepted = {rid for rid, a in expected.items() if a == "accept"}
+    rejected = {rid for rid, a in expected.items() if a == "reject"}
+    assert {r.record_id for r in signals.kto if r.label} >= accepted
+    assert {r.record_id for r in signals.kto if not r.label} == rejected
+    assert {r.record_id for r in signals.sft} == accepted | {edited.id}
+    edit_pairs = [r for r in signals.dpo if r.chosen == edited.text]
+    assert len(edit_pairs) == 1 and edit_pairs[0].rejected == original
+    assert any(r.chosen == pair_b and r.rejected == pair_a for r in signals.dpo)
+    assert all(r.decision_id is not None for r in signals.sft)
+    assert paint[1] > 0

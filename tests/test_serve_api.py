@@ -1,0 +1,224 @@
+"""The review server's HTTP API: logins, CSRF, roles, leases, decisions, undo, bulk repair, agreement."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from goldloop.cli import main
+from goldloop.records import Verdict
+from goldloop.review import review_states
+from goldloop.serve import AuthError, add_user, cohen_kappa, create_app, list_users
+
+from .serve_support import PASSWORD, add_users, filtered_round, login
+
+
+@pytest.fixture
+def served(project):
+    path, cfg, store = filtered_round(project, per_label=4)
+    add_users(store)
+    return path, cfg, store, create_app(path, cfg, store)
+
+
+def _client(app, name: str | None = None) -> TestClient:
+    client = TestClient(app)
+    if name:
+        login(client, name)
+    return client
+
+
+def _decide(client, item, action="accept", cid=None, **extra):
+    body = {"client_id": cid or f"op-{item['queue_id']}-{action}-{len(extra)}", "queue_id": item["queue_id"],
+            "action": action, **extra}
+    return client.post("/api/decide", json=body)
+
+
+def test_no_write_without_login_and_csrf(served):
+    *_, app = served
+    anon = _client(app)
+    assert anon.get("/api/me").status_code == 401
+    assert anon.post("/api/next", json={}).status_code == 401
+    client = _client(app)
+    assert client.post("/api/login", json={"name": "ann", "password": "wrong password"}).status_code == 401
+    login(client, "ann")
+    del client.headers["X-CSRF-Token"]
+    assert client.post("/api/next", json={}).status_code == 403
+    client.headers["X-CSRF-Token"] = "forged"
+    assert client.post("/api/next", json={}).status_code == 403
+    cookie = client.cookies.get("goldloop_session")
+    assert cookie and len(cookie) >= 40
+
+
+def test_session_cookie_is_httponly_strict_and_stored_hashed(served):
+    _, _, store, app = served
+    response = _client(app).post("/api/login", json={"name": "ann", "password": PASSWORD})
+    header = response.headers["set-cookie"].lower()
+    assert "httponly" in header and "samesite=strict" in header
+    token = response.cookies["goldloop_session"]
+    assert not store.query("SELECT 1 FROM review_sessions WHERE token_hash = ?", (token,))
+    assert "argon2id" in store.query("SELECT password_hash FROM review_users WHERE name = 'ann'")[0][0]
+
+
+def test_failed_logins_are_limited(served):
+    *_, app = served
+    client = _client(app)
+    codes = [client.post("/api/login", json={"name": "bob", "password": f"guess {i}"}).status_code for i in range(6)]
+    assert codes[:5] == [401] * 5 and codes[5] == 429
+    assert client.post("/api/login", json={"name": "bob", "password": PASSWORD}).status_code == 429
+
+
+def test_pages_carry_a_strict_content_security_policy(served):
+    *_, app = served
+    response = _client(app).get("/")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "<script src=\"/static/app.js\"" in response.text and "onclick" not in response.text
+
+
+def test_roles_gate_signals_agreement_bulk_and_users(served):
+    *_, app = served
+    ann, cat, dan = _client(app, "ann"), _client(app, "cat"), _client(app, "dan")
+    assert ann.get("/api/agreement").status_code == 403
+    assert ann.get("/api/signals").status_code == 403
+    assert ann.post("/api/bulk/preview", json={"mode": "pattern", "pattern": "x", "action": "reject"}).status_code == 403
+    assert cat.get("/api/agreement").status_code == 200
+    assert cat.get("/api/signals").status_code == 200
+    assert cat.get("/api/users").status_code == 403
+    assert cat.post("/api/users", json={"name": "eve", "role": "admin", "password": PASSWORD}).status_code == 403
+    assert dan.post("/api/users", json={"name": "eve", "role": "reviewer", "password": PASSWORD}).status_code == 200
+    assert "eve" in [u["name"] for u in dan.get("/api/users").json()["users"]]
+    assert dan.post("/api/users", json={"name": "eve", "role": "reviewer", "password": "short"}).status_code == 422
+
+
+def test_leases_keep_items_apart_and_expire(served):
+    path, cfg, store, app = served
+    ann, bob = _client(app, "ann"), _client(app, "bob")
+    a_items = ann.post("/api/next", json={"want": 5}).json()["items"]
+    b_items = bob.post("/api/next", json={"want": 5}).json()["items"]
+    assert len(a_items) == 5 and len(b_items) == 5
+    assert not {i["queue_id"] for i in a_items} & {i["queue_id"] for i in b_items}
+    # Asking again with what the page holds returns nothing new; without it, the same leases come back.
+    assert ann.post("/api/next", json={"want": 5, "have": [i["queue_id"] for i in a_items]}).json()["items"] == []
+    again = ann.post("/api/next", json={"want": 5}).json()["items"]
+    assert {i["queue_id"] for i in again} == {i["queue_id"] for i in a_items}
+    # Bob cannot decide Ann's item while her lease runs.
+    response = _decide(bob, a_items[0])
+    assert response.status_code == 409 and "another reviewer" in response.json()["error"]
+    # Once her leases expire, the items go to someone else.
+    with store.transaction() as db:
+        db.execute("UPDATE review_queue SET lease_until = 1 WHERE reviewer = 'ann'")
+    b_more = bob.post("/api/next", json={"want": 10, "have": [i["queue_id"] for i in b_items]}).json()["items"]
+    assert {i["queue_id"] for i in a_items} <= {i["queue_id"] for i in b_more}
+
+
+def test_label_doubt_first_and_what_an_item_shows(project):
+    path, cfg, store = filtered_round(project, per_label=4)
+    candidates = store.records(origin="synthetic", round=1)
+    last = candidates[-1]
+    store.add_verdicts([Verdict(last.id, "label_consistency.v1", True, 0.2, "reads as outage", 1, flag="label-doubt")])
+    add_users(store)
+    client = _client(create_app(path, cfg, store), "ann")
+    first = client.post("/api/next", json={"want": 1}).json()["items"][0]
+    record = first["records"][0]
+    assert record["id"] == last.id and record["doubt"] == "reads as outage"
+    assert record["strategy"] == last.provenance.strategy and record["label"] == last.label
+    assert {s["id"] for s in record["seeds"]} == set(last.provenance.parents)
+    assert {v["filter"] for v in record["verdicts"]} >= {"length.v1", "label_consistency.v1"}
+
+
+def test_decisions_are_idempotent_and_undo_reopens(served):
+    _, _, store, app = served
+    ann = _client(app, "ann")
+    items = ann.post("/api/next", json={"want": 3}).json()["items"]
+    first = _decide(ann, items[0], cid="same-id-123").json()
+    assert _decide(ann, items[0], cid="same-id-123").json() == first
+    assert _decide(ann, items[0], cid="other-id-456").status_code == 409        # decided already
+    edit = _decide(ann, items[1], "edit", text="  my corrected   billing text please  ").json()
+    assert store.get_record(edit["new_record_id"]).text == "my corrected billing text please"
+    assert _decide(ann, items[2], "edit", text=items[2]["records"][0]["text"]).status_code == 422
+    assert _decide(ann, items[2], "edit", text="x y z", label="no-such-label").status_code == 422
+    undone = ann.post("/api/undo", json={"client_id": "undo-1-abcdef"}).json()
+    assert undone["undid"] == "decision" and undone["item"]["queue_id"] == items[1]["queue_id"]
+    states = review_states(store.decisions(round=1))
+    assert states[items[0]["records"][0]["id"]].action == "accept"
+    assert states[items[1]["records"][0]["id"]].action == "none"
+    assert _decide(ann, items[1], "reject").json()["action"] == "reject"        # leased back to her
+    # Bob's stack is his own.
+    assert _client(app, "bob").post("/api/undo", json={"client_id": "undo-bob-1234"}).status_code == 409
+
+
+def test_pairwise_preferences_and_their_undo(project):
+    path, cfg, store = filtered_round(project, per_label=4, pairs_per_label=1)
+    add_users(store)
+    ann = _client(create_app(path, cfg, store), "ann")
+    items = ann.post("/api/next", json={"want": 100}).json()["items"]
+    pairs = [i for i in items if i["kind"] == "pair"]
+    assert len(pairs) == 3 and all(i["kind"] == "single" for i in items[:-3])
+    pair = pairs[0]
+    a, b = (r["id"] for r in pair["records"])
+    assert pair["records"][0]["label"] == pair["records"][1]["label"]
+    assert _decide(ann, pair, "accept").status_code == 422
+    assert _decide(ann, pair, "prefer", winner="b").json()["kind"] == "comparison"
+    ann.post("/api/undo", json={"client_id": "undo-pair-123"})
+    assert _decide(ann, pair, "prefer", cid="again-pair-1", winner="a").status_code == 200
+    assert [(c.a_id, c.b_id, c.winner) for c in store.comparisons(round=1)] == [(a, b, "b"), (a, b, "undo"), (a, b, "a")]
+    assert not store.decisions(round=1)
+
+
+def test_bulk_repair_previews_then_applies(served):
+    _, _, store, app = served
+    cat = _client(app, "cat")
+    target = store.records(origin="synthetic", round=1)[0]
+    word = target.text.split()[1]
+    spec = {"mode": "pattern", "pattern": rf"\b{word}\b", "action": "edit", "replacement": "REDACTED"}
+    preview = cat.post("/api/bulk/preview", json=spec).json()
+    assert preview["matches"] >= 1 and all("REDACTED" in row["new_text"] for row in preview["items"])
+    assert all(word not in row["new_text"].split() for row in preview["items"])
+    assert store.decisions(round=1) == []                                   # a preview writes nothing
+    result = cat.post("/api/bulk/apply", json={**spec, "client_id": "bulk-apply-1", "record_ids": preview["record_ids"]}).json()
+    assert result["applied"] == preview["matches"]
+    decisions = store.decisions(round=1)
+    assert len(decisions) == preview["matches"] and {d.action for d in decisions} == {"edit"}
+    assert all(d.reviewer == "cat" for d in decisions)
+    again = cat.post("/api/bulk/apply", json={**spec, "client_id": "bulk-apply-1", "record_ids": preview["record_ids"]})
+    assert again.json() == result and len(store.decisions(round=1)) == len(decisions)
+    # The repaired items are out of the queue.
+    assert cat.post("/api/bulk/preview", json=spec).json()["matches"] == 0
+    served_ids = {i["records"][0]["id"] for i in _client(app, "ann").post("/api/next", json={"want": 100}).json()["items"]}
+    assert not served_ids & set(preview["record_ids"])
+    # Near-duplicates of one record, rejected.
+    near = cat.post("/api/bulk/preview", json={"mode": "near", "record_id": store.records(origin="synthetic", round=1)[-1].id,
+                                               "threshold": 0.3, "action": "reject"}).json()
+    assert near["matches"] >= 1
+    assert cat.post("/api/bulk/preview", json={"mode": "pattern", "pattern": "(", "action": "reject"}).status_code == 422
+
+
+def test_agreement_is_cohens_kappa_per_pair(served):
+    path, cfg, store, app = served
+    assert cohen_kappa(["accept", "reject", "accept", "accept"], ["accept", "reject", "reject", "accept"]) == 0.5
+    from goldloop.records import Decision
+
+    ids = [r.id for r in store.records(origin="synthetic", round=1)[:4]]
+    for rid, x, y in zip(ids, ["accept", "reject", "accept", "accept"], ["accept", "reject", "reject", "accept"]):
+        store.add_decision(Decision(rid, x, "ann", 1))
+        store.add_decision(Decision(rid, y, "bob", 1))
+    store.add_decision(Decision(ids[0], "undo", "bob", 1))
+    rows = _client(app, "cat").get("/api/agreement").json()["pairs"]
+    assert rows == [{"a": "ann", "b": "bob", "items": 3, "observed": pytest.approx(2 / 3, abs=1e-6), "kappa": 0.4}]
+
+
+def test_users_cli(project):
+    path, cfg, store = project
+    runner = CliRunner()
+    result = runner.invoke(main, ["-p", str(path), "users", "add", "zoe", "--role", "approver", "--password-stdin"],
+                           input=PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(main, ["-p", str(path), "users", "list"])
+    assert "zoe" in listed.output and "approver" in listed.output
+    short = runner.invoke(main, ["-p", str(path), "users", "add", "amy", "--password-stdin"], input="short\n")
+    assert short.exit_code == 1 and "too short" in short.output
+    with pytest.raises(AuthError):
+        add_user(store, "bad name!", "reviewer", PASSWORD)
+    assert [u.name for u, _, _ in list_users(store)] == ["zoe"]
