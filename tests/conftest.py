@@ -99,3 +99,17 @@ def project(tmp_path: Path) -> tuple[Path, Config, Store]:
     ingest_file(store, cfg, write_csv(tmp_path / "gold.csv", make_rows()))
     yield tmp_path, cfg, store
     store.close()
+
+
+@pytest.fixture
+def team_project(store_url: str, tmp_path: Path) -> tuple[Path, Config, Store]:
+    """Like ``project``, with the store named by ``[project] database_url``: once on SQLite, once
+    on a PostgreSQL server (the team set-up)."""
+    from goldloop.ingest import ingest_file
+
+    cfg = fake_config(project={"database_url": store_url})
+    cfg.save(tmp_path)
+    store = open_store(tmp_path, url=store_url)
+    ingest_file(store, cfg, write_csv(tmp_path / "gold.csv", make_rows()))
+    yield tmp_path, cfg, store
+    store.close()

@@ -15,8 +15,8 @@ from .serve_support import PASSWORD, add_users, filtered_round, login
 
 
 @pytest.fixture
-def served(project):
-    path, cfg, store = filtered_round(project, per_label=4)
+def served(team_project):
+    path, cfg, store = filtered_round(team_project, per_label=4)
     add_users(store)
     return path, cfg, store, create_app(path, cfg, store)
 
@@ -113,8 +113,8 @@ def test_leases_keep_items_apart_and_expire(served):
     assert {i["queue_id"] for i in a_items} <= {i["queue_id"] for i in b_more}
 
 
-def test_label_doubt_first_and_what_an_item_shows(project):
-    path, cfg, store = filtered_round(project, per_label=4)
+def test_label_doubt_first_and_what_an_item_shows(team_project):
+    path, cfg, store = filtered_round(team_project, per_label=4)
     candidates = store.records(origin="synthetic", round=1)
     last = candidates[-1]
     store.add_verdicts([Verdict(last.id, "label_consistency.v1", True, 0.2, "reads as outage", 1, flag="label-doubt")])
@@ -149,8 +149,8 @@ def test_decisions_are_idempotent_and_undo_reopens(served):
     assert _client(app, "bob").post("/api/undo", json={"client_id": "undo-bob-1234"}).status_code == 409
 
 
-def test_pairwise_preferences_and_their_undo(project):
-    path, cfg, store = filtered_round(project, per_label=4, pairs_per_label=1)
+def test_pairwise_preferences_and_their_undo(team_project):
+    path, cfg, store = filtered_round(team_project, per_label=4, pairs_per_label=1)
     add_users(store)
     ann = _client(create_app(path, cfg, store), "ann")
     items = ann.post("/api/next", json={"want": 100}).json()["items"]
@@ -209,8 +209,8 @@ def test_agreement_is_cohens_kappa_per_pair(served):
     assert rows == [{"a": "ann", "b": "bob", "items": 3, "observed": pytest.approx(2 / 3, abs=1e-6), "kappa": 0.4}]
 
 
-def test_users_cli(project):
-    path, cfg, store = project
+def test_users_cli(team_project):
+    path, cfg, store = team_project
     runner = CliRunner()
     result = runner.invoke(main, ["-p", str(path), "users", "add", "zoe", "--role", "approver", "--password-stdin"],
                            input=PASSWORD + "\n")

@@ -105,10 +105,10 @@ async def _run(base: str, names: list[str], limit: int) -> tuple[dict, list, Cou
 
 
 @pytest.mark.slow
-def test_16_reviewers_10000_decisions(project):
+def test_16_reviewers_10000_decisions(team_project):
     from goldloop.serve import add_user
 
-    path, cfg, store = project
+    path, cfg, store = team_project
     _queue_candidates(store, 10_400)
     names = [f"rev{i:02d}" for i in range(REVIEWERS)]
     for name in names:
@@ -140,10 +140,10 @@ def test_16_reviewers_10000_decisions(project):
     assert edits and all(store.get_record(d.new_record_id).provenance.parents == (d.record_id,) for d in edits[:50])
 
 
-def test_overlap_serves_each_item_to_that_many_different_reviewers(project):
+def test_overlap_serves_each_item_to_that_many_different_reviewers(team_project):
     from goldloop.serve import add_user
 
-    path, cfg, store = project
+    path, cfg, store = team_project
     cfg.serve.overlap = 2
     cfg.save(path)
     _queue_candidates(store, 60)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from rich.table import Column, Table
 from . import __version__
 from .config import CONFIG_FILE, Config, reference_markdown
 from .errors import GoldloopError, StageError
-from .store import Store, open_store
+from .store import Store, open_store, project_url
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -56,9 +55,7 @@ class Project:
     def store(self) -> Store:
         if self._store is None:
             self.cfg                                   # a project needs its goldloop.toml first
-            # The environment's URL wins over goldloop.toml's, so a password need not be in the file.
-            url = os.environ.get("GOLDLOOP_DATABASE_URL") or self.cfg.project.database_url or None
-            self._store = open_store(self.path, url=url)
+            self._store = open_store(self.path, url=project_url(self.cfg.project.database_url))
             if self.cfg.review.reviewer:
                 self._store.actor = self.cfg.review.reviewer
         return self._store

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from ..config import Config
-from ..store import Store, open_store
+from ..store import Store, open_store, project_url
 from . import _auth as auth
 from ._agreement import agreement
 from ._bulk import BulkSpec, apply_bulk, preview_bulk
@@ -118,7 +118,7 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
     """
     project_dir = Path(project_dir)
     cfg = cfg or Config.load(project_dir)
-    store = store or open_store(project_dir)
+    store = store or open_store(project_dir, url=project_url(cfg.project.database_url))
     serve = cfg.serve
     limiter = auth.LoginLimiter(serve.login_attempts)
     last_sync: dict[int, float] = {}

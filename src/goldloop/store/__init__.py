@@ -34,5 +34,12 @@ def open_store(project_dir: Path | str, url: str | None = None) -> SQLStore:
                      "or sqlite:///path/to/file.db")
 
 
+def project_url(configured: str = "") -> str | None:
+    """The database URL a project uses: ``GOLDLOOP_DATABASE_URL`` wins over ``[project]
+    database_url`` (so a password need not be written into goldloop.toml); None for the default
+    SQLite file."""
+    return os.environ.get(URL_ENV) or configured or None
+
+
 __all__ = ["AuditReport", "GenerationRow", "IngestRow", "PostgresStore", "RoundInfo", "SQLStore", "SQLiteStore",
-           "Store", "migrations", "open_store"]
+           "Store", "migrations", "open_store", "project_url"]
