@@ -167,6 +167,30 @@ def test_pairwise_preferences_and_their_undo(team_project):
     assert not store.decisions(round=1)
 
 
+def test_a_ranking_becomes_reward_rows_once(served):
+    _, _, store, app = served
+    ann = _client(app, "ann")
+    made = store.records(origin="synthetic", round=1)
+    by_label: dict[str, list] = {}
+    for rec in made:
+        by_label.setdefault(rec.label, []).append(rec.id)
+    label, ids = next((k, v) for k, v in by_label.items() if len(v) >= 3)
+    body = {"client_id": "rank-123456", "record_ids": ids[:3]}
+    first = ann.post("/api/rank", json=body).json()
+    assert ann.post("/api/rank", json=body).json() == first                   # a retry stores nothing more
+    assert [r.record_ids for r in store.rankings(round=1)] == [tuple(ids[:3])]
+    other = next(v[0] for k, v in by_label.items() if k != label)
+    mixed = ann.post("/api/rank", json={"client_id": "rank-mixed-1", "record_ids": [ids[0], other]})
+    assert mixed.status_code == 422 and "share a label" in mixed.json()["error"]
+    gold = store.records(origin="gold", split="train")[0].id
+    assert ann.post("/api/rank", json={"client_id": "rank-gold-12", "record_ids": [ids[0], gold]}).status_code == 422
+    reward = _client(app, "cat").get("/api/signals", params={"kind": "reward"}).json()
+    ranked = [r for r in reward["reward"] if r.get("ranking_id") == first["ranking_id"]]
+    texts = {r.id: r.text for r in made}
+    assert {(r["chosen"], r["rejected"]) for r in ranked} == {
+        (texts[ids[0]], texts[ids[1]]), (texts[ids[0]], texts[ids[2]]), (texts[ids[1]], texts[ids[2]])}
+
+
 def test_bulk_repair_previews_then_applies(served):
     _, _, store, app = served
     cat = _client(app, "cat")

@@ -29,8 +29,9 @@ from ..store import Store, open_store, project_url
 from . import _auth as auth
 from ._agreement import agreement
 from ._bulk import BulkSpec, apply_bulk, preview_bulk
+from ..signals import derive
 from ._queue import (QueueError, claim, current_round, decide, held_slot, item_view, queue_counts, release, sync_queue,
-                     undo)
+                     rank, undo)
 
 COOKIE = "goldloop_session"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -79,6 +80,11 @@ class DecideBody(BaseModel):
     text: str | None = Field(default=None, max_length=100_000)
     label: str | None = Field(default=None, max_length=200)
     winner: Literal["a", "b"] | None = None
+
+
+class RankBody(BaseModel):
+    client_id: str = Field(min_length=8, max_length=64)
+    record_ids: list[str] = Field(min_length=2, max_length=20)
 
 
 class UndoBody(BaseModel):
@@ -247,6 +253,11 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
         return decide(store, cfg, session.user.name, body.client_id, body.queue_id, action, text=body.text,
                       label=body.label, winner=body.winner)
 
+    @app.post("/api/rank")
+    async def rank_items(body: RankBody, session: auth.Session = Depends(writer)) -> dict[str, Any]:
+        """A ranking of candidates of one label, best first (reward-model rows)."""
+        return rank(store, session.user.name, body.client_id, body.record_ids, the_round())
+
     @app.post("/api/undo")
     async def undo_last(body: UndoBody, session: auth.Session = Depends(writer)) -> dict[str, Any]:
         result = undo(store, session.user.name, body.client_id, serve.lease_seconds)
@@ -265,14 +276,10 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
                                                                                  session.user.name)
                                if number is not None else {"open": 0, "done": 0, "mine": 0}}
         derived = await run_in_threadpool(_derive, number)
-        out["signals"] = {k: len(getattr(derived, k)) for k in ("sft", "kto", "dpo", "reward")} if derived else None
+        out["signals"] = {k: len(getattr(derived, k)) for k in ("sft", "kto", "dpo", "reward")}
         return out
 
     def _derive(number: int | None) -> Any:
-        try:
-            from ..signals import derive
-        except ImportError:
-            return None
         return derive(store, round=number)
 
     @app.get("/api/signals")
@@ -280,8 +287,6 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
                 session: auth.Session = Depends(reader("approver"))) -> dict[str, Any]:
         number = current_round(store)
         derived = await run_in_threadpool(_derive, number)
-        if derived is None:
-            raise HTTPException(503, "goldloop.signals is not installed with this goldloop")
         kinds = [kind] if kind else ["sft", "kto", "dpo", "reward"]
         return {"round": number, **{k: [_row(r) for r in getattr(derived, k)[:max(limit, 0)]] for k in kinds},
                 "counts": {k: len(getattr(derived, k)) for k in ("sft", "kto", "dpo", "reward")}}

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..config import Config
 from ..filters import passing
-from ..records import Comparison, Decision, Record, normalize_text, now
+from ..records import Comparison, Decision, Ranking, Record, normalize_text, now
 from ..review import review_states
 from ..store import Store
 
@@ -275,6 +275,37 @@ def decide(store: Store, cfg: Config, reviewer: str, client_id: str, queue_id: i
         db.execute("UPDATE review_queue SET done = 1, reviewer = ?, decided_at = ? WHERE id = ?",
                    (reviewer, now(), queue_id))
     return result
+
+
+MAX_RANKED = 20
+
+
+def rank(store: Store, reviewer: str, client_id: str, record_ids: list[str], round: int) -> dict[str, Any]:
+    """Store a reviewer's ordering (best first) of candidates of one label: reward-model rows.
+
+    Idempotent by ``client_id`` like :func:`decide`. Only synthetic or edited candidates of a
+    single label may be ranked (gold rows are not under review, and held-out rows never are).
+    """
+    if len(set(record_ids)) != len(record_ids) or not 2 <= len(record_ids) <= MAX_RANKED:
+        raise QueueError(422, f"a ranking orders 2 to {MAX_RANKED} different candidates, best first")
+    with store.transaction() as db:
+        earlier = _op_result(db, client_id, reviewer)
+        if earlier is not None:
+            return earlier
+        found = {r.id: r for r in store.records(ids=record_ids)}
+        missing = [i for i in record_ids if i not in found]
+        if missing:
+            raise QueueError(404, f"no candidate {missing[0]}")
+        not_made = [i for i in record_ids if found[i].origin == "gold"]
+        if not_made:
+            raise QueueError(422, f"{not_made[0]} is a gold record; rank synthetic or edited candidates")
+        labels = sorted({found[i].label for i in record_ids})
+        if len(labels) > 1:
+            raise QueueError(422, f"ranked candidates must share a label; these have {', '.join(labels)}")
+        ranking_id = store.add_ranking(Ranking(tuple(record_ids), reviewer, round))
+        result = {"ranking_id": ranking_id, "record_ids": list(record_ids), "label": labels[0]}
+        _insert_op(db, client_id, reviewer, "ranking", round, None, result)
+        return result
 
 
 def undo(store: Store, reviewer: str, client_id: str, lease_seconds: float) -> dict[str, Any]:

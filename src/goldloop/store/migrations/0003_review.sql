@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS review_ops (
     id {serial_pk},
     client_id TEXT NOT NULL UNIQUE,
     reviewer TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('decision', 'comparison', 'undo', 'bulk')),
+    kind TEXT NOT NULL CHECK (kind IN ('decision', 'comparison', 'undo', 'bulk', 'ranking')),
     round INTEGER NOT NULL,
     queue_id INTEGER,
     decision_id INTEGER,
