@@ -467,6 +467,16 @@ def export(project: Project, snapshot_ref: str, fmt: str, out_dir: Path, storage
         out.print(f"  note: {escape(note)}")
 
 
+def serve_module() -> Any:
+    """goldloop.serve (users, sessions, the web app), or a clear error naming the extra to install."""
+    try:
+        from . import serve as module
+    except ImportError as exc:
+        raise GoldloopError(f"the review server and its user accounts need the `serve` extra: "
+                            f"pip install 'goldloop[serve]' ({exc})") from exc
+    return module
+
+
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default: [serve] host).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: [serve] port).")
@@ -474,11 +484,8 @@ def export(project: Project, snapshot_ref: str, fmt: str, out_dir: Path, storage
 @_fail_cleanly
 def serve(project: Project, host: str | None, port: int | None) -> None:
     """Run the review web app: keyboard-first triage for a team, every action stored as training signal."""
-    try:
-        from .serve import list_users, run_server
-    except ImportError as exc:
-        raise GoldloopError(f"the review server needs the `serve` extra: pip install 'goldloop[serve]' ({exc})") from exc
-
+    serve_mod = serve_module()
+    list_users, run_server = serve_mod.list_users, serve_mod.run_server
     if not list_users(project.store):
         raise GoldloopError("no users yet; add one first: goldloop users add NAME --role admin")
     cfg = project.cfg.serve
@@ -502,7 +509,7 @@ def users() -> None:
 @_fail_cleanly
 def users_add(project: Project, name: str, role: str, password_stdin: bool) -> None:
     """Add a user, or set an existing user's role and password (their open sessions end)."""
-    from .serve import add_user
+    add_user = serve_module().add_user
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -517,7 +524,7 @@ def users_add(project: Project, name: str, role: str, password_stdin: bool) -> N
 @_fail_cleanly
 def users_list(project: Project) -> None:
     """List the review server's users and their roles."""
-    from .serve import list_users
+    list_users = serve_module().list_users
 
     table = Table("name", "role", "active", "added")
     for user, active, created in list_users(project.store):

@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 from rich.table import Column, Table
 
-from .cli import Project, _fail_cleanly, err, main, out, pass_project
+from .cli import Project, _fail_cleanly, err, main, out, pass_project, serve_module
 from .errors import GoldloopError, StageError
 from .records import Record, Snapshot
 
@@ -25,12 +25,8 @@ def resolve_snapshot(project: Project, ref: str) -> Snapshot:
 
 def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:
     """The approver's name once their password checks out and their role allows approving."""
-    try:
-        from .serve import list_users
-        from .serve._auth import authenticate
-    except ImportError as exc:
-        raise GoldloopError("approvals need the review server's user accounts: pip install 'goldloop[serve]'") from exc
-    users = {u.name: u for u, active, _ in list_users(project.store) if active}
+    accounts = serve_module()
+    users = {u.name: u for u, active, _ in accounts.list_users(project.store) if active}
     user = users.get(name)
     if user is None:
         raise GoldloopError(f"no active user {name!r}: an admin adds approvers with "
@@ -41,7 +37,7 @@ def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt(f"password for {name}", hide_input=True)
-    if authenticate(project.store, name, password) is None:
+    if accounts.authenticate(project.store, name, password) is None:
         raise GoldloopError(f"wrong password for {name}")
     return name
 

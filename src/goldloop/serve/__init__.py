@@ -6,10 +6,10 @@ and embedding. Users and roles live in the project's store (:func:`add_user`, :f
 
 from ._agreement import agreement, cohen_kappa
 from ._app import create_app, run_server
-from ._auth import ROLES, AuthError, User, add_user, deactivate_user, list_users
+from ._auth import ROLES, AuthError, User, add_user, authenticate, deactivate_user, list_users
 from ._bulk import BulkSpec, apply_bulk, preview_bulk
 from ._queue import QueueError, claim, decide, sync_queue, undo
 
-__all__ = ["ROLES", "AuthError", "BulkSpec", "QueueError", "User", "add_user", "agreement", "apply_bulk", "claim",
+__all__ = ["ROLES", "AuthError", "authenticate", "BulkSpec", "QueueError", "User", "add_user", "agreement", "apply_bulk", "claim",
            "cohen_kappa", "create_app", "deactivate_user", "decide", "list_users", "preview_bulk", "run_server",
            "sync_queue", "undo"]
