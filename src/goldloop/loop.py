@@ -1,28 +1,40 @@
-"""One Round: generate -> filter -> review gate -> snapshot -> train -> evaluate -> report.
+"""One Round: generate -> filter -> review gate -> snapshot -> train -> evaluate -> report;
+and the closed loop of rounds: analyse -> plan -> (one round) -> keep or stop.
 
 Each stage reads and writes the store, so a round killed at any point continues where it
 stopped when it is run again: the round stays open until its report is written.
+
+In the loop (:func:`run_loop`), a round's training set is gold-train, the synthetic rows of
+the last kept round's training set, and the round's own survivors: real gold is always in,
+synthetic rows accumulate across kept rounds only, and a rejected round's rows never join a
+later training set.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .analysis import Analysis, analyse, heldout_confusion, train_and_predict
 from .config import Config
+from .decide import (RoundCall, diversity_summary, keep_or_stop, macro_f1_interval, narrowing,
+                     paired_distinct_2, sampled_distinct_2)
+from .diversity import round_diversity
 from .embed import CachedEmbedder, Embedder, make_embedder
-from .evaluate import Evaluation, evaluate_snapshot
+from .errors import StageError
+from .evaluate import Evaluation, evaluate_snapshot, scores
 from .filters import FilterReport, run_filters, summarize
 from .generate import GenerateReport, generate, stored_summary
 from .llm import LLM, make_llm
-from .diversity import round_diversity
-from .records import Record, Snapshot
-from .report import write_report
+from .plan import Plan, make_plan, plan_path, read_plan, write_plan
+from .records import Record, Snapshot, content_hash, now
+from .report import write_loop_report, write_report
 from .snapshot import build_snapshot
-from .store import Store
+from .store import RoundInfo, Store
 
 
 @dataclass
@@ -37,13 +49,15 @@ class RoundResult:
 
 
 def generate_stage(store: Store, cfg: Config, number: int, llm: LLM | None = None,
-                   show_progress: bool = True) -> GenerateReport:
-    """Generate the round's candidates; a backend made here is closed before returning, so the
-    model's cores are free again before any embedding starts."""
+                   show_progress: bool = True, plan: Plan | None = None) -> GenerateReport:
+    """Generate the round's candidates (those of ``plan``, else those of ``[generate]``); a backend
+    made here is closed before returning, so the model's cores are free again before any
+    embedding starts."""
     own = llm is None
     llm = llm or make_llm(cfg.llm)
     try:
-        return generate(store, cfg, llm, number, show_progress=show_progress)
+        planned = plan.requests(store, cfg, llm) if plan is not None else None
+        return generate(store, cfg, llm, number, show_progress=show_progress, planned=planned)
     finally:
         if own:
             llm.close()
@@ -110,3 +124,237 @@ def run_round(store: Store, cfg: Config, project_dir: Path, *, llm: LLM | None =
     say(f"round {number}: training and scoring on held-out real data")
     snap, evaluation, paths = close_round(store, cfg, project_dir, number, cached, gen, timings)
     return RoundResult(number, gen, filt, snap, evaluation, paths, timings)
+
+
+# -- the closed loop ------------------------------------------------------------------------
+
+@dataclass
+class LoopRound:
+    """One loop round: its plan, the keep-or-stop call, and what it flagged."""
+
+    round: int
+    plan: Plan
+    call: RoundCall
+    narrowing: list[str]
+    snapshot: Snapshot
+    report_paths: tuple[Path, Path]
+
+
+@dataclass
+class LoopResult:
+    rounds: list[LoopRound]
+    stopped: str                         # why the loop ended, in words
+    kept_snapshot: str | None            # the training set kept at the end (None: gold only)
+    report_paths: tuple[Path, Path] | None     # reports/loop.json and .html (None: no loop round finished)
+
+
+def kept_round(store: Store) -> RoundInfo | None:
+    """The latest loop round whose training set was kept (None: none yet, the model is gold-only)."""
+    kept = [r for r in store.rounds() if r.metrics.get("loop", {}).get("kept")]
+    return kept[-1] if kept else None
+
+
+def carried_records(store: Store) -> list[Record]:
+    """The synthetic and edited rows of the last kept training set: what the next round builds on."""
+    kept = kept_round(store)
+    snap = store.get_snapshot(kept.snapshot_id) if kept and kept.snapshot_id else None
+    if snap is None:
+        return []
+    return [r for r in store.records(ids=snap.record_ids) if r.origin != "gold"]
+
+
+def loop_plan(store: Store, cfg: Config, project_dir: Path, number: int, embedder: CachedEmbedder,
+              fresh: bool = False) -> tuple[Plan, Analysis | None]:
+    """The open round's plan: ``plans/round-N.toml`` when it exists (edited or not), else a new one
+    made from an error analysis of the kept model, written there and logged in the store."""
+    path = plan_path(project_dir, number)
+    made = [payload for _, _, payload in store.events("loop.plan.made") if payload.get("round") == number]
+    if path.exists() and not fresh:
+        plan = read_plan(path, store, number)
+        plan.source = "analysis" if made and made[-1]["fingerprint"] == plan.fingerprint() else "edited"
+        return plan, None
+    if fresh and store.generations(round=number):
+        raise StageError(f"round {number} has already drafted candidates under its plan; finish it with "
+                         f"`goldloop loop` (or edit plans/round-{number}.toml) instead of planning it afresh")
+    kept = kept_round(store)
+    analysis = analyse(store, cfg, embedder, number, carried_records(store),
+                       model=kept.snapshot_id if kept and kept.snapshot_id else "gold only")
+    plan = make_plan(analysis, cfg)
+    write_plan(project_dir, plan)
+    store.log_event("loop.plan.made", {"round": number, "fingerprint": plan.fingerprint(),
+                                       "analysis": analysis.to_json(), "plan": plan.to_json()})
+    return plan, analysis
+
+
+def accumulated_snapshot(store: Store, round_snap: Snapshot, carried: list[Record]) -> Snapshot:
+    """The round's snapshot plus the rows carried from the last kept training set (content-addressed)."""
+    if not carried:
+        return round_snap
+    records = store.records(ids=sorted(set(round_snap.record_ids) | {r.id for r in carried}))
+    ids = sorted(r.id for r in records)
+    synthetic = [r for r in records if r.origin != "gold"]
+    manifest = {**round_snap.manifest, "records": len(records),
+                "by_origin": dict(Counter(r.origin for r in records)),
+                "by_strategy": dict(Counter(r.provenance.strategy for r in synthetic)),
+                "by_label": dict(sorted(Counter(r.label for r in records).items())),
+                "synthetic_share": round(len(synthetic) / len(records), 4),
+                "carried": len(carried), "round_snapshot": round_snap.id}
+    snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"loop-round-{round_snap.round}",
+                    round=round_snap.round, record_ids=tuple(ids), manifest=manifest, created_at=now())
+    existing = store.get_snapshot(snap.id)
+    if existing is not None:
+        return existing
+    store.add_snapshot(snap)
+    store.log_event("snapshot", {"id": snap.id, "round": snap.round, "records": len(ids), "carried": len(carried)})
+    return snap
+
+
+def _confusion_cells(y_true: list[str], y_pred: list[str]) -> list[list[Any]]:
+    """Non-empty cells of the confusion matrix as [true, predicted, count]: numbers, no text."""
+    cells = Counter(zip(y_true, y_pred))
+    return [[t, p, n] for (t, p), n in sorted(cells.items())]
+
+
+def run_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, llm: LLM | None = None,
+             embedder: Embedder | None = None, show_progress: bool = True,
+             review: Callable[[int], Any] | None = None, confirm: Callable[[Plan], bool] | None = None,
+             say: Callable[[str], None] = lambda _: None) -> LoopResult:
+    """Run up to ``rounds`` loop rounds: analyse, plan, generate, filter, review, snapshot, train,
+    evaluate, keep or stop. Stops early after ``[loop] patience`` rounds without a gain.
+
+    ``confirm`` sees each plan before any generation is spent; returning False stops the loop.
+    """
+    if rounds < 1:
+        raise StageError("--rounds must be at least 1")
+    cached = CachedEmbedder(embedder or make_embedder(cfg.embed), store, show_progress=show_progress)
+    done: list[LoopRound] = []
+    no_gain = 0
+    stopped = f"ran the {rounds} round{'s' if rounds > 1 else ''} asked for"
+    for _ in range(rounds):
+        number = store.open_round()
+        timings: dict[str, float] = {}
+        started = time.monotonic()
+        plan, _ = loop_plan(store, cfg, project_dir, number, cached)
+        timings["analyse_plan"] = time.monotonic() - started
+        spread = ", ".join(f"{n} {s}" for s, n in plan.by_strategy().items()) or "nothing"
+        say(f"round {number}: plan ({plan.source}) drafts {plan.total} candidates: {spread}; "
+            f"{plan_path(project_dir, number)}")
+        if plan.total == 0:
+            stopped = (f"stopped before round {number}: its plan drafts nothing (no weak, confused or thin "
+                       "label found, or every count in the plan file is 0)")
+            break
+        if confirm is not None and not confirm(plan):
+            stopped = f"stopped before round {number}: the plan was not confirmed"
+            break
+        if not any(p.get("round") == number and p.get("fingerprint") == plan.fingerprint()
+                   for _, _, p in store.events("loop.plan.used")):
+            store.log_event("loop.plan.used", {"round": number, "fingerprint": plan.fingerprint(),
+                                               "source": plan.source, "plan": plan.to_json()})
+
+        started = time.monotonic()
+        say(f"round {number}: generating with the {cfg.llm.backend} backend")
+        gen = generate_stage(store, cfg, number, llm, show_progress, plan=plan)
+        timings["generate"] = time.monotonic() - started
+        started = time.monotonic()
+        say(f"round {number}: filtering {gen.planned} candidates")
+        filt = run_filters(store, cfg, number, cached)
+        timings["filter"] = time.monotonic() - started
+        if review is not None:
+            started = time.monotonic()
+            review(number)
+            timings["review"] = time.monotonic() - started
+
+        say(f"round {number}: training and scoring on held-out real data")
+        step = _close_loop_round(store, cfg, project_dir, number, cached, plan, gen, filt, timings)
+        done.append(step)
+        say(f"round {number}: {step.call.reason}" + (f"; narrowing: {'; '.join(step.narrowing)}"
+                                                     if step.narrowing else ""))
+        no_gain = 0 if step.call.gain else no_gain + 1
+        if no_gain >= cfg.loop.patience:
+            stopped = (f"stopped after round {number}: {no_gain} round{'s' if no_gain > 1 else ''} in a row "
+                       f"without a held-out macro-F1 gain of at least {cfg.loop.min_gain:.3f} over the kept "
+                       f"model ([loop] patience = {cfg.loop.patience})")
+            break
+    kept = kept_round(store)
+    store.log_event("loop.stop", {"rounds": [r.round for r in done], "reason": stopped,
+                                  "kept_snapshot": kept.snapshot_id if kept else None})
+    finished = any("loop" in r.metrics for r in store.rounds())
+    paths = write_loop_report(store, cfg, project_dir, stopped) if finished else None
+    return LoopResult(done, stopped, kept.snapshot_id if kept else None, paths)
+
+
+def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int, embedder: CachedEmbedder,
+                      plan: Plan, gen: GenerateReport, filt: FilterReport, timings: dict[str, float]) -> LoopRound:
+    """Snapshot, train, score against the kept model, decide, write the reports, close the round."""
+    started = time.monotonic()
+    kept = kept_round(store)
+    carried = carried_records(store)
+    round_snap = build_snapshot(store, cfg, number)
+    snap = accumulated_snapshot(store, round_snap, carried)
+    evaluation = evaluate_snapshot(store, cfg, snap, embedder)
+    gold = store.records(origin="gold", split="train")
+    heldout = store.records(origin="gold", split="heldout")
+    labels = sorted({r.label for r in gold} | {r.label for r in heldout})
+    y_true = [r.label for r in heldout]
+    texts = [r.text for r in heldout]
+    base_pred = train_and_predict(cfg, embedder, [*gold, *carried], texts)
+    training = store.records(ids=snap.record_ids)
+    cand_pred = train_and_predict(cfg, embedder, training, texts)
+    del heldout, texts                              # only labels, predictions and counts from here on
+    timings["snapshot_train_evaluate"] = time.monotonic() - started
+
+    spread = snapshot_diversity(store, cfg, snap, embedder)
+    by_origin: dict[bool, dict[str, list[str]]] = {True: {}, False: {}}
+    for rec in training:
+        by_origin[rec.origin == "gold"].setdefault(rec.label, []).append(rec.text)
+    summary = diversity_summary(spread, snap.manifest["synthetic_share"],
+                                sampled_distinct_2(by_origin[False], by_origin[True], cfg.project.seed))
+    previous = kept.metrics["loop"].get("diversity") if kept else None
+    if previous:
+        before: dict[str, list[str]] = {}
+        for rec in carried:
+            before.setdefault(rec.label, []).append(rec.text)
+        then_d2, now_d2 = paired_distinct_2(before, by_origin[False], cfg.project.seed)
+        previous = {**previous, "distinct_2": then_d2}
+        narrowed = narrowing(previous, {**summary, "distinct_2": now_d2}, cfg.loop.narrowing_margin)
+    else:
+        narrowed = []
+    call = keep_or_stop(y_true, base_pred, cand_pred, labels, cfg, narrowed)
+    new_rows = sum(n for origin, n in round_snap.manifest["by_origin"].items() if origin != "gold")
+    spent = stored_summary(store, number)
+    made = [p for _, _, p in store.events("loop.plan.made") if p.get("round") == number]
+    base_scores, cand_scores = scores(y_true, base_pred, labels), scores(y_true, cand_pred, labels)
+    loop_metrics = {
+        **call.to_json(),
+        "baseline_model": kept.snapshot_id if kept else "gold only",
+        "baseline_interval": [None if x != x else round(x, 4) for x in macro_f1_interval(
+            y_true, base_pred, labels, cfg.evaluate.bootstrap, cfg.evaluate.confidence, cfg.project.seed)],
+        "per_label_f1": {k: round(v["f1"], 4) for k, v in cand_scores["per_label"].items()},
+        "baseline_per_label_f1": {k: round(v["f1"], 4) for k, v in base_scores["per_label"].items()},
+        "confusion": _confusion_cells(y_true, cand_pred),
+        "baseline_confusion": _confusion_cells(y_true, base_pred),
+        "confused_pairs": sorted(([t, p, n] for (t, p), n in heldout_confusion(y_true, cand_pred).items()),
+                                 key=lambda x: -x[2])[:10],
+        "labels": labels,
+        "funnel": {"planned": gen.planned, "candidates": filt.candidates, "passed_filters": filt.passed,
+                   "in_snapshot": new_rows, "kept": new_rows if call.kept else 0},
+        "carried": len(carried),
+        "diversity": summary,
+        "narrowing": narrowed,
+        "plan": {"source": plan.source, "fingerprint": plan.fingerprint(), "total": plan.total,
+                 "by_strategy": plan.by_strategy(), "lines": len(plan.lines)},
+        "analysis": ({k: made[-1]["analysis"][k] for k in ("model", "macro_f1", "cv_macro_f1")}
+                     if made else {}),
+        "spent": {"tokens_in": spent.tokens_in, "tokens_out": spent.tokens_out,
+                  "request_seconds": round(spent.seconds, 2),
+                  "seconds": round(sum(timings.values()), 2)},
+    }
+    paths = write_report(store, cfg, project_dir, number, gen, summarize(store, number), snap, evaluation,
+                         timings, spread)
+    store.finish_round(number, snap.id, {"evaluation": evaluation.to_json(), "timings": timings,
+                                         "report": str(paths[1].name), "diversity": spread,
+                                         "generation": {"tokens_in": spent.tokens_in, "tokens_out": spent.tokens_out,
+                                                        "request_seconds": round(spent.seconds, 2),
+                                                        "by_strategy": spent.by_strategy},
+                                         "loop": loop_metrics})
+    return LoopRound(number, plan, call, narrowed, snap, paths)

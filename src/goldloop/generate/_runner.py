@@ -82,37 +82,52 @@ def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[Plann
     for rec in train:
         by_label.setdefault(rec.label, []).append(rec)
     g = cfg.generate
-    mode = cfg.llm.mode
     rules = Rules.from_config(g)
     planned: list[PlannedRequest] = []
     for strategy_name in g.strategies:
         strategy = get_strategy(strategy_name)
-        template_hash = strategy.template_hash(mode)
         for label, weakness in strategy.plan_labels(sorted(by_label), g).items():
             pool = by_label[label]
             rng = random.Random(content_hash(cfg.project.seed, round, strategy.name, label))
             for position in range(g.per_label):
                 seeds = rng.sample(pool, min(g.seeds_per_prompt, len(pool)))
-                prompt = strategy.render(mode, label, seeds, item_name=g.item_name,
-                                         description=g.label_descriptions.get(label, ""),
-                                         seed_words=g.seed_words, rules=rules, weakness=weakness)
-                key = content_hash(strategy.name, template_hash, prompt.text, prompt.messages, llm.backend,
-                                   llm.model, g.temperature, g.top_p, g.max_tokens, round, position,
-                                   cfg.llm.structured_output and mode == "chat")
-                structured = cfg.llm.structured_output and prompt.messages is not None
-                request = CompletionRequest(key=key, prompt=prompt.text, messages=prompt.messages,
-                                            max_tokens=g.max_tokens, temperature=g.temperature,
-                                            top_p=g.top_p, stop=prompt.stop,
-                                            seed=int(key[:8], 16) & 0x7FFFFFFF,
-                                            json_schema=strategy.json_schema if structured else None)
-                planned.append(PlannedRequest(request, strategy.name, label, tuple(s.id for s in seeds),
-                                              template_hash))
+                planned.append(build_request(cfg, llm, strategy_name, label, seeds, round, position,
+                                             weakness=weakness, rules=rules))
     return planned
 
 
-def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: bool = True) -> GenerateReport:
-    """Send every planned request of ``round`` that has no stored reply yet."""
-    planned = plan_requests(store, cfg, llm, round)
+def build_request(cfg: Config, llm: LLM, strategy_name: str, label: str, seeds: list[Record], round: int,
+                  position: int, weakness: str = "", rules: Rules | None = None) -> PlannedRequest:
+    """One request of ``strategy_name`` for ``label`` from the given gold-train seeds.
+
+    The key covers everything that shapes the reply (strategy, template, prompt, sampling,
+    model, round, position), so the same request planned twice is sent once.
+    """
+    g = cfg.generate
+    mode = cfg.llm.mode
+    strategy = get_strategy(strategy_name)
+    template_hash = strategy.template_hash(mode)
+    prompt = strategy.render(mode, label, seeds, item_name=g.item_name,
+                             description=g.label_descriptions.get(label, ""), seed_words=g.seed_words,
+                             rules=rules if rules is not None else Rules.from_config(g), weakness=weakness)
+    key = content_hash(strategy.name, template_hash, prompt.text, prompt.messages, llm.backend, llm.model,
+                       g.temperature, g.top_p, g.max_tokens, round, position,
+                       cfg.llm.structured_output and mode == "chat")
+    structured = cfg.llm.structured_output and prompt.messages is not None
+    request = CompletionRequest(key=key, prompt=prompt.text, messages=prompt.messages, max_tokens=g.max_tokens,
+                                temperature=g.temperature, top_p=g.top_p, stop=prompt.stop,
+                                seed=int(key[:8], 16) & 0x7FFFFFFF,
+                                json_schema=strategy.json_schema if structured else None)
+    return PlannedRequest(request, strategy.name, label, tuple(s.id for s in seeds), template_hash)
+
+
+def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: bool = True,
+             planned: list[PlannedRequest] | None = None) -> GenerateReport:
+    """Send every planned request of ``round`` that has no stored reply yet.
+
+    ``planned``: the requests to send (the loop's plan); by default those of ``[generate]``.
+    """
+    planned = plan_requests(store, cfg, llm, round) if planned is None else planned
     done = store.finished_requests(p.request.key for p in planned)
     todo = [p for p in planned if p.request.key not in done]
     report = GenerateReport(round=round, planned=len(planned), already_done=len(planned) - len(todo))
