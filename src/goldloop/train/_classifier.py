@@ -1,4 +1,9 @@
-"""The `classify` trainer: embeddings of the text, then a multinomial logistic regression."""
+"""The `linear` trainer: embeddings of the text, then a multinomial logistic regression.
+
+:class:`LinearClassifier` works on embedding rows (the filters use it on vectors they already
+hold); :class:`LinearTextClassifier` puts it behind the :class:`TextClassifier` interface,
+embedding texts through the store's cache.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from ..errors import StageError
+from ..records import Record
+from ._base import TextClassifier, TextEmbedder, check_training_data, embed_texts
 
 
 class LinearClassifier:
@@ -28,6 +35,7 @@ class LinearClassifier:
         self._model: LogisticRegression | None = None
 
     def fit(self, X: np.ndarray, y: Sequence[str], weights: Sequence[float] | None = None) -> "LinearClassifier":
+        """Fit on embedding rows ``X`` with labels ``y`` and optional per-row weights."""
         labels = sorted(set(y))
         if len(labels) < 2:
             raise StageError(f"training needs at least two labels; the data has {len(labels)}")
@@ -45,5 +53,37 @@ class LinearClassifier:
         return proba[:, order]
 
     def predict(self, X: np.ndarray) -> list[str]:
+        """The most probable label of each row."""
         proba = self.predict_proba(X)
         return [self.labels[i] for i in proba.argmax(axis=1)]
+
+
+class LinearTextClassifier(TextClassifier):
+    """``[train] classifier = "linear"``: frozen embeddings + :class:`LinearClassifier`.
+
+    Embeddings come from ``embedder`` (cached by text in the store), so training again on
+    the same texts only refits the regression: seconds on a CPU.
+    """
+
+    name = "linear.v1"
+
+    def __init__(self, embedder: TextEmbedder, C: float = 10.0, seed: int = 0) -> None:
+        self.embedder = embedder
+        self._model = LinearClassifier(C=C, seed=seed)
+        self.labels: list[str] = []
+
+    def fit(self, records: Sequence[Record], weights: Sequence[float] | None = None) -> "LinearTextClassifier":
+        """Embed the records' texts and fit the regression on them."""
+        w = check_training_data(records, weights)
+        X = embed_texts(self.embedder, [r.text for r in records], "embedding training data")
+        self._model.fit(X, [r.label for r in records], w)
+        self.labels = self._model.labels
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities, one column per label in ``labels`` order."""
+        if not self.labels:
+            raise StageError("the classifier is not trained yet")
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        return self._model.predict_proba(embed_texts(self.embedder, texts, "embedding texts to classify"))
