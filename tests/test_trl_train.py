@@ -133,10 +133,42 @@ def test_the_train_command_takes_an_export_folder(tiny_model: str, tmp_path: Pat
     out = tmp_path / "adapter"
     result = CliRunner().invoke(main, ["train", str(data), "--method", "sft", "--base-model", tiny_model,
                                        "--out", str(out), "--max-steps", "2", "--batch-size", "2",
-                                       "--max-length", "64", "--lora-r", "4"])
+                                       "--max-length", "64", "--lora-r", "4", "--unmanaged"])
     assert result.exit_code == 0, result.output
     assert (out / "adapter_model.safetensors").exists()
     assert "2 steps" in result.output
+    refused = CliRunner().invoke(main, ["train", str(data), "--method", "sft", "--base-model", tiny_model,
+                                        "--out", str(tmp_path / "again")])
+    assert refused.exit_code == 1 and "has no goldloop-export.json" in refused.output
+
+
+def test_training_checks_the_policy_and_is_traced(project, tiny_model: str, tmp_path: Path) -> None:
+    """goldloop train checks [policy] (sign-off included) for the export's snapshot, and records
+    the trained model so that `goldloop trace` reaches it."""
+    from goldloop.export import export_snapshot
+    from goldloop.serve import add_user
+    from goldloop.snapshot import build_snapshot
+
+    path, cfg, store = project
+    snap = build_snapshot(store, cfg, store.open_round())
+    export_snapshot(store, snap, "sft", tmp_path / "export")
+    cfg.policy.signoff_required = True
+    cfg.save(path)
+    args = ["-p", str(path), "train", str(tmp_path / "export"), "--method", "sft", "--base-model", tiny_model,
+            "--out", str(tmp_path / "adapter"), "--max-steps", "1", "--batch-size", "2", "--max-length", "64"]
+    blocked = CliRunner().invoke(main, args)
+    assert blocked.exit_code == 1 and "at the train stage" in blocked.output and "signoff" in blocked.output
+    add_user(store, "alice", "approver", "correct horse battery")
+    signed = CliRunner().invoke(main, ["-p", str(path), "snapshot", "signoff", snap.id, "--approver", "alice",
+                                       "--password-stdin"], input="correct horse battery\n")
+    assert signed.exit_code == 0, signed.output
+    trained = CliRunner().invoke(main, args)
+    assert trained.exit_code == 0, trained.output
+    runs = [t for t in store.trainings(snap.id) if t["trainer"] == "trl:sft"]
+    assert len(runs) == 1 and runs[0]["model"] == str((tmp_path / "adapter").resolve())
+    gold = snap.record_ids[0]
+    trace = json.loads(CliRunner().invoke(main, ["-p", str(path), "trace", gold, "--json"]).output)
+    assert any(t["trainer"] == "trl:sft" for t in trace["trained"])
 
 
 def test_bad_exports_are_named_by_file_row_and_field(tmp_path: Path) -> None:

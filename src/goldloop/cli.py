@@ -402,10 +402,14 @@ def status(project: Project) -> None:
 @click.option("--save-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Checkpoint every this many steps (0: only the final adapter); a rerun resumes from the last.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for data order and adapter init.")
+@click.option("--unmanaged", is_flag=True, help="Train on a folder that goldloop export did not write (no "
+                                                "snapshot, so no [policy] can be checked).")
+@pass_project
 @_fail_cleanly
-def train(export_dir: Path, method: str, base_model: str, out_dir: Path, max_steps: int,
+def train(project: Project, export_dir: Path, method: str, base_model: str, out_dir: Path, max_steps: int,
           learning_rate: float | None, batch_size: int, gradient_accumulation: int, max_length: int,
-          beta: float, lora_r: int, lora_alpha: int, lora_dropout: float, save_steps: int, seed: int) -> None:
+          beta: float, lora_r: int, lora_alpha: int, lora_dropout: float, save_steps: int, seed: int,
+          unmanaged: bool) -> None:
     """Fine-tune a generator on an export folder (goldloop export) with TRL and a LoRA adapter.
 
     Needs the `train` extra. Uses a CUDA GPU in bf16/fp16 when there is one, else the CPU
@@ -413,6 +417,7 @@ def train(export_dir: Path, method: str, base_model: str, out_dir: Path, max_ste
     """
     from .train import LoraSettings, train_generator
 
+    snapshot_id = None if unmanaged else _check_training_policy(project, export_dir)
     result = train_generator(export_dir, method, base_model=base_model, out_dir=out_dir,
                              lora=LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout),
                              max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size,
@@ -422,6 +427,43 @@ def train(export_dir: Path, method: str, base_model: str, out_dir: Path, max_ste
     out.print(f"{result.method}: {result.steps} steps on {result.rows} rows in {result.seconds:.0f} s "
               f"({result.device}, {result.precision}); mean loss {result.train_loss:.4f}, last {last}")
     out.print(f"adapter: {escape(result.out_dir)}")
+    if snapshot_id is not None:
+        project.store.add_training(snapshot_id, f"trl:{result.method}", result.out_dir,
+                                   {"base_model": result.base_model, "steps": result.steps, "rows": result.rows,
+                                    "train_loss": result.train_loss, "device": result.device})
+
+
+def _check_training_policy(project: Project, export_dir: Path) -> str | None:
+    """Check [policy] at training time for the export's snapshot; its id when this project holds it.
+
+    An export from this project is checked against the project's policy now (sign-off
+    included). One from elsewhere is trusted only as far as the policy results it carries.
+    """
+    from .export import EXPORT_MANIFEST
+    from .governance import enforce
+
+    manifest_path = export_dir / EXPORT_MANIFEST
+    if not manifest_path.is_file():
+        raise GoldloopError(f"{export_dir} has no {EXPORT_MANIFEST}: train on a folder written by goldloop export "
+                            "(or pass --unmanaged for other data: no policy is checked then)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise GoldloopError(f"{manifest_path} is not valid JSON ({exc}); export the snapshot again") from exc
+    snapshot_id = str(manifest.get("snapshot", ""))
+    if (project.path / CONFIG_FILE).is_file():
+        snap = project.store.get_snapshot(snapshot_id)
+        if snap is not None:
+            enforce(project.store, project.cfg, snap, "train")
+            return snap.id
+    blocking = [r for r in manifest.get("policy_results") or []
+                if isinstance(r, dict) and not r.get("passed", True) and not r.get("overridden_by")]
+    if blocking:
+        raise GoldloopError(f"the export of snapshot {snapshot_id} failed policy rule(s) "
+                            f"{', '.join(str(r.get('rule')) for r in blocking)} when it was written")
+    err.print(f"[dim]snapshot {snapshot_id} is not in this project: relying on the policy results recorded at "
+              "export time[/dim]")
+    return None
 
 
 @main.command(name="export")
