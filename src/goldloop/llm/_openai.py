@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import aiohttp
+import yarl
 
 from ..errors import LLMError
 from ._base import LLM, CompletionRequest, CompletionResult
@@ -78,6 +79,7 @@ class OpenAICompatibleLLM(LLM):
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown_s, breaker_give_up_s)
         self.account = Account()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._urls: dict[str, yarl.URL] = {}
         self._thread: threading.Thread | None = None
         self._session: aiohttp.ClientSession | None = None
         self._requests_bucket = TokenBucket(requests_per_minute)
@@ -151,7 +153,10 @@ class OpenAICompatibleLLM(LLM):
             results.put(_DONE)
 
     async def _one(self, req: CompletionRequest, window: asyncio.Semaphore) -> CompletionResult:
-        url, body = self._payload(req)
+        url_text, body = self._payload(req)
+        url = self._urls.get(url_text)
+        if url is None:                     # parse each endpoint URL once, not once per request
+            url = self._urls[url_text] = yarl.URL(url_text)
         payload = json.dumps(body).encode()
         estimate = len(payload) / 4 + req.max_tokens
         headers = {"Idempotency-Key": req.key}
@@ -206,7 +211,7 @@ class OpenAICompatibleLLM(LLM):
         self.account.tokens_in += result.tokens_in
         self.account.tokens_out += result.tokens_out
 
-    async def _attempt(self, req: CompletionRequest, url: str, payload: bytes,
+    async def _attempt(self, req: CompletionRequest, url: yarl.URL, payload: bytes,
                        headers: dict[str, str]) -> CompletionResult:
         assert self._session is not None
         try:
