@@ -37,14 +37,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from goldloop.analysis import train_and_predict
 from goldloop.config import Config
-from goldloop.demo import read_newsgroups
+from goldloop.demo import newsgroups_pools
 from goldloop.embed import CachedEmbedder, Embedder, make_embedder
 from goldloop.evaluate import scores
 from goldloop.ingest import ingest_file
@@ -66,13 +65,7 @@ class SharedCache(Embedder):
 
 def pools(labels: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Deduplicated train and test posts per label, for the first ``labels`` labels by name."""
-    seen: set[str] = set()
-    out: dict[str, dict[str, list[str]]] = {"train": defaultdict(list), "test": defaultdict(list)}
-    for split in ("train", "test"):
-        for text, label in read_newsgroups(split):
-            if text not in seen:
-                seen.add(text)
-                out[split][label].append(text)
+    out = newsgroups_pools()
     chosen = sorted(out["train"])[:labels]
     return ({k: out["train"][k] for k in chosen}, {k: out["test"][k] for k in chosen})
 

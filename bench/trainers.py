@@ -31,7 +31,7 @@ from collections import defaultdict
 import numpy as np
 
 from goldloop.config import Config
-from goldloop.demo import read_newsgroups
+from goldloop.demo import newsgroups_pools
 from goldloop.embed import MiniLMEmbedder
 from goldloop.evaluate import scores
 from goldloop.records import Record
@@ -57,13 +57,7 @@ class MemoEmbedder:
 
 def split(seed: int, gold_per_label: int, heldout_per_label: int) -> tuple[list[Record], list[Record]]:
     """Gold-train and held-out records for one seed (deduplicated as in the demo)."""
-    seen: set[str] = set()
-    pools: dict[str, dict[str, list[str]]] = {"train": defaultdict(list), "test": defaultdict(list)}
-    for name in ("train", "test"):
-        for text, label in read_newsgroups(name):
-            if text not in seen:
-                seen.add(text)
-                pools[name][label].append(text)
+    pools = newsgroups_pools()
     rng = random.Random(seed)
     gold, heldout = [], []
     for label in sorted(pools["train"]):

@@ -50,23 +50,29 @@ def read_newsgroups(split: str) -> list[tuple[str, str]]:
     return rows
 
 
+def newsgroups_pools() -> dict[str, dict[str, list[str]]]:
+    """Posts by split ("train", "test") and label, each text once: duplicates within and across
+    splits are dropped (a few test posts are also in train), so no test post is in training."""
+    seen: set[str] = set()
+    pools: dict[str, dict[str, list[str]]] = {"train": defaultdict(list), "test": defaultdict(list)}
+    for split in ("train", "test"):
+        for text, label in read_newsgroups(split):
+            if text not in seen:
+                seen.add(text)
+                pools[split][label].append(text)
+    return pools
+
+
 def build_demo_project(project_dir: Path, store: Store, cfg: Config, gold_per_label: int = 10,
                        heldout_per_label: int = 100) -> dict[str, int]:
     """Write gold.csv and heldout.csv into the project and ingest them; return row counts."""
-    train, test = read_newsgroups("train"), read_newsgroups("test")
-    seen: set[str] = set()
-    pools: dict[str, dict[str, list[tuple[str, str]]]] = {"train": defaultdict(list), "test": defaultdict(list)}
-    for name, rows in (("train", train), ("test", test)):
-        for text, label in rows:
-            if text in seen:
-                continue        # duplicates within and across splits (a few test posts are in train)
-            seen.add(text)
-            pools[name][label].append((text, label))
+    pools = newsgroups_pools()
     rng = random.Random(cfg.project.seed)
     gold, heldout = [], []
     for label in sorted(pools["train"]):
-        gold += rng.sample(pools["train"][label], min(gold_per_label, len(pools["train"][label])))
-        heldout += rng.sample(pools["test"][label], min(heldout_per_label, len(pools["test"][label])))
+        gold += [(t, label) for t in rng.sample(pools["train"][label], min(gold_per_label, len(pools["train"][label])))]
+        heldout += [(t, label) for t in rng.sample(pools["test"][label], min(heldout_per_label,
+                                                                              len(pools["test"][label])))]
     counts = {}
     for name, rows, split in (("gold.csv", gold, "train"), ("heldout.csv", heldout, "heldout")):
         path = project_dir / name
