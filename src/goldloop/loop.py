@@ -33,7 +33,7 @@ from .llm import LLM, make_llm
 from .plan import Plan, make_plan, plan_path, read_plan, write_plan
 from .records import Record, Snapshot, content_hash, now
 from .report import write_loop_report, write_report
-from .snapshot import build_snapshot
+from .snapshot import build_snapshot, describe, store_snapshot
 from .store import RoundInfo, Store
 
 
@@ -186,27 +186,20 @@ def loop_plan(store: Store, cfg: Config, project_dir: Path, number: int, embedde
     return plan, analysis
 
 
-def accumulated_snapshot(store: Store, round_snap: Snapshot, carried: list[Record]) -> Snapshot:
-    """The round's snapshot plus the rows carried from the last kept training set (content-addressed)."""
+def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carried: list[Record]) -> Snapshot:
+    """The round's snapshot plus the rows carried from the last kept training set (content-addressed,
+    checked against [policy] like any other snapshot)."""
     if not carried:
         return round_snap
     records = store.records(ids=sorted(set(round_snap.record_ids) | {r.id for r in carried}))
     ids = sorted(r.id for r in records)
-    synthetic = [r for r in records if r.origin != "gold"]
-    manifest = {**round_snap.manifest, "records": len(records),
-                "by_origin": dict(Counter(r.origin for r in records)),
-                "by_strategy": dict(Counter(r.provenance.strategy for r in synthetic)),
-                "by_label": dict(sorted(Counter(r.label for r in records).items())),
-                "synthetic_share": round(len(synthetic) / len(records), 4),
-                "carried": len(carried), "round_snapshot": round_snap.id}
+    m = round_snap.manifest
+    manifest = describe(records, round_snap.round, m.get("candidates", 0), m.get("excluded", {}),
+                        m.get("by_reviewer", {}))
+    manifest.update({"policy": m.get("policy", {}), "carried": len(carried), "round_snapshot": round_snap.id})
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"loop-round-{round_snap.round}",
                     round=round_snap.round, record_ids=tuple(ids), manifest=manifest, created_at=now())
-    existing = store.get_snapshot(snap.id)
-    if existing is not None:
-        return existing
-    store.add_snapshot(snap)
-    store.log_event("snapshot", {"id": snap.id, "round": snap.round, "records": len(ids), "carried": len(carried)})
-    return snap
+    return store_snapshot(store, cfg, snap, records)
 
 
 def _confusion_cells(y_true: list[str], y_pred: list[str]) -> list[list[Any]]:
@@ -290,7 +283,7 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
     kept = kept_round(store)
     carried = carried_records(store)
     round_snap = build_snapshot(store, cfg, number)
-    snap = accumulated_snapshot(store, round_snap, carried)
+    snap = accumulated_snapshot(store, cfg, round_snap, carried)
     evaluation = evaluate_snapshot(store, cfg, snap, embedder)
     gold = store.records(origin="gold", split="train")
     heldout = store.records(origin="gold", split="heldout")
