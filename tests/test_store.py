@@ -162,8 +162,13 @@ def test_a_store_made_before_migrations_is_upgraded_in_place(tmp_path):
     store = SQLiteStore(path)
     assert store.schema_version() == migrations()[-1].version
     assert store.query("SELECT text FROM records") == [("old text",)]
-    store.add_comparison                                     # the new tables exist
-    assert store.comparisons() == []
+    assert store.comparisons() == []                         # the new tables exist
+    # The rows it held are vouched for by a first audit entry, so a later edit is caught.
+    assert [e["kind"] for e in store.audit_entries()] == ["baseline"]
+    assert store.verify_audit().ok
+    with store.transaction() as db:
+        db.execute("UPDATE records SET label = 'y' WHERE id = 'r1'")
+    assert store.verify_audit().problems == ['records row ["r1"] was edited after audit entry 1 recorded it']
 
 
 def test_bad_database_urls_are_explained(tmp_path):
