@@ -14,20 +14,25 @@ from .filters import FILTERS, Filter, run_filters
 from .generate import STRATEGIES, Strategy, generate, plan_requests
 from .ingest import ingest_file
 from .llm import LLM, CompletionRequest, CompletionResult, EmbeddedLLM, FakeLLM, OpenAICompatibleLLM, make_llm
-from .loop import RoundResult, run_round
-from .records import Decision, Provenance, Record, Snapshot, Verdict, normalize_text
+from .export import export_snapshot
+from .governance import PolicyError, check as check_policies, enforce as enforce_policies
+from .loop import LoopResult, RoundResult, run_loop, run_round
+from .records import Comparison, Decision, Provenance, Ranking, Record, Snapshot, Verdict, normalize_text
 from .review import review_states, run_review
-from .snapshot import build_snapshot
-from .store import SQLiteStore, Store, open_store
+from .signals import Signals, derive as derive_signals
+from .snapshot import build_snapshot, resolve_snapshot
+from .store import PostgresStore, SQLiteStore, Store, open_store
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CachedEmbedder", "CompletionRequest", "CompletionResult", "Config", "ConfigError", "Decision",
+    "CachedEmbedder", "Comparison", "CompletionRequest", "CompletionResult", "Config", "ConfigError", "Decision",
     "EmbeddedLLM", "Embedder", "EmbedderError", "Evaluation", "FILTERS", "FakeLLM", "Filter",
-    "GoldloopError", "HashingEmbedder", "IngestError", "LLM", "LLMError", "MiniLMEmbedder",
-    "OpenAICompatibleLLM", "Provenance", "Record", "RoundResult", "SQLiteStore", "STRATEGIES",
-    "Snapshot", "StageError", "Store", "StoreError", "Strategy", "Verdict", "build_snapshot",
-    "evaluate_snapshot", "generate", "ingest_file", "make_embedder", "make_llm", "normalize_text",
-    "open_store", "plan_requests", "review_states", "run_filters", "run_review", "run_round", "scores",
+    "GoldloopError", "HashingEmbedder", "IngestError", "LLM", "LLMError", "LoopResult", "MiniLMEmbedder",
+    "OpenAICompatibleLLM", "PolicyError", "PostgresStore", "Provenance", "Ranking", "Record", "RoundResult",
+    "SQLiteStore", "STRATEGIES", "Signals", "Snapshot", "StageError", "Store", "StoreError", "Strategy", "Verdict",
+    "build_snapshot", "check_policies", "derive_signals", "enforce_policies", "evaluate_snapshot",
+    "export_snapshot", "generate", "ingest_file", "make_embedder", "make_llm", "normalize_text", "open_store",
+    "plan_requests", "resolve_snapshot", "review_states", "run_filters", "run_loop", "run_review", "run_round",
+    "scores",
 ]
