@@ -146,6 +146,13 @@ def test_a_store_from_a_newer_goldloop_is_refused(any_store, store_url, tmp_path
         open_store(tmp_path, url=store_url)
 
 
+def test_a_changed_migration_is_refused(any_store, store_url, tmp_path):
+    _raw(any_store, "UPDATE schema_migrations SET checksum = 'x' WHERE version = '0002'")
+    any_store.close()
+    with pytest.raises(StoreError, match="migration 0002 differs from the one applied"):
+        open_store(tmp_path, url=store_url)
+
+
 def test_a_store_made_before_migrations_is_upgraded_in_place(tmp_path):
     """A version-1 SQLite store (schema without a migrations table) gains the later tables."""
     path = tmp_path / "old.db"

@@ -234,6 +234,11 @@ class SQLStore(Store):
             if newer:
                 raise StoreError(f"{self.describe()} was migrated by a newer goldloop (schema {newer[-1]}); "
                                  f"this goldloop knows up to {newest}. Upgrade goldloop.")
+            changed = [m.version for m in known if m.version in applied and applied[m.version][1] != m.checksum]
+            if changed:
+                raise StoreError(f"{self.describe()}: migration {changed[0]} differs from the one applied to this "
+                                 "store (its checksum changed). Reinstall the goldloop release that created the "
+                                 "store, or restore the migration file.")
             if not applied and self._legacy_v1(db):
                 first = known[0]
                 db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
