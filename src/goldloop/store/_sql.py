@@ -19,7 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -159,7 +159,6 @@ class SQLStore(Store):
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._lock = threading.RLock()
         self.actor = os.environ.get("GOLDLOOP_ACTOR") or _login()
         self._migrate()
 
@@ -173,8 +172,9 @@ class SQLStore(Store):
     def _lock_audit(self, db: Connection) -> None:
         """Serialise appends to the audit chain (SQLite's writer lock already does)."""
 
-    def _in_transaction(self, db: Connection) -> bool:
-        return bool(getattr(self._local, "depth", 0))
+    def _writer_lock(self) -> AbstractContextManager[Any]:
+        """Held around a transaction in this process; the database serialises writers itself."""
+        return nullcontext()
 
     # -- connections and transactions ---------------------------------------------------
     @property
@@ -196,7 +196,7 @@ class SQLStore(Store):
             finally:
                 self._local.depth -= 1
             return
-        with self._lock if self.dialect == "sqlite" else _nolock():
+        with self._writer_lock():
             self._begin(db)
             self._local.depth = 1
             try:
@@ -564,8 +564,8 @@ class SQLStore(Store):
                                       "rows": self._digests(db, "generations", [[row.request_key]])})
             self.add_records(records)
 
-    def generations(self, round: int | None = None) -> list[GenerationRow]:
-        where, args = _where(round=round)
+    def generations(self, round: int | None = None, request_key: str | None = None) -> list[GenerationRow]:
+        where, args = _where(round=round, request_key=request_key)
         return [GenerationRow(*r) for r in self.query(
             "SELECT request_key, round, strategy, label, prompt, status, reply, error, attempts,"
             f" tokens_in, tokens_out, seconds, backend, model FROM generations {where} ORDER BY {self.rowid}", args)]
@@ -723,8 +723,3 @@ def _login() -> str:
         return getpass.getuser()
     except Exception:           # no login name (some containers): the audit still names the process
         return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
-
-
-@contextmanager
-def _nolock() -> Iterator[None]:
-    yield

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ..errors import StoreError
@@ -21,6 +23,7 @@ class SQLiteStore(SQLStore):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
         try:
             super().__init__()
         except sqlite3.DatabaseError as exc:
@@ -33,6 +36,9 @@ class SQLiteStore(SQLStore):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
+
+    def _writer_lock(self) -> AbstractContextManager[Any]:
+        return self._lock                  # one writer at a time per store, as SQLite allows
 
     def _begin(self, db: Connection) -> None:
         db.execute("BEGIN IMMEDIATE")      # take the writer lock now, not at the first write
