@@ -13,14 +13,9 @@ from rich.table import Column, Table
 
 from .cli import Project, _fail_cleanly, err, main, out, pass_project, serve_module
 from .errors import GoldloopError, StageError
-from .records import Record, Snapshot
-
-
-def resolve_snapshot(project: Project, ref: str) -> Snapshot:
-    """A snapshot by id, unique id prefix, name (the newest of that name) or ``latest``."""
-    from .snapshot import resolve_snapshot as resolve
-
-    return resolve(project.store, ref)
+from .governance import RULES, UNOVERRIDABLE, check, citations, use_case
+from .records import Record
+from .snapshot import resolve_snapshot
 
 
 def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:
@@ -100,9 +95,7 @@ def snapshot_show(project: Project, ref: str, stage: str, as_json: bool) -> None
 
     REF is an id, a unique id prefix, a name (round-2) or `latest`.
     """
-    from .governance import check
-
-    snap = resolve_snapshot(project, ref)
+    snap = resolve_snapshot(project.store, ref)
     results = check(project.store, project.cfg, snap, stage)
     if as_json:
         out.print_json(json.dumps({"id": snap.id, "name": snap.name, "manifest": snap.manifest,
@@ -128,7 +121,7 @@ def snapshot_show(project: Project, ref: str, stage: str, as_json: bool) -> None
 @_fail_cleanly
 def snapshot_diff(project: Project, old: str, new: str, show: int) -> None:
     """Rows added and removed between two snapshots, by origin and label, and manifest changes."""
-    a, b = resolve_snapshot(project, old), resolve_snapshot(project, new)
+    a, b = resolve_snapshot(project.store, old), resolve_snapshot(project.store, new)
     ids_a, ids_b = set(a.record_ids), set(b.record_ids)
     added = project.store.records(ids=sorted(ids_b - ids_a))
     removed = project.store.records(ids=sorted(ids_a - ids_b))
@@ -158,9 +151,7 @@ def snapshot_diff(project: Project, old: str, new: str, show: int) -> None:
 @_fail_cleanly
 def snapshot_signoff(project: Project, ref: str, approver: str, note: str, password_stdin: bool) -> None:
     """Sign a snapshot off for this project's use case (audited)."""
-    from .governance import use_case
-
-    snap = resolve_snapshot(project, ref)
+    snap = resolve_snapshot(project.store, ref)
     name = _verify_approver(project, approver, password_stdin)
     project.store.add_signoff(snap.id, name, use_case(project.cfg), note)
     out.print(f"{name} signed off snapshot {snap.id} for use case {escape(use_case(project.cfg))!r}")
@@ -182,8 +173,6 @@ def snapshot_override(project: Project, ref: str, rule: str, stage: str, approve
 
     REF may also be the id a blocked `snapshot create` printed, before the snapshot exists.
     """
-    from .governance import RULES, UNOVERRIDABLE
-
     if rule not in RULES:
         raise GoldloopError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}")
     if rule in UNOVERRIDABLE:
@@ -192,7 +181,7 @@ def snapshot_override(project: Project, ref: str, rule: str, stage: str, approve
     if not reason.strip():
         raise GoldloopError("--reason must say why")
     try:
-        snap_id = resolve_snapshot(project, ref).id
+        snap_id = resolve_snapshot(project.store, ref).id
     except GoldloopError:
         if len(ref) != 16 or any(c not in "0123456789abcdef" for c in ref):
             raise
@@ -245,10 +234,8 @@ def audit_log(project: Project, kind: str | None, last: int) -> None:
 def lineage(project: Project, record: Record) -> dict[str, Any]:
     """A record's ancestry and everything that happened to it, as a tree of plain data."""
     store = project.store
-    gens = {}
-    if record.provenance.request_key:
-        gens = {g.request_key: g for g in store.generations(round=record.provenance.round)}
-    gen = gens.get(record.provenance.request_key)
+    key = record.provenance.request_key
+    gen = next(iter(store.generations(request_key=key)), None) if key else None
     snaps = store.snapshots_with(record.id)
     node: dict[str, Any] = {
         "id": record.id, "origin": record.origin, "split": record.split, "label": record.label,
@@ -337,8 +324,6 @@ def trace(project: Project, record_id: str, as_json: bool) -> None:
 @_fail_cleanly
 def cite(project: Project, text: str, top: int, as_json: bool) -> None:
     """The human-approved gold examples nearest to TEXT (a model input), to defend a decision."""
-    from .governance import citations
-
     rows = citations(project.store, project.cfg, text, top)
     if as_json:
         out.print_json(json.dumps(rows))

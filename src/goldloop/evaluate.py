@@ -13,6 +13,7 @@ import numpy as np
 from .config import Config
 from .embed import CachedEmbedder
 from .errors import StageError
+from .governance import enforce
 from .records import Record, Snapshot
 from .store import Store
 from .train import TextClassifier, build_classifier
@@ -110,8 +111,6 @@ def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: C
     if not heldout:
         raise StageError("no held-out real data to evaluate on; ingest with a heldout_fraction above 0 "
                          "or ingest a test file with --split heldout")
-    from .governance import enforce
-
     enforce(store, cfg, snapshot, "evaluate", records)
     labels = sorted({r.label for r in records} | {r.label for r in heldout})
     test_texts = [r.text for r in heldout]

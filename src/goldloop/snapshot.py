@@ -132,24 +132,27 @@ def diversity_summary(records: list[Record], embedder: Any = None) -> dict[str, 
 
 
 def resolve_snapshot(store: Store, ref: str) -> Snapshot:
-    """The snapshot named by ``ref``: an id, a unique id prefix, a name (the newest of that name), or ``latest``."""
-    snaps = store.snapshots()
-    if not snaps:
+    """The snapshot named by ``ref``: an id, a unique id prefix, a name (the newest of that name), or ``latest``.
+
+    Only the snapshot found is loaded with its record ids, not every snapshot of the project.
+    """
+    ids = store.snapshot_ids_with_prefix("")            # oldest first
+    if not ids:
         raise StageError("the project has no snapshot yet; run `goldloop snapshot` first")
     ref = ref.strip()
     if ref == "latest":
-        return max(snaps, key=lambda s: s.created_at)
-    exact = [s for s in snaps if s.id == ref]
-    if exact:
-        return exact[0]
-    named = [s for s in snaps if s.name == ref]
-    if named:
-        return max(named, key=lambda s: s.created_at)
-    prefixed = [s for s in snaps if s.id.startswith(ref)] if ref else []
+        ref = ids[-1]
+    found = store.get_snapshot(ref) if ref else None    # an id, or the newest of a name
+    if found is not None:
+        return found
+    prefixed = store.snapshot_ids_with_prefix(ref) if ref else []
     if len(prefixed) == 1:
-        return prefixed[0]
+        snap = store.get_snapshot(prefixed[0])
+        assert snap is not None
+        return snap
     if len(prefixed) > 1:
-        raise StageError(f"{len(prefixed)} snapshots start with {ref!r} ({', '.join(s.id for s in prefixed[:5])}); "
+        raise StageError(f"{len(prefixed)} snapshots start with {ref!r} ({', '.join(prefixed[:5])}); "
                          "give more of the id")
-    known = ", ".join(f"{s.id} ({s.name})" for s in sorted(snaps, key=lambda s: s.created_at)[-5:])
+    newest = [s for s in (store.get_snapshot(i) for i in ids[-5:]) if s is not None]
+    known = ", ".join(f"{s.id} ({s.name})" for s in newest)
     raise StageError(f"no snapshot {ref!r}; give an id, a unique id prefix, a name or `latest` (newest: {known})")
