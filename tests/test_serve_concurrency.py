@@ -105,6 +105,17 @@ async def _run(base: str, names: list[str], limit: int) -> tuple[dict, list, Cou
 
 
 @pytest.mark.slow
+def _review_through_a_server(path: Path, names: list[str], limit: int) -> tuple[dict, list, Counter, set]:
+    """Start `goldloop serve` for the project, let ``names`` make ``limit`` decisions, stop it."""
+    port = free_port()
+    proc = _start_server(path, port)
+    try:
+        return asyncio.run(_run(f"http://127.0.0.1:{port}", names, limit))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def test_16_reviewers_10000_decisions(team_project):
     from goldloop.serve import add_user
 
@@ -113,13 +124,7 @@ def test_16_reviewers_10000_decisions(team_project):
     names = [f"rev{i:02d}" for i in range(REVIEWERS)]
     for name in names:
         add_user(store, name, "reviewer", PASSWORD)
-    port = free_port()
-    proc = _start_server(path, port)
-    try:
-        served, stored, retries, released = asyncio.run(_run(f"http://127.0.0.1:{port}", names, 10_000))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    served, stored, retries, released = _review_through_a_server(path, names, 10_000)
 
     assert len(stored) == 10_000
     assert sum(retries.values()) >= 200
@@ -150,13 +155,7 @@ def test_overlap_serves_each_item_to_that_many_different_reviewers(team_project)
     names = ["ann", "bob", "cat", "dan"]
     for name in names:
         add_user(store, name, "reviewer", PASSWORD)
-    port = free_port()
-    proc = _start_server(path, port)
-    try:
-        served, stored, _, _ = asyncio.run(_run(f"http://127.0.0.1:{port}", names, 120))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    served, stored, _, _ = _review_through_a_server(path, names, 120)
     assert len(stored) == 120
     per_record: dict[str, list[str]] = defaultdict(list)
     for name, record_id, _, _ in stored:

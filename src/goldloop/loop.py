@@ -98,21 +98,21 @@ def snapshot_diversity(store: Store, cfg: Config, snap: Snapshot, embedder: Cach
     return round_diversity(embedded(groups["synthetic"]), embedded(groups["gold"]), seed=cfg.project.seed)
 
 
-def run_round(store: Store, cfg: Config, project_dir: Path, *, llm: LLM | None = None,
-              embedder: Embedder | None = None, show_progress: bool = True,
-              review: Callable[[int], Any] | None = None, say: Callable[[str], None] = lambda _: None) -> RoundResult:
-    """Run (or finish) the project's open round and return what it produced."""
-    number = store.open_round()
-    timings: dict[str, float] = {}
-
+def draft_filter_review(store: Store, cfg: Config, number: int, llm: LLM | None, show_progress: bool,
+                        review: Callable[[int], Any] | None, say: Callable[[str], None], timings: dict[str, float],
+                        embedder: Callable[[], CachedEmbedder], plan: Plan | None = None
+                        ) -> tuple[GenerateReport, FilterReport, CachedEmbedder]:
+    """The middle of a round: generate (the plan's candidates, else [generate]'s), filter, and let
+    ``review`` run; each stage's seconds go into ``timings``. ``embedder`` is called once generation
+    is done."""
     started = time.monotonic()
     say(f"round {number}: generating with the {cfg.llm.backend} backend")
-    gen = generate_stage(store, cfg, number, llm, show_progress)
+    gen = generate_stage(store, cfg, number, llm, show_progress, plan=plan)
     timings["generate"] = time.monotonic() - started
 
     started = time.monotonic()
     say(f"round {number}: filtering {gen.planned} candidates")
-    cached = CachedEmbedder(embedder or make_embedder(cfg.embed), store, show_progress=show_progress)
+    cached = embedder()
     filt = run_filters(store, cfg, number, cached)
     timings["filter"] = time.monotonic() - started
 
@@ -120,7 +120,20 @@ def run_round(store: Store, cfg: Config, project_dir: Path, *, llm: LLM | None =
         started = time.monotonic()
         review(number)
         timings["review"] = time.monotonic() - started
+    return gen, filt, cached
 
+
+def run_round(store: Store, cfg: Config, project_dir: Path, *, llm: LLM | None = None,
+              embedder: Embedder | None = None, show_progress: bool = True,
+              review: Callable[[int], Any] | None = None, say: Callable[[str], None] = lambda _: None) -> RoundResult:
+    """Run (or finish) the project's open round and return what it produced."""
+    number = store.open_round()
+    timings: dict[str, float] = {}
+
+    # The embedder is made after generation, so the model's cores are free when it loads.
+    gen, filt, cached = draft_filter_review(
+        store, cfg, number, llm, show_progress, review, say, timings,
+        lambda: CachedEmbedder(embedder or make_embedder(cfg.embed), store, show_progress=show_progress))
     say(f"round {number}: training and scoring on held-out real data")
     snap, evaluation, paths = close_round(store, cfg, project_dir, number, cached, gen, timings)
     return RoundResult(number, gen, filt, snap, evaluation, paths, timings)
@@ -244,19 +257,8 @@ def run_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, llm: 
             store.log_event("loop.plan.used", {"round": number, "fingerprint": plan.fingerprint(),
                                                "source": plan.source, "plan": plan.to_json()})
 
-        started = time.monotonic()
-        say(f"round {number}: generating with the {cfg.llm.backend} backend")
-        gen = generate_stage(store, cfg, number, llm, show_progress, plan=plan)
-        timings["generate"] = time.monotonic() - started
-        started = time.monotonic()
-        say(f"round {number}: filtering {gen.planned} candidates")
-        filt = run_filters(store, cfg, number, cached)
-        timings["filter"] = time.monotonic() - started
-        if review is not None:
-            started = time.monotonic()
-            review(number)
-            timings["review"] = time.monotonic() - started
-
+        gen, filt, _ = draft_filter_review(store, cfg, number, llm, show_progress, review, say, timings,
+                                           lambda: cached, plan)
         say(f"round {number}: training and scoring on held-out real data")
         step = _close_loop_round(store, cfg, project_dir, number, cached, plan, gen, filt, timings)
         done.append(step)

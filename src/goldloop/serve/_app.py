@@ -174,19 +174,19 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
             raise HTTPException(403, "missing or wrong CSRF token; reload the page")
         return session
 
-    def role(needed: str) -> Any:
-        async def check(session: auth.Session = Depends(writer)) -> auth.Session:
+    def needs(needed: str, base: Any) -> Any:
+        """A dependency: the session from ``base`` (a reader's or a writer's), if its role allows."""
+        async def check(session: auth.Session = Depends(base)) -> auth.Session:
             if not session.user.can(needed):
                 raise HTTPException(403, f"this needs the {needed} role")
             return session
         return check
 
-    def reader(needed: str) -> Any:
-        async def check(session: auth.Session = Depends(session_of)) -> auth.Session:
-            if not session.user.can(needed):
-                raise HTTPException(403, f"this needs the {needed} role")
-            return session
-        return check
+    def role(needed: str) -> Any:           # a write that needs ``needed``
+        return needs(needed, writer)
+
+    def reader(needed: str) -> Any:         # a read that needs ``needed``
+        return needs(needed, session_of)
 
     def the_round() -> int:
         number = current_round(store)
