@@ -1,14 +1,16 @@
 """Client throughput against a local OpenAI-compatible endpoint with a fixed 200 ms latency.
 
 The fake endpoint runs in its own process on 127.0.0.1, so the client's CPU is measured
-alone. For each concurrency, 2,000 requests go through goldloop's client and, in the same
-run and against the same endpoint, through a distilabel pipeline (TextGeneration over
+alone. For each concurrency, 2,000 requests go through goldloop's client (its own HTTP/1.1
+transport, the default), then through the same client on its aiohttp transport, and, in the
+same run and against the same endpoint, through a distilabel pipeline (TextGeneration over
 OpenAILLM with input_batch_size = concurrency), when distilabel is installed
 (`pip install -e ".[bench]"`).
 
 Figures:
 - share_of_limit: requests/s divided by the endpoint's limit, concurrency / latency.
 - client_cpu_ms_per_request: this process's CPU time per request (the endpoint is elsewhere).
+- aiohttp_share_of_limit, aiohttp_cpu_ms_per_request: the same on the aiohttp transport.
 - ratio_vs_distilabel: goldloop requests/s / distilabel requests/s.
 
 Usage: python bench/generation_throughput.py [--requests 2000] [--latency 0.2] [--skip-distilabel]
@@ -38,8 +40,9 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def run_goldloop(url: str, n: int, concurrency: int, tag: str) -> dict[str, float]:
-    llm = OpenAICompatibleLLM(url, "fake", concurrency=concurrency, timeout_s=60, max_retries=0)
+def run_goldloop(url: str, n: int, concurrency: int, tag: str, http_client: str = "native") -> dict[str, float]:
+    llm = OpenAICompatibleLLM(url, "fake", concurrency=concurrency, timeout_s=60, max_retries=0,
+                              http_client=http_client)
     list(llm.complete([CompletionRequest(key=f"warm-{tag}-{i}", prompt="warm up") for i in range(concurrency)]))
     reqs = [CompletionRequest(key=f"{tag}-{i}", prompt=f"Post 1: request number {i}\nPost 2:", max_tokens=32)
             for i in range(n)]
@@ -93,14 +96,18 @@ def main() -> None:
         for conc in args.concurrency:
             limit = conc / args.latency
             ours = run_goldloop(url, args.requests, conc, f"c{conc}")
+            via_aiohttp = run_goldloop(url, args.requests, conc, f"a{conc}", http_client="aiohttp")
             theirs = None if args.skip_distilabel else run_distilabel(url, args.requests, conc)
             figures[f"goldloop_rps_c{conc}"] = round(ours["rps"], 1)
             figures[f"share_of_limit_c{conc}"] = round(ours["rps"] / limit, 3)
             figures[f"client_cpu_ms_per_request_c{conc}"] = round(ours["cpu_ms_per_request"], 3)
+            figures[f"aiohttp_share_of_limit_c{conc}"] = round(via_aiohttp["rps"] / limit, 3)
+            figures[f"aiohttp_cpu_ms_per_request_c{conc}"] = round(via_aiohttp["cpu_ms_per_request"], 3)
             figures[f"distilabel_rps_c{conc}"] = round(theirs["rps"], 1) if theirs else None
             figures[f"ratio_vs_distilabel_c{conc}"] = round(ours["rps"] / theirs["rps"], 1) if theirs else None
             print(f"concurrency {conc}: goldloop {ours['rps']:.0f} req/s = {ours['rps'] / limit:.1%} of the "
-                  f"limit {limit:.0f}, {ours['cpu_ms_per_request']:.3f} ms client CPU/request"
+                  f"limit {limit:.0f}, {ours['cpu_ms_per_request']:.3f} ms client CPU/request (on aiohttp: "
+                  f"{via_aiohttp['rps'] / limit:.1%}, {via_aiohttp['cpu_ms_per_request']:.3f} ms)"
                   + (f"; distilabel {theirs['rps']:.0f} req/s, ratio {ours['rps'] / theirs['rps']:.1f}x"
                      if theirs else "; distilabel not run"), flush=True)
     finally:

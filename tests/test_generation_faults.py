@@ -10,17 +10,21 @@ import sys
 import time
 from collections import Counter
 
+import pytest
+
 from goldloop.generate import generate, plan_requests
 from goldloop.llm import OpenAICompatibleLLM
 from goldloop.llm.fake_server import FakeOpenAIServer
 
 
-def test_faults_on_30_percent_of_requests_are_all_accounted_for(project):
+@pytest.mark.parametrize("http_client", ["native", "aiohttp"])
+def test_faults_on_30_percent_of_requests_are_all_accounted_for(project, http_client):
     _, cfg, store = project
     cfg.generate.per_label = 40                      # 120 requests
     with FakeOpenAIServer(latency_s=0.01, fault_rate=0.3, stall_s=2.0, seed=3) as server:
         llm = OpenAICompatibleLLM(server.url, "fake", concurrency=16, timeout_s=0.5, max_retries=2,
-                                  backoff_s=0.01, max_backoff_s=0.05, breaker_failures=50)
+                                  backoff_s=0.01, max_backoff_s=0.05, breaker_failures=50,
+                                  http_client=http_client)
         report = generate(store, cfg, llm, round=1, show_progress=False)
         llm.close()
         outcomes = Counter(entry.outcome for entry in server.log)

@@ -12,16 +12,20 @@ from aiohttp import web
 from goldloop.llm import CompletionRequest, EmbeddedLLM, FakeLLM, OpenAICompatibleLLM
 from goldloop.llm.fake_server import FakeOpenAIServer
 
+from .http_support import ThreadedApp
+
 PROMPT = "A list of fruits.\nFruit 1: apple\nFruit 2: banana\nFruit 3:"
 
 
-@pytest.fixture(scope="module", params=["fake", "openai", pytest.param("embedded", marks=pytest.mark.slow)])
+@pytest.fixture(scope="module", params=["fake", "openai", "openai-aiohttp",
+                                        pytest.param("embedded", marks=pytest.mark.slow)])
 def llm(request):
     if request.param == "fake":
         backend, server = FakeLLM(), None
-    elif request.param == "openai":
+    elif request.param.startswith("openai"):
         server = FakeOpenAIServer().start()
-        backend = OpenAICompatibleLLM(server.url, "fake", concurrency=4)
+        backend = OpenAICompatibleLLM(server.url, "fake", concurrency=4,
+                                      http_client="aiohttp" if request.param.endswith("aiohttp") else "native")
     else:
         backend, server = EmbeddedLLM(concurrency=4, context_per_sequence=512), None
     yield backend
@@ -47,13 +51,17 @@ def test_backend_contract_empty_batch(llm):
     assert list(llm.complete([])) == []
 
 
-class ScriptedServer(FakeOpenAIServer):
-    """A fake endpoint whose answer to each attempt is chosen by ``script(body, attempt)``."""
+class ScriptedServer(ThreadedApp):
+    """An aiohttp endpoint whose answer to each attempt is chosen by ``script(body, attempt)``."""
 
     def __init__(self, script):
-        super().__init__()
+        app = web.Application()
+        app.router.add_post("/v1/completions", self._handle)
+        app.router.add_post("/v1/chat/completions", self._handle)
+        super().__init__(app)
         self.script = script
         self.seen = []
+        self.attempts = {}
 
     async def _handle(self, request):
         body = await request.json()

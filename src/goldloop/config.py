@@ -84,6 +84,10 @@ class LLMConfig:
     api_key_env: str = _f("OPENAI_API_KEY", "Name of the environment variable that holds the API key "
                                             "(keys are never written to goldloop.toml).")
     concurrency: int = _f(8, "Requests in flight at once (for `embedded`: parallel sequences).", minimum=1)
+    http_client: str = _f("auto", "HTTP client for `openai`. `native`: goldloop's own HTTP/1.1 client "
+                                  "(keep-alive, TLS, least CPU per request; no proxies). `aiohttp`: honours "
+                                  "HTTP_PROXY / HTTPS_PROXY / NO_PROXY. `auto`: native, unless a proxy in the "
+                                  "environment applies to base_url.", choices=("auto", "native", "aiohttp"))
     timeout_s: float = _f(120.0, "Seconds to wait for one reply before it counts as failed.", minimum=1)
     max_retries: int = _f(3, "Retries of a failed request (timeouts, broken connections, 429, 5xx, "
                              "replies that fail to parse or validate) before it is recorded as failed.",

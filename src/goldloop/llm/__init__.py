@@ -24,7 +24,7 @@ def make_llm(cfg: LLMConfig) -> LLM:
                                    max_backoff_s=cfg.max_backoff_s, requests_per_minute=cfg.requests_per_minute,
                                    tokens_per_minute=cfg.tokens_per_minute, breaker_failures=cfg.breaker_failures,
                                    breaker_cooldown_s=cfg.breaker_cooldown_s,
-                                   breaker_give_up_s=cfg.breaker_give_up_s)
+                                   breaker_give_up_s=cfg.breaker_give_up_s, http_client=cfg.http_client)
     return EmbeddedLLM(cfg.model or None, concurrency=cfg.concurrency, threads=cfg.threads,
                        context_per_sequence=cfg.context_per_sequence, timeout_s=cfg.timeout_s * 5,
                        max_retries=cfg.max_retries)

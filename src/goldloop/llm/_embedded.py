@@ -58,7 +58,7 @@ class EmbeddedLLM(LLM):
             raise LLMError(f"could not load {path.name} with llama.cpp: {exc}") from exc
         self._client = OpenAICompatibleLLM(self._server.listening_address + "/v1", self.model,
                                            concurrency=concurrency, timeout_s=timeout_s,
-                                           max_retries=max_retries)
+                                           max_retries=max_retries, http_client="native")
         self.account = self._client.account
 
     def complete(self, requests: Sequence[CompletionRequest]) -> Iterator[CompletionResult]:

@@ -4,7 +4,8 @@ Requests stream through a bounded window on an asyncio event loop in a backgroun
 at most ``concurrency`` are in flight, a finished one is replaced at once (no batch
 barrier), and each result is handed to the caller the moment it is complete, so the caller
 can commit it before the next arrives. Rate limits, retries with backoff and jitter,
-``Retry-After``, a circuit breaker and reply validation are applied per request.
+``Retry-After``, a circuit breaker and reply validation are applied per request. The bytes
+travel over one of the transports in ``_http`` (goldloop's own HTTP/1.1 client by default).
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import aiohttp
-import yarl
-
 from ..errors import LLMError
 from ._base import LLM, CompletionRequest, CompletionResult
 from ._flow import Account, CircuitBreaker, EndpointDown, TokenBucket, new_event_loop
+from ._http import AiohttpHTTP, NativeHTTP, TransportError, make_transport
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 ENDPOINT_FAULTS = {500, 502, 503, 504}
@@ -60,7 +59,7 @@ class OpenAICompatibleLLM(LLM):
                  timeout_s: float = 120.0, max_retries: int = 3, backoff_s: float = 0.5,
                  max_backoff_s: float = 30.0, requests_per_minute: int = 0, tokens_per_minute: int = 0,
                  breaker_failures: int = 8, breaker_cooldown_s: float = 15.0,
-                 breaker_give_up_s: float = 600.0) -> None:
+                 breaker_give_up_s: float = 600.0, http_client: str = "auto") -> None:
         if not base_url:
             raise LLMError("the openai backend needs a base URL: set [llm] base_url in goldloop.toml "
                            "or GOLDLOOP_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1)")
@@ -78,10 +77,10 @@ class OpenAICompatibleLLM(LLM):
         self.tokens_per_minute = tokens_per_minute
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown_s, breaker_give_up_s)
         self.account = Account()
+        self.http: NativeHTTP | AiohttpHTTP = make_transport(http_client, self.base_url, self.headers, timeout_s,
+                                                             concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._urls: dict[str, yarl.URL] = {}
         self._thread: threading.Thread | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._requests_bucket = TokenBucket(requests_per_minute)
         self._tokens_bucket = TokenBucket(tokens_per_minute)
 
@@ -98,9 +97,7 @@ class OpenAICompatibleLLM(LLM):
         loop = self._loop
         if loop is None:
             return
-        if self._session is not None:
-            asyncio.run_coroutine_threadsafe(self._session.close(), loop).result(timeout=10)
-            self._session = None
+        asyncio.run_coroutine_threadsafe(self.http.close(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -129,12 +126,6 @@ class OpenAICompatibleLLM(LLM):
 
     # -- the async engine ---------------------------------------------------------------
     async def _run(self, requests: list[CompletionRequest], results: "queue.SimpleQueue[Any]") -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency,
-                                             ttl_dns_cache=300, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(connector=connector, headers=self.headers,
-                                                  timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                                                  json_serialize=json.dumps)
         window = asyncio.Semaphore(self.concurrency)
         pending = iter(requests)
         self.account.requested += len(requests)
@@ -153,10 +144,7 @@ class OpenAICompatibleLLM(LLM):
             results.put(_DONE)
 
     async def _one(self, req: CompletionRequest, window: asyncio.Semaphore) -> CompletionResult:
-        url_text, body = self._payload(req)
-        url = self._urls.get(url_text)
-        if url is None:                     # parse each endpoint URL once, not once per request
-            url = self._urls[url_text] = yarl.URL(url_text)
+        path, body = self._payload(req)
         payload = json.dumps(body).encode()
         estimate = len(payload) / 4 + req.max_tokens
         headers = {"Idempotency-Key": req.key}
@@ -171,7 +159,7 @@ class OpenAICompatibleLLM(LLM):
                 await self._tokens_bucket.take(estimate)
                 async with window:
                     started = started or time.monotonic()
-                    result = await self._attempt(req, url, payload, headers)
+                    result = await self._attempt(req, path, payload, headers)
                 self.breaker.success(probe)
                 self._tokens_bucket.refund(estimate - result.tokens_in - result.tokens_out)
                 result.attempts, result.seconds = attempt, time.monotonic() - started
@@ -211,18 +199,15 @@ class OpenAICompatibleLLM(LLM):
         self.account.tokens_in += result.tokens_in
         self.account.tokens_out += result.tokens_out
 
-    async def _attempt(self, req: CompletionRequest, url: yarl.URL, payload: bytes,
+    async def _attempt(self, req: CompletionRequest, path: str, payload: bytes,
                        headers: dict[str, str]) -> CompletionResult:
-        assert self._session is not None
         try:
-            async with self._session.post(url, data=payload, headers=headers) as resp:
-                status = resp.status
-                raw_body = await resp.read()
-                retry_after = resp.headers.get("Retry-After")
-        except asyncio.TimeoutError as exc:
+            status, reply_headers, raw_body = await self.http.post(path, payload, headers)
+        except TimeoutError as exc:
             raise _Retry("timeout", f"no reply within {self.timeout_s:g} s", endpoint_fault=True) from exc
-        except aiohttp.ClientError as exc:
-            raise _Retry("connection", f"{type(exc).__name__}: {exc}", endpoint_fault=True) from exc
+        except TransportError as exc:
+            raise _Retry("connection", str(exc), endpoint_fault=True) from exc
+        retry_after = reply_headers.get("retry-after")
         if status != 200:
             detail = f"HTTP {status}: {raw_body[:200].decode('utf-8', 'replace')}"
             if status in RETRY_STATUS:
@@ -249,6 +234,7 @@ class OpenAICompatibleLLM(LLM):
                                 finish_reason=str(choice.get("finish_reason") or ""), extra=extra)
 
     def _payload(self, req: CompletionRequest) -> tuple[str, dict[str, Any]]:
+        """The path under the base URL and the JSON body."""
         body: dict[str, Any] = {"model": self.model, "max_tokens": req.max_tokens,
                                 "temperature": req.temperature, "top_p": req.top_p}
         if req.stop:
@@ -260,9 +246,9 @@ class OpenAICompatibleLLM(LLM):
                                        "json_schema": {"name": "reply", "schema": req.json_schema}}
         if req.messages is not None:
             body["messages"] = [dict(m) for m in req.messages]
-            return f"{self.base_url}/chat/completions", body
+            return "/chat/completions", body
         body["prompt"] = req.prompt or ""
-        return f"{self.base_url}/completions", body
+        return "/completions", body
 
 
 def _validated(content: str, schema: dict[str, Any]) -> Any:

@@ -22,8 +22,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from ._flow import new_event_loop
 
 FAULT_KINDS = ("429", "500", "timeout", "invalid_json", "disconnect")
@@ -44,8 +42,94 @@ def reply_text(key: str, prompt: str) -> str:
     return " " + " ".join(rng.choice(words) for _ in range(12))
 
 
+class _Conn(asyncio.Protocol):
+    """One client connection: parses requests (Content-Length bodies) and answers one at a time."""
+
+    def __init__(self, server: "FakeOpenAIServer") -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.busy = False
+        self.close_after = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.server._conns.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.busy:
+            self._next()
+
+    def _next(self) -> None:
+        """Parse the next whole request in the buffer, if there is one."""
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > 65536:
+                self.reply(431, b"request headers too long", close=True)
+            return
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        method, path, version = (lines[0].split(" ") + ["", ""])[:3]
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self.reply(411, b"send a Content-Length", close=True)
+            return
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            self.reply(400, b"bad Content-Length", close=True)
+            return
+        if len(buf) < end + 4 + length:
+            return
+        body = bytes(buf[end + 4:end + 4 + length])
+        del buf[:end + 4 + length]
+        self.busy = True
+        self.close_after = (headers.get("connection", "").lower() == "close"
+                            or (version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive"))
+        self.server._request(self, method, path, headers, body)
+
+    def reply(self, status: int, body: bytes, content_type: str = "text/plain",
+              headers: dict[str, str] | None = None, close: bool = False) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        close = close or self.close_after
+        fields = {"Content-Type": content_type, "Content-Length": str(len(body)), **(headers or {})}
+        if close:
+            fields["Connection"] = "close"
+        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in fields.items()) + "\r\n"
+        transport.write(head.encode("latin-1") + body)
+        if close:
+            transport.close()
+            return
+        self.busy = False
+        if self.buf:
+            self._next()
+
+    def drop(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required",
+            429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+
+
 class FakeOpenAIServer:
-    """Context manager: starts the server in a background thread; ``url`` ends in ``/v1``."""
+    """Context manager: starts the server in a background thread; ``url`` ends in ``/v1``.
+
+    It speaks just enough HTTP/1.1 for OpenAI clients (keep-alive, Content-Length bodies) on
+    plain asyncio protocols, so that at hundreds of requests in flight the endpoint itself
+    adds as little delay as it can to the fixed latency.
+    """
 
     def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0,
                  fault_kinds: tuple[str, ...] = FAULT_KINDS, stall_s: float = 30.0, seed: int = 0,
@@ -65,18 +149,14 @@ class FakeOpenAIServer:
         self.served = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._conns: set[_Conn] = set()
         self._ready = threading.Event()
+        self._error: BaseException | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/completions", self._handle)
-        app.router.add_post("/v1/chat/completions", self._handle)
-        return app
 
     def _fault(self, key: str, attempt: int) -> str | None:
         if self.fault_rate <= 0:
@@ -86,70 +166,99 @@ class FakeOpenAIServer:
             return None
         return rng.choice(self.fault_kinds)
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        chat = "messages" in body
-        prompt = " ".join(m.get("content", "") for m in body["messages"]) if chat else body.get("prompt", "")
-        key = request.headers.get("Idempotency-Key") or hashlib.sha256(
-            json.dumps(body, sort_keys=True).encode()).hexdigest()
+    def _request(self, conn: _Conn, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        if method != "POST" or path not in ("/v1/completions", "/v1/chat/completions"):
+            conn.reply(404, b'{"error": {"message": "not found"}}', "application/json")
+            return
+        try:
+            data = json.loads(body)
+            chat = path.endswith("/chat/completions")
+            prompt = (" ".join(str(m.get("content", "")) for m in data["messages"]) if chat
+                      else str(data.get("prompt", "")))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            conn.reply(400, b'{"error": {"message": "the body is not a completion request"}}', "application/json")
+            return
+        key = headers.get("idempotency-key") or hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         attempt = self.attempts[key] = self.attempts.get(key, 0) + 1
         fault = self._fault(key, attempt)
+        assert self._loop is not None
         if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+            self._loop.call_later(self.latency_s, self._answer, conn, data, chat, prompt, key, attempt, fault)
+        else:
+            self._answer(conn, data, chat, prompt, key, attempt, fault)
+
+    def _answer(self, conn: _Conn, data: dict[str, Any], chat: bool, prompt: str, key: str, attempt: int,
+                fault: str | None) -> None:
         text = reply_text(key, prompt)
         if self.keep_log:
             self.log.append(LogEntry(key, attempt, fault or "ok", text if fault is None else ""))
         if fault == "429":
-            return web.Response(status=429, text="rate limited", headers={"Retry-After": "0.05"})
-        if fault == "500":
-            return web.Response(status=500, text="internal error")
-        if fault == "timeout":
-            await asyncio.sleep(self.stall_s)
-        if fault == "disconnect":
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response(status=500)
-        if fault == "invalid_json":
-            return web.Response(status=200, text='{"choices": [{"text": "cut off', content_type="application/json")
+            conn.reply(429, b"rate limited", headers={"Retry-After": "0.05"})
+        elif fault == "500":
+            conn.reply(500, b"internal error")
+        elif fault == "timeout":                    # answers long after any sane client timeout
+            assert self._loop is not None
+            self._loop.call_later(self.stall_s, self._reply_ok, conn, data, chat, prompt, key, text)
+        elif fault == "disconnect":
+            conn.drop()
+        elif fault == "invalid_json":
+            conn.reply(200, b'{"choices": [{"text": "cut off', "application/json")
+        else:
+            self._reply_ok(conn, data, chat, prompt, key, text)
+
+    def _reply_ok(self, conn: _Conn, data: dict[str, Any], chat: bool, prompt: str, key: str, text: str) -> None:
         self.served += 1
         choice: dict[str, Any] = ({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
-        return web.json_response({
+        tokens_in, tokens_out = max(1, len(prompt) // 4), len(text.split())
+        conn.reply(200, json.dumps({
             "id": f"cmpl-{key[:12]}", "object": "chat.completion" if chat else "text_completion",
-            "model": body.get("model", "fake"),
-            "choices": [{"index": 0, **choice, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": max(1, len(prompt) // 4), "completion_tokens": len(text.split()),
-                      "total_tokens": max(1, len(prompt) // 4) + len(text.split())}})
+            "model": data.get("model", "fake"), "choices": [{"index": 0, **choice, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                      "total_tokens": tokens_in + tokens_out}}).encode(), "application/json")
 
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    def _protocol(self) -> _Conn:
+        conn = _Conn(self)
+        self._conns.add(conn)
+        return conn
 
     def start(self) -> "FakeOpenAIServer":
         def run() -> None:
             loop = new_event_loop()
             self._loop = loop
-            loop.run_until_complete(self._start())
+            try:
+                self._server = loop.run_until_complete(
+                    loop.create_server(self._protocol, "127.0.0.1", self.port, backlog=1024))
+                self.port = self._server.sockets[0].getsockname()[1]
+            except BaseException as exc:            # e.g. the port is taken
+                self._error = exc
+                self._ready.set()
+                loop.close()
+                return
             self._ready.set()
             loop.run_forever()
+            loop.close()
 
         self._thread = threading.Thread(target=run, name="fake-openai-server", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout=30):
             raise RuntimeError("the fake server did not start")
+        if self._error is not None:
+            raise RuntimeError(f"the fake server could not listen on 127.0.0.1:{self.port}: {self._error}")
         return self
 
     def stop(self) -> None:
         loop = self._loop
         if loop is None:
             return
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
+
+        def shut() -> None:
+            if self._server is not None:
+                self._server.close()
+            for conn in list(self._conns):
+                conn.drop()
+            loop.stop()
+
+        loop.call_soon_threadsafe(shut)
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._loop = None
