@@ -12,6 +12,8 @@ Figures:
 - client_cpu_ms_per_request: this process's CPU time per request (the endpoint is elsewhere).
 - aiohttp_share_of_limit, aiohttp_cpu_ms_per_request: the same on the aiohttp transport.
 - ratio_vs_distilabel: goldloop requests/s / distilabel requests/s.
+- ratio_ceiling: the endpoint's limit / distilabel requests/s, the ratio a client at 100 % of
+  the limit would reach: no client can beat distilabel by more than this on this endpoint.
 
 Usage: python bench/generation_throughput.py [--requests 2000] [--latency 0.2] [--skip-distilabel]
 """
@@ -105,10 +107,12 @@ def main() -> None:
             figures[f"aiohttp_cpu_ms_per_request_c{conc}"] = round(via_aiohttp["cpu_ms_per_request"], 3)
             figures[f"distilabel_rps_c{conc}"] = round(theirs["rps"], 1) if theirs else None
             figures[f"ratio_vs_distilabel_c{conc}"] = round(ours["rps"] / theirs["rps"], 1) if theirs else None
+            figures[f"ratio_ceiling_c{conc}"] = round(limit / theirs["rps"], 1) if theirs else None
             print(f"concurrency {conc}: goldloop {ours['rps']:.0f} req/s = {ours['rps'] / limit:.1%} of the "
                   f"limit {limit:.0f}, {ours['cpu_ms_per_request']:.3f} ms client CPU/request (on aiohttp: "
                   f"{via_aiohttp['rps'] / limit:.1%}, {via_aiohttp['cpu_ms_per_request']:.3f} ms)"
-                  + (f"; distilabel {theirs['rps']:.0f} req/s, ratio {ours['rps'] / theirs['rps']:.1f}x"
+                  + (f"; distilabel {theirs['rps']:.0f} req/s, ratio {ours['rps'] / theirs['rps']:.1f}x "
+                     f"(at most {limit / theirs['rps']:.1f}x for any client)"
                      if theirs else "; distilabel not run"), flush=True)
     finally:
         server.kill()
