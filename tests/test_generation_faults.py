@@ -96,6 +96,68 @@ def test_sigkill_at_random_points_gives_exactly_once_results(project):
     assert resent <= kills * cfg.llm.concurrency
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_saves_the_replies_in_flight_and_nothing_is_sent_twice(project, sig):
+    """Ctrl-C or SIGTERM: requests already sent are waited for and committed (they are paid for),
+    nothing new is sent, the exit code is 130, and the next run sends only what was never sent."""
+    path, cfg, store = project
+    cfg.generate.per_label = 40                      # 120 requests, 8 at a time, 0.5 s each
+    cfg.llm.concurrency = 8
+    with FakeOpenAIServer(latency_s=0.5) as server:
+        cfg.llm.backend = "openai"
+        cfg.llm.base_url = server.url
+        cfg.save(path)
+        cmd = [sys.executable, "-m", "goldloop.cli", "-q", "-p", str(path), "generate"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(server.attempts) < 12 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)                        # the first window answered, the second in flight
+        proc.send_signal(sig)
+        sent_at = time.monotonic()
+        _, stderr = proc.communicate(timeout=30)
+        took = time.monotonic() - sent_at
+        received = dict(server.attempts)
+        assert proc.returncode == 130, stderr
+        assert "stopped:" in stderr and "Run the same command again" in stderr
+        assert took < 5, f"stopping took {took:.1f} s: it should wait only for the replies in flight"
+        stored = {row.request_key for row in store.generations(1)}
+        assert stored == set(received), "every request the endpoint received has its reply saved"
+        assert 8 <= len(stored) < 120
+        _, _, event = store.events("generate.stopped")[-1]
+        assert event["signal"] == sig.name and event["not_sent"] == 120 - len(stored)
+
+        server.latency_s = 0.02                      # the rest quickly
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert len(store.generations(1)) == 120
+        assert set(server.attempts.values()) == {1}, "no request was sent twice"
+
+
+def test_a_second_signal_abandons_the_replies_in_flight(project):
+    path, cfg, store = project
+    cfg.generate.per_label = 40
+    cfg.llm.concurrency = 8
+    with FakeOpenAIServer(latency_s=2.0) as server:
+        cfg.llm.backend = "openai"
+        cfg.llm.base_url = server.url
+        cfg.save(path)
+        cmd = [sys.executable, "-m", "goldloop.cli", "-q", "-p", str(path), "generate"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(server.attempts) < 8 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        sent_at = time.monotonic()
+        proc.wait(timeout=30)
+        assert time.monotonic() - sent_at < 1.5, "a second Ctrl-C must not wait for the 2 s replies"
+        assert proc.returncode != 0
+        assert store.generations(1) == []
+        server.latency_s = 0.02
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert len(store.generations(1)) == 120
+
+
 def test_structured_chat_output_is_validated_and_parsed(project):
     from .test_llm_backends import ScriptedServer
 

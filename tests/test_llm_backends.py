@@ -223,3 +223,27 @@ def test_a_slow_request_does_not_hold_up_the_others():
                                              [CompletionRequest(key=f"f{i}", prompt=f"f{i}") for i in range(30)])]
         llm.close()
     assert order[-1] == "slow", "30 fast requests should all finish while one slow request is in flight"
+
+
+def test_stop_lets_requests_in_flight_finish_and_sends_nothing_more():
+    import threading
+
+    with FakeOpenAIServer(latency_s=0.3) as server:
+        llm = OpenAICompatibleLLM(server.url, "m", concurrency=4)
+
+        def stop_during_the_second_window():
+            while len(server.attempts) < 8:
+                time.sleep(0.002)
+            llm.stop()
+
+        threading.Thread(target=stop_during_the_second_window, daemon=True).start()
+        results = list(llm.complete([CompletionRequest(key=f"k{i}", prompt="a b c") for i in range(40)]))
+        received = set(server.attempts)
+        again = list(llm.complete([CompletionRequest(key="after", prompt="x y")]))   # usable after a stop
+        llm.close()
+    assert len(results) == 8 and all(r.ok for r in results)
+    assert {r.key for r in results} == received, "every request sent was waited for; no other was sent"
+    acc = llm.account
+    assert (acc.requested, acc.succeeded, acc.not_sent) == (41, 9, 32)
+    assert "32 not sent (stopped)" in acc.summary()
+    assert [r.key for r in again] == ["after"] and again[0].ok

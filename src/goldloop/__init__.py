@@ -7,7 +7,7 @@
 
 from .config import Config
 from .embed import CachedEmbedder, Embedder, HashingEmbedder, MiniLMEmbedder, make_embedder
-from .errors import (ConfigError, EmbedderError, GoldloopError, IngestError, LLMError, StageError,
+from .errors import (ConfigError, EmbedderError, GoldloopError, IngestError, Interrupted, LLMError, StageError,
                      StoreError)
 from .evaluate import Evaluation, evaluate_snapshot, scores
 from .filters import FILTERS, Filter, run_filters
@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CachedEmbedder", "Comparison", "CompletionRequest", "CompletionResult", "Config", "ConfigError", "Decision",
     "EmbeddedLLM", "Embedder", "EmbedderError", "Evaluation", "FILTERS", "FakeLLM", "Filter",
-    "GoldloopError", "HashingEmbedder", "IngestError", "LLM", "LLMError", "LoopResult", "MiniLMEmbedder",
+    "GoldloopError", "HashingEmbedder", "IngestError", "Interrupted", "LLM", "LLMError", "LoopResult", "MiniLMEmbedder",
     "OpenAICompatibleLLM", "PolicyError", "PostgresStore", "Provenance", "Ranking", "Record", "RoundResult",
     "SQLiteStore", "STRATEGIES", "Signals", "Snapshot", "StageError", "Store", "StoreError", "Strategy", "Verdict",
     "build_snapshot", "check_policies", "derive_signals", "enforce_policies", "evaluate_snapshot",

@@ -17,7 +17,7 @@ from rich.table import Column, Table
 
 from . import __version__
 from .config import CONFIG_FILE, Config, reference_markdown
-from .errors import GoldloopError, StageError
+from .errors import GoldloopError, Interrupted, StageError
 from .store import Store, open_store, project_url
 
 out = Console(highlight=False)
@@ -25,12 +25,16 @@ err = Console(stderr=True, highlight=False)
 
 
 def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn goldloop's own errors into a message and exit code 1, without a traceback."""
+    """Turn goldloop's own errors into a message and exit code 1 (130 when stopped by a signal),
+    without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except Interrupted as exc:
+            err.print(f"[yellow]stopped:[/yellow] {escape(str(exc))}", soft_wrap=True)
+            sys.exit(130)
         except GoldloopError as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             sys.exit(1)

@@ -6,7 +6,8 @@
     ├── StoreError         the project store is missing or inconsistent
     ├── LLMError           a generation backend failed or is misconfigured
     ├── EmbedderError      an embedding backend failed or is misconfigured
-    └── StageError         a stage cannot run yet (nothing ingested, too few labels, ...)
+    ├── StageError         a stage cannot run yet (nothing ingested, too few labels, ...)
+    └── Interrupted        Ctrl-C or SIGTERM stopped a stage after it saved what it had (exit code 130)
 
 Every message says what is wrong and what to do about it.
 """
@@ -50,3 +51,7 @@ class EmbedderError(GoldloopError):
 
 class StageError(GoldloopError):
     """A stage of the loop cannot run in the project's current state."""
+
+
+class Interrupted(GoldloopError):
+    """Ctrl-C or SIGTERM stopped a stage; what it had finished is saved, and running it again resumes."""

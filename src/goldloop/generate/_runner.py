@@ -13,10 +13,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..config import Config
-from ..errors import StageError
+from ..errors import Interrupted, StageError
 from ..llm import LLM, CompletionRequest
 from ..progress import progress_bar
 from ..records import Provenance, Record, content_hash, normalize_text, now
+from ..stopping import graceful_stop
 from ..store import GenerationRow, Store
 from ._strategies import Rules, get_strategy
 
@@ -134,7 +135,8 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
     by_key = {p.request.key: p for p in todo}
     store.log_event("generate.start", {"round": round, "planned": len(planned), "todo": len(todo),
                                        "backend": llm.backend, "model": llm.model})
-    with progress_bar(f"round {round}: generating", len(todo), show_progress) as advance:
+    with graceful_stop(llm.stop) as stop, progress_bar(f"round {round}: generating", len(todo),
+                                                      show_progress) as advance:
         for result in llm.complete([p.request for p in todo]):
             plan = by_key[result.key]
             req = plan.request
@@ -156,10 +158,20 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
                 tokens_out=result.tokens_out, seconds=result.seconds, backend=llm.backend, model=llm.model)
             store.add_generation(row, records)
             report.count(row)
-            advance(1, note=f"{report.tokens_in} tokens in, {report.tokens_out} out, {report.failed} failed")
+            advance(1, note=(f"stopping on {stop.signal}: saving the replies in flight (again to abandon them)"
+                             if stop.signal else
+                             f"{report.tokens_in} tokens in, {report.tokens_out} out, {report.failed} failed"))
     account = getattr(llm, "account", None)
     if account is not None:
         report.account = account.to_json()
+    if stop.signal:
+        not_sent = len(todo) - report.succeeded - report.failed
+        store.log_event("generate.stopped", {"round": round, "signal": stop.signal, "succeeded": report.succeeded,
+                                             "failed": report.failed, "not_sent": not_sent,
+                                             "account": report.account})
+        raise Interrupted(f"round {round}: stopped by {stop.signal} after saving every reply in flight: "
+                          f"{report.succeeded} succeeded and {report.failed} failed in this run, {not_sent} "
+                          f"request(s) not sent. Run the same command again to continue.")
     store.log_event("generate.done", {"round": round, "succeeded": report.succeeded, "failed": report.failed,
                                       "tokens_in": report.tokens_in, "tokens_out": report.tokens_out,
                                       "by_strategy": report.by_strategy, "account": report.account})

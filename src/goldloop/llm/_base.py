@@ -59,8 +59,13 @@ class LLM(abc.ABC):
         """Run ``requests`` concurrently; yield each result as soon as it is done (any order).
 
         A request that fails after its retries yields a result with ``text=None`` and ``error``
-        set: every request yields exactly one result.
+        set: every request yields exactly one result, unless :meth:`stop` was called.
         """
+
+    def stop(self) -> None:
+        """Start nothing new: requests already sent finish and are yielded, the rest are not sent
+        and yield nothing, and the iterator of :meth:`complete` ends. Safe to call from a signal
+        handler or another thread."""
 
     def close(self) -> None:
         """Release the backend's resources (threads, sockets, a loaded model)."""

@@ -64,6 +64,9 @@ class EmbeddedLLM(LLM):
     def complete(self, requests: Sequence[CompletionRequest]) -> Iterator[CompletionResult]:
         return self._client.complete(requests)
 
+    def stop(self) -> None:
+        self._client.stop()
+
     def close(self) -> None:
         """Close the client, then unload the model. llama.cpp's server destructor joins its HTTP
         threads and has been seen to hang on that join now and then; it runs in a daemon thread

@@ -47,9 +47,18 @@ class FakeLLM(LLM):
         self.requests: list[CompletionRequest] = []
         self.account = Account()
         self._lock = threading.Lock()
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
 
     def complete(self, requests: Sequence[CompletionRequest]) -> Iterator[CompletionResult]:
-        for req in requests:
+        self._stopping = False
+        self.account.requested += len(requests)
+        for number, req in enumerate(requests):
+            if self._stopping:
+                self.account.not_sent += len(requests) - number
+                return
             with self._lock:
                 self.requests.append(req)
             started = time.monotonic()
@@ -57,7 +66,6 @@ class FakeLLM(LLM):
                 time.sleep(self.delay_s)
             out = self.script(req)
             prompt = req.prompt or " ".join(m["content"] for m in req.messages or ())
-            self.account.requested += 1
             if isinstance(out, Exception):
                 self.account.failed += 1
                 self.account.failure_causes[type(out).__name__] += 1

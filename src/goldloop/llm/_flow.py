@@ -108,6 +108,7 @@ class Account:
     requested: int = 0
     succeeded: int = 0
     failed: int = 0
+    not_sent: int = 0                 # left unsent because the run was stopped (Ctrl-C, SIGTERM)
     retried: int = 0                  # requests that needed more than one attempt
     retries: int = 0                  # extra attempts in all
     retry_causes: Counter[str] = field(default_factory=Counter)
@@ -118,6 +119,7 @@ class Account:
 
     def to_json(self) -> dict[str, Any]:
         return {"requested": self.requested, "succeeded": self.succeeded, "failed": self.failed,
+                "not_sent": self.not_sent,
                 "retried": self.retried, "retries": self.retries, "retry_causes": dict(self.retry_causes),
                 "failure_causes": dict(self.failure_causes), "breaker_trips": self.breaker_trips,
                 "tokens_in": self.tokens_in, "tokens_out": self.tokens_out}
@@ -125,6 +127,8 @@ class Account:
     def summary(self) -> str:
         line = (f"{self.requested} requested, {self.succeeded} succeeded, {self.retried} retried "
                 f"({self.retries} retries), {self.failed} failed")
+        if self.not_sent:
+            line += f", {self.not_sent} not sent (stopped)"
         if self.failure_causes:
             line += " (" + ", ".join(f"{n} {c}" for c, n in self.failure_causes.most_common()) + ")"
         return line

@@ -81,6 +81,9 @@ class OpenAICompatibleLLM(LLM):
                                                              concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._workers: list[asyncio.Task[None]] = []
+        self._sending: set[asyncio.Task[Any]] = set()
         self._requests_bucket = TokenBucket(requests_per_minute)
         self._tokens_bucket = TokenBucket(tokens_per_minute)
 
@@ -108,6 +111,7 @@ class OpenAICompatibleLLM(LLM):
     def complete(self, requests: Sequence[CompletionRequest]) -> Iterator[CompletionResult]:
         if not requests:
             return
+        self._stopping = False
         results: queue.SimpleQueue[Any] = queue.SimpleQueue()
         future = asyncio.run_coroutine_threadsafe(self._run(list(requests), results), self._ensure_loop())
         try:
@@ -129,21 +133,54 @@ class OpenAICompatibleLLM(LLM):
         window = asyncio.Semaphore(self.concurrency)
         pending = iter(requests)
         self.account.requested += len(requests)
+        finished = 0
 
         async def worker() -> None:
+            nonlocal finished
+            task = asyncio.current_task()
+            assert task is not None
             for req in pending:                         # workers share one iterator: no barrier
-                results.put(await self._one(req, window))
+                if self._stopping:
+                    return
+                try:
+                    result = await self._one(req, window, task)
+                except asyncio.CancelledError:
+                    if self._stopping:                  # stopped before this request was sent
+                        return
+                    raise
+                if result is not None:
+                    finished += 1
+                    results.put(result)
 
         # More workers than window slots, so requests sleeping in backoff don't idle the window.
-        workers = [asyncio.create_task(worker()) for _ in range(min(len(requests), self.concurrency * 2))]
+        self._workers = [asyncio.create_task(worker()) for _ in range(min(len(requests), self.concurrency * 2))]
+        if self._stopping:
+            self._halt()
         try:
-            await asyncio.gather(*workers)
+            await asyncio.gather(*self._workers)
         finally:
-            for task in workers:
+            for task in self._workers:
                 task.cancel()
+            self._workers = []
+            self.account.not_sent += len(requests) - finished
             results.put(_DONE)
 
-    async def _one(self, req: CompletionRequest, window: asyncio.Semaphore) -> CompletionResult:
+    def stop(self) -> None:
+        self._stopping = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._halt)
+
+    def _halt(self) -> None:
+        """On the loop: cancel every worker that is not waiting for a reply to a request it sent."""
+        self._stopping = True
+        for task in self._workers:
+            if task not in self._sending and not task.done():
+                task.cancel()
+
+    async def _one(self, req: CompletionRequest, window: asyncio.Semaphore,
+                   task: asyncio.Task[Any]) -> CompletionResult | None:
+        """The request's result after its retries; None if the run was stopped before it got one."""
         path, body = self._payload(req)
         payload = json.dumps(body).encode()
         estimate = len(payload) / 4 + req.max_tokens
@@ -159,7 +196,11 @@ class OpenAICompatibleLLM(LLM):
                 await self._tokens_bucket.take(estimate)
                 async with window:
                     started = started or time.monotonic()
-                    result = await self._attempt(req, path, payload, headers)
+                    self._sending.add(task)         # from here the reply is awaited even if the run stops
+                    try:
+                        result = await self._attempt(req, path, payload, headers)
+                    finally:
+                        self._sending.discard(task)
                 self.breaker.success(probe)
                 self._tokens_bucket.refund(estimate - result.tokens_in - result.tokens_out)
                 result.attempts, result.seconds = attempt, time.monotonic() - started
@@ -171,6 +212,8 @@ class OpenAICompatibleLLM(LLM):
                 self.account.breaker_trips = self.breaker.trips
                 if attempt > self.max_retries:
                     break
+                if self._stopping:
+                    return None                     # not sent again: the next run retries it
                 self.account.retry_causes[exc.cause] += 1
                 backoff = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * random.random()
                 await asyncio.sleep(exc.wait_s if exc.wait_s is not None else backoff)
