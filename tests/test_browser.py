@@ -46,6 +46,17 @@ def _plant_xss(store, round: int = 1) -> str:
     return rec.id
 
 
+def _log_in(page, url: str, name: str) -> None:
+    """Log in with the keyboard alone (the name field has focus) and wait for the first item."""
+    page.goto(url + "/")
+    page.wait_for_selector("#login-name", state="visible")
+    page.keyboard.type(name)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#item[data-queue-id]:not([data-queue-id=''])", state="visible")
+
+
 def _press(page, key: str) -> None:
     """Press ``key`` and wait until the page has painted what it leads to."""
     before = page.evaluate("document.body.dataset.paints || '0'")
@@ -62,14 +73,7 @@ def test_keyboard_triage_stores_decisions_and_signals(project, browser, tmp_path
         page = browser.new_page()
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(url + "/")
-        page.wait_for_selector("#login-name", state="visible")
-        # Keyboard only: the name field has focus.
-        page.keyboard.type("ann")
-        page.keyboard.press("Tab")
-        page.keyboard.type(PASSWORD)
-        page.keyboard.press("Enter")
-        page.wait_for_selector("#item[data-queue-id]:not([data-queue-id=''])", state="visible")
+        _log_in(page, url, "ann")
 
         # The label-doubt item comes first, and its payload is shown as text, not run.
         assert page.text_content("#record-id") == xss_id
@@ -171,3 +175,47 @@ def test_keyboard_triage_stores_decisions_and_signals(project, browser, tmp_path
     assert any(r.chosen == pair_b and r.rejected == pair_a for r in signals.dpo)
     assert all(r.decision_id is not None for r in signals.sft)
     assert paint[1] > 0
+
+
+def test_ranking_screen_by_keyboard(project, browser, tmp_path):
+    path, cfg, store = filtered_round(project, per_label=4, rank_size=4)
+    _plant_xss(store)
+    add_users(store)
+    app = create_app(path, cfg, store)
+    with live_server(app) as url:
+        page = browser.new_page()
+        _log_in(page, url, "ann")
+
+        _press(page, "r")
+        assert page.is_visible("#rank")
+        first = page.evaluate("document.body.dataset.rankShown").split(",")
+        assert len(first) == 4 and page.locator("#rank-cards li").count() == 4
+        assert page.locator("#rank-cards img, #rank-cards script, #rank-cards b").count() == 0
+        _press(page, "3")
+        _press(page, "Backspace")                        # taken back
+        assert page.text_content("#rank-order") == ""
+        for key in ("2", "1", "4"):
+            _press(page, key)
+        assert page.text_content("#rank-order") == "best first: 2 › 1 › 4"
+        assert "#1" in page.text_content("#rank-cards li:nth-child(2) .rank-place")
+        _press(page, "Enter")                            # saves; the 3rd comes last; a new set shows
+        second = page.evaluate("document.body.dataset.rankShown").split(",")
+        assert not set(second) & set(first), "a ranked candidate is not offered again"
+        assert "ranked 4 candidates" in page.text_content("#rank-last")
+        _press(page, "1")
+        page.screenshot(path=str(tmp_path / "rank.png"))
+        _press(page, "Backspace")
+        page.wait_for_function("() => document.getElementById('net').textContent === 'all saved'", timeout=15000)
+        page.keyboard.press("Escape")
+        assert not page.is_visible("#rank")
+        queue_id = page.get_attribute("#item", "data-queue-id")
+        _press(page, "ArrowRight")                       # triage keys work again
+        assert page.get_attribute("#item", "data-queue-id") != queue_id
+        assert page.evaluate("window.__xss === undefined")
+
+    rankings = [r for r in store.rankings(round=1) if r.reviewer == "ann"]
+    assert [r.record_ids for r in rankings] == [(first[1], first[0], first[3], first[2])]
+    from goldloop.signals import derive
+
+    reward = [r for r in derive(store, round=1).reward if r.ranking_id == rankings[0].id]
+    assert len(reward) == 6                              # every ordered pair of four

@@ -191,6 +191,44 @@ def test_a_ranking_becomes_reward_rows_once(served):
         (texts[ids[0]], texts[ids[1]]), (texts[ids[0]], texts[ids[2]]), (texts[ids[1]], texts[ids[2]])}
 
 
+def test_the_ranking_screen_offers_each_candidate_once_per_reviewer(served):
+    _, cfg, store, app = served
+    from goldloop.filters import passing
+    from goldloop.records import Decision
+
+    dropped, _, _ = passing(store.verdicts(round=1))
+    made = [r for r in store.records(origin="synthetic", round=1) if r.id not in dropped]
+    rejected, excluded = made[0], made[1]
+    store.add_decision(Decision(rejected.id, "reject", "bob", 1))
+    eligible = {r.id: r.label for r in made if r.id not in (rejected.id, excluded.id)}
+    ann = _client(app, "ann")
+    offered: list[list[str]] = []
+    labels: list[str] = []
+    while True:
+        answer = ann.post("/api/rank/next", json={"exclude": [excluded.id]})
+        if answer.status_code == 404:
+            assert "nothing left to rank" in answer.json()["error"]
+            break
+        body = answer.json()
+        ids = [r["id"] for r in body["records"]]
+        assert 2 <= len(ids) <= cfg.serve.rank_size and len(set(ids)) == len(ids)
+        assert {eligible[i] for i in ids} == {body["label"]}, "one label per set, only eligible candidates"
+        assert all(r["text"] and "seeds" in r and "verdicts" in r for r in body["records"])
+        offered.append(ids)
+        labels.append(body["label"])
+        ranked = ann.post("/api/rank", json={"client_id": f"rank-screen-{len(offered)}", "record_ids": ids[::-1]})
+        assert ranked.status_code == 200, ranked.text
+        assert len(offered) < 50
+    flat = [i for ids in offered for i in ids]
+    assert len(flat) == len(set(flat)), "no candidate is offered to the same reviewer twice"
+    left = {label: [i for i in eligible if eligible[i] == label and i not in flat] for label in set(eligible.values())}
+    assert all(len(ids) < 2 for ids in left.values()), "sets stop only when no label has two candidates left"
+    assert len(set(labels[:3])) == min(3, len(set(eligible.values()))), "the least-ranked label comes next"
+    assert [r.record_ids for r in store.rankings(round=1)] == [tuple(ids[::-1]) for ids in offered]
+    # another reviewer ranks the same candidates independently
+    assert _client(app, "bob").post("/api/rank/next", json={}).status_code == 200
+
+
 def test_bulk_repair_previews_then_applies(served):
     _, _, store, app = served
     cat = _client(app, "cat")

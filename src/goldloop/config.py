@@ -203,6 +203,8 @@ class ServeConfig:
     pairs_per_label: int = _f(0, "Pairwise items queued per label and round: two candidates of the same label "
                                  "(from the same gold seeds where possible) for an A-vs-B preference, which "
                                  "becomes a DPO pair. 0: no pairwise items.", minimum=0)
+    rank_size: int = _f(4, "Candidates of one label shown together on the review page's ranking screen "
+                           "(key r); each ordering becomes reward-model pairs.", minimum=2, maximum=20)
     session_hours: float = _f(12.0, "Hours a login lasts.", minimum=0.1)
     login_attempts: int = _f(5, "Failed logins per user name and per address within a minute before further "
                                 "attempts are refused until the minute is over.", minimum=1)

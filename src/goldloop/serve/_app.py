@@ -30,8 +30,8 @@ from . import _auth as auth
 from ._agreement import agreement
 from ._bulk import BulkSpec, apply_bulk, preview_bulk
 from ..signals import derive
-from ._queue import (QueueError, claim, current_round, decide, held_slot, item_view, queue_counts, release, sync_queue,
-                     rank, undo)
+from ._queue import (QueueError, claim, current_round, decide, held_slot, item_view, queue_counts, rank, rank_set,
+                     release, sync_queue, undo)
 
 COOKIE = "goldloop_session"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -71,6 +71,10 @@ class LoginBody(BaseModel):
 class NextBody(BaseModel):
     want: int = Field(default=8, ge=1, le=100)
     have: list[int] = Field(default_factory=list, max_length=500)
+
+
+class RankNextBody(BaseModel):
+    exclude: list[str] = Field(default_factory=list, max_length=5000)
 
 
 class DecideBody(BaseModel):
@@ -252,6 +256,18 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
             raise HTTPException(422, "a preference needs winner 'a' or 'b'")
         return decide(store, cfg, session.user.name, body.client_id, body.queue_id, action, text=body.text,
                       label=body.label, winner=body.winner)
+
+    @app.post("/api/rank/next")
+    async def rank_next(body: RankNextBody, session: auth.Session = Depends(writer)) -> dict[str, Any]:
+        """Candidates to order on the ranking screen ([serve] rank_size of one label), leaving out
+        ``exclude`` (what the page has ranked but may not have sent yet)."""
+        number = the_round()
+        found = await run_in_threadpool(rank_set, store, session.user.name, number, serve.rank_size,
+                                        set(body.exclude))
+        if found is None:
+            raise HTTPException(404, f"nothing left to rank in round {number}: every candidate that passed "
+                                     "the filters and was not rejected is in one of your rankings")
+        return found
 
     @app.post("/api/rank")
     async def rank_items(body: RankBody, session: auth.Session = Depends(writer)) -> dict[str, Any]:

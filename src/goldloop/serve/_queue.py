@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -306,6 +306,48 @@ def rank(store: Store, reviewer: str, client_id: str, record_ids: list[str], rou
         result = {"ranking_id": ranking_id, "record_ids": list(record_ids), "label": labels[0]}
         _insert_op(db, client_id, reviewer, "ranking", round, None, result)
         return result
+
+
+def rank_set(store: Store, reviewer: str, round: int, size: int,
+             exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """The next candidates for ``reviewer`` to order on the ranking screen, or None if none are left.
+
+    Up to ``size`` candidates of one label from the round that passed every filter, are not
+    rejected (an edited one is offered as its corrected copy) and that this reviewer has not
+    ranked yet, nor ``exclude``. Drafts from the same gold seeds come together first, so the
+    ranking compares answers to the same request; the label is the one this reviewer has ranked
+    least.
+    """
+    size = max(2, min(size, MAX_RANKED))
+    dropped, _, _ = passing(store.verdicts(round=round))
+    states = review_states(store.decisions(round=round))
+    rows = store.query("SELECT r.id, r.label, p.parents FROM records r JOIN provenance p ON p.record_id = r.id"
+                        " WHERE r.origin IN ('synthetic', 'edited') AND r.round = ? ORDER BY r.id", (round,))
+    label_of = {rid: label for rid, label, _ in rows}
+    ranked: set[str] = set(exclude)
+    ranked_per_label: Counter[str] = Counter()
+    for ranking in store.rankings(round=round):
+        if ranking.reviewer == reviewer:
+            ranked.update(ranking.record_ids)
+            ranked_per_label[label_of.get(ranking.record_ids[0], "")] += 1
+    by_seeds: dict[tuple[str, str], list[str]] = defaultdict(list)
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for rid, label, parents in rows:
+        state = states.get(rid)
+        if rid in dropped or rid in ranked or (state is not None and state.action in ("reject", "edit")):
+            continue
+        by_seeds[(label, parents)].append(rid)
+        by_label[label].append(rid)
+    open_labels = [label for label, ids in by_label.items() if len(ids) >= 2]
+    if not open_labels:
+        return None
+    label = min(open_labels, key=lambda name: (ranked_per_label[name], -len(by_label[name]), name))
+    groups = sorted((ids for (name, _), ids in by_seeds.items() if name == label and len(ids) >= 2),
+                    key=lambda ids: (-len(ids), ids[0]))
+    chosen = list(groups[0][:size]) if groups else []
+    chosen += [rid for rid in by_label[label] if rid not in chosen][:size - len(chosen)]
+    records = {r.id: r for r in store.records(ids=chosen)}
+    return {"round": round, "label": label, "records": [_record_view(store, records[rid]) for rid in chosen]}
 
 
 def undo(store: Store, reviewer: str, client_id: str, lease_seconds: float) -> dict[str, Any]:

@@ -234,15 +234,20 @@
     } else {
       $("item").dataset.queueId = "";
     }
-    // Mark the paint: the frame callback runs just before the browser paints; the message
-    // posted from it runs right after that paint.
+    markPaint(item ? $("item") : $("empty"), keyAt, () => {
+      document.body.dataset.paintedQueueId = item ? String(item.queue_id) : "none";
+    });
+  }
+
+  // Mark the paint: the frame callback runs just before the browser paints; the message
+  // posted from it runs right after that paint.
+  function markPaint(node, keyAt, also) {
     requestAnimationFrame(() => {
       const channel = new MessageChannel();
       channel.port1.onmessage = () => {
-        const node = item ? $("item") : $("empty");
         node.dataset.keyAt = String(keyAt || 0);
         node.dataset.paintedAt = String(performance.now());
-        document.body.dataset.paintedQueueId = item ? String(item.queue_id) : "none";
+        if (also) also();
         document.body.dataset.paints = String(Number(document.body.dataset.paints || 0) + 1);
       };
       channel.port2.postMessage(null);
@@ -351,6 +356,10 @@
       else if (event.key === "Escape") { event.preventDefault(); closeEditor(); }
       return;
     }
+    if (!$("rank").hidden) {
+      if (!(event.ctrlKey || event.metaKey || event.altKey) && rankKey(event, keyAt)) event.preventDefault();
+      return;
+    }
     const overlay = !$("help").hidden || !$("tools").hidden;
     if (event.key === "Escape") { $("help").hidden = true; $("tools").hidden = true; return; }
     const target = event.target;
@@ -376,9 +385,95 @@
         break;
       case "s": decide("skip", null, keyAt); break;
       case "u": undo(keyAt); break;
+      case "r": openRank(keyAt); break;
       default: return;
     }
     event.preventDefault();
+  }
+
+  // ---- ranking screen ------------------------------------------------------------------
+  // A set of candidates of one label; the reviewer presses their numbers best first. A saved
+  // ranking goes through the outbox like a decision; its records are left out of the next sets.
+  const ranking = { set: null, order: [], sent: new Set(), loading: false };
+  function openRank(keyAt) {
+    $("help").hidden = true;
+    $("rank").hidden = false;
+    loadRankSet(keyAt);
+  }
+  async function loadRankSet(keyAt) {
+    if (ranking.loading) return;
+    ranking.loading = true;
+    ranking.set = null;
+    ranking.order = [];
+    $("rank-status").textContent = "loading…";
+    try {
+      ranking.set = await api("POST", "/api/rank/next", { exclude: Array.from(ranking.sent).slice(-5000) });
+      $("rank-status").textContent = "";
+    } catch (error) {
+      $("rank-status").textContent = error.status === 401 ? "your session ended; log in again" : error.message;
+    } finally {
+      ranking.loading = false;
+    }
+    renderRank(keyAt);
+  }
+  function renderRank(keyAt) {
+    const cards = $("rank-cards");
+    clear(cards);
+    const set = ranking.set;
+    $("rank-label").textContent = set ? set.label : "";
+    if (set) {
+      set.records.forEach((record, index) => {
+        const place = ranking.order.indexOf(index);
+        const li = el("li", null, place >= 0 ? "rank-card placed" : "rank-card");
+        const head = el("div", null, "rank-head");
+        head.appendChild(el("kbd", String(index + 1)));
+        head.appendChild(el("span", place >= 0 ? "#" + (place + 1) : "", "rank-place"));
+        head.appendChild(el("span", record.strategy));
+        head.appendChild(el("code", record.id.slice(0, 12)));
+        li.appendChild(head);
+        li.appendChild(el("p", record.text, "candidate"));
+        li.dataset.recordId = record.id;
+        cards.appendChild(li);
+      });
+    }
+    $("rank-order").textContent = ranking.order.length
+      ? "best first: " + ranking.order.map((index) => index + 1).join(" › ") : "";
+    markPaint($("rank"), keyAt, () => { document.body.dataset.rankShown = set ? set.records.map((r) => r.id).join(",") : "none"; });
+  }
+  function saveRanking(keyAt) {
+    const set = ranking.set;
+    const k = set.records.length;
+    if (ranking.order.length < k - 1) {
+      $("rank-status").textContent = "press the numbers of at least " + (k - 1) + " candidates, best first";
+      return;
+    }
+    const order = ranking.order.slice();
+    for (let index = 0; index < k; index++) if (!order.includes(index)) order.push(index);
+    const recordIds = order.map((index) => set.records[index].id);
+    for (const id of recordIds) ranking.sent.add(id);
+    state.outbox.push({ path: "/api/rank", queue_id: null, body: { client_id: uid(), record_ids: recordIds } });
+    saveOutbox();
+    kick();
+    $("rank-last").textContent = "ranked " + k + " candidates of " + set.label + ": " +
+      order.map((index) => index + 1).join(" › ");
+    loadRankSet(keyAt);
+  }
+  function rankKey(event, keyAt) {
+    const set = ranking.set;
+    if (event.key === "Escape") { $("rank").hidden = true; return true; }
+    if (event.key === "n") { loadRankSet(keyAt); return true; }
+    if (!set) return false;
+    if (/^[1-9]$/.test(event.key)) {
+      const index = Number(event.key) - 1;
+      if (index < set.records.length && !ranking.order.includes(index)) {
+        ranking.order.push(index);
+        renderRank(keyAt);
+      }
+      return true;
+    }
+    if (event.key === "Backspace") { ranking.order.pop(); renderRank(keyAt); return true; }
+    if (event.key === "Enter") { saveRanking(keyAt); return true; }
+    return false;
   }
 
   // ---- counts, tools -------------------------------------------------------------------
