@@ -224,6 +224,10 @@ class OpenAICompatibleLLM(LLM):
             except EndpointDown as exc:
                 last_cause, last_detail = "endpoint down", str(exc)
                 break
+            except asyncio.CancelledError:
+                if probe:
+                    self.breaker.neutral(probe)     # the probe never went: let another request probe
+                raise
         result = CompletionResult(req.key, None, error=f"{last_cause}: {last_detail}", attempts=attempt,
                                   seconds=time.monotonic() - (started or time.monotonic()),
                                   extra={"raw": raw} if raw else {})
