@@ -99,6 +99,7 @@ class _Connection(asyncio.Protocol):
             self._fail(TransportError(f"malformed HTTP reply: {exc}"))
 
     def eof_received(self) -> bool:
+        self.closed = True                      # never reused, whatever happens next
         if self.waiter is not None and self._head is not None and self._length == -2:
             self._finish(bytes(self.buf))       # a reply delimited by the end of the connection
         return False
@@ -274,7 +275,7 @@ class NativeHTTP:
     async def _connection(self, loop: asyncio.AbstractEventLoop, fresh: bool) -> tuple[_Connection, bool]:
         while self._idle and not fresh:
             conn = self._idle.pop()
-            if not conn.closed:
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn, True
         scheme, host, port, _ = self.endpoint
         try:
