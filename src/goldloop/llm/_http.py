@@ -54,6 +54,26 @@ def _endpoint(base_url: str) -> _Endpoint:
     return _Endpoint(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
+def parse_head(buf: bytearray) -> tuple[str, dict[str, str], int] | None:
+    """The first line and the headers (lower-case names; a repeated header's values joined with
+    ", ") of the HTTP/1.x message at the start of ``buf``, and the head's size in bytes; None
+    until the head is whole. ValueError: a head over MAX_HEAD_BYTES, or a line with no colon."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buf) > MAX_HEAD_BYTES:
+            raise ValueError(f"headers longer than {MAX_HEAD_BYTES} bytes")
+        return None
+    lines = buf[:end].decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError(f"header line {line[:80]!r}")
+        name = name.strip().lower()
+        headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
+    return lines[0], headers, end + 4
+
+
 def _user_agent() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -146,24 +166,15 @@ class _Connection(asyncio.Protocol):
     def _parse(self) -> None:
         buf = self.buf
         while self._head is None:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD_BYTES:
-                    raise ValueError(f"reply headers longer than {MAX_HEAD_BYTES} bytes")
+            head = parse_head(buf)
+            if head is None:
                 return
-            lines = buf[:end].decode("latin-1").split("\r\n")
-            del buf[:end + 4]
-            version, _, rest = lines[0].partition(" ")
+            first_line, headers, size = head
+            del buf[:size]
+            version, _, rest = first_line.partition(" ")
             if not version.startswith("HTTP/1."):
-                raise ValueError(f"status line {lines[0][:80]!r}")
+                raise ValueError(f"status line {first_line[:80]!r}")
             status = int(rest[:3])
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise ValueError(f"header line {line[:80]!r}")
-                name = name.strip().lower()
-                headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
             if 100 <= status < 200:
                 continue                            # an interim reply; the real one follows
             connection = headers.get("connection", "").lower()

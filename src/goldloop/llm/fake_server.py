@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._flow import new_event_loop
+from ._http import MAX_HEAD_BYTES, parse_head
 
 FAULT_KINDS = ("429", "500", "timeout", "invalid_json", "disconnect")
 
@@ -67,17 +68,16 @@ class _Conn(asyncio.Protocol):
     def _next(self) -> None:
         """Parse the next whole request in the buffer, if there is one."""
         buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > 65536:
-                self.reply(431, b"request headers too long", close=True)
+        try:
+            head = parse_head(buf)
+        except ValueError as exc:
+            too_long = len(buf) > MAX_HEAD_BYTES
+            self.reply(431 if too_long else 400, f"bad request head: {exc}".encode(), close=True)
             return
-        lines = buf[:end].decode("latin-1").split("\r\n")
-        method, path, version = (lines[0].split(" ") + ["", ""])[:3]
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        if head is None:
+            return
+        first_line, headers, size = head
+        method, path, version = (first_line.split(" ") + ["", ""])[:3]
         if "chunked" in headers.get("transfer-encoding", "").lower():
             self.reply(411, b"send a Content-Length", close=True)
             return
@@ -86,10 +86,10 @@ class _Conn(asyncio.Protocol):
         except ValueError:
             self.reply(400, b"bad Content-Length", close=True)
             return
-        if len(buf) < end + 4 + length:
+        if len(buf) < size + length:
             return
-        body = bytes(buf[end + 4:end + 4 + length])
-        del buf[:end + 4 + length]
+        body = bytes(buf[size:size + length])
+        del buf[:size + length]
         self.busy = True
         self.close_after = (headers.get("connection", "").lower() == "close"
                             or (version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive"))
