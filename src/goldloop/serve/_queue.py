@@ -73,12 +73,12 @@ def sync_queue(store: Store, cfg: Config, round: int) -> int:
     Label-doubt items come first; ``[serve] pairs_per_label`` pairwise items per label come
     last. Items decided elsewhere (e.g. in the terminal) are closed. Returns slots added.
     """
-    dropped, _, _ = passing(store.verdicts(round=round))
-    doubted = {v.record_id for v in store.verdicts(round=round) if v.flag == DOUBT}
+    verdicts = store.verdicts(round=round)
+    dropped, _, _ = passing(verdicts)
+    doubted = {v.record_id for v in verdicts if v.flag == DOUBT}
     states = review_states(store.decisions(round=round))
     queued = {row[0] for row in store.query("SELECT DISTINCT item_key FROM review_queue WHERE round = ?", (round,))}
-    rows = store.query("SELECT r.id, r.label, p.parents FROM records r JOIN provenance p ON p.record_id = r.id"
-                        " WHERE r.origin = 'synthetic' AND r.round = ? ORDER BY r.id", (round,))
+    rows = _drafts(store, round, ("synthetic",))
     overlap = cfg.serve.overlap
     fresh: list[tuple[Any, ...]] = []
     by_label: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -106,6 +106,13 @@ def sync_queue(store: Store, cfg: Config, round: int) -> int:
         for rid in decided:
             db.execute("UPDATE review_queue SET done = 1 WHERE item_key = ? AND done = 0", (rid,))
     return added
+
+
+def _drafts(store: Store, round: int, origins: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """(id, label, parents as stored) of the round's records of these origins, by id."""
+    marks = ", ".join("?" * len(origins))
+    return store.query("SELECT r.id, r.label, p.parents FROM records r JOIN provenance p ON p.record_id = r.id"
+                       f" WHERE r.origin IN ({marks}) AND r.round = ? ORDER BY r.id", (*origins, round))
 
 
 def _pairs(by_seeds: dict[tuple[str, str], list[str]], per_label: int, queued: set[str], round: int,
@@ -321,8 +328,7 @@ def rank_set(store: Store, reviewer: str, round: int, size: int,
     size = max(2, min(size, MAX_RANKED))
     dropped, _, _ = passing(store.verdicts(round=round))
     states = review_states(store.decisions(round=round))
-    rows = store.query("SELECT r.id, r.label, p.parents FROM records r JOIN provenance p ON p.record_id = r.id"
-                        " WHERE r.origin IN ('synthetic', 'edited') AND r.round = ? ORDER BY r.id", (round,))
+    rows = _drafts(store, round, ("synthetic", "edited"))
     label_of = {rid: label for rid, label, _ in rows}
     ranked: set[str] = set(exclude)
     ranked_per_label: Counter[str] = Counter()
