@@ -17,6 +17,21 @@ from goldloop.llm import OpenAICompatibleLLM
 from goldloop.llm.fake_server import FakeOpenAIServer
 
 
+def _generate_command(path, cfg, server) -> list[str]:
+    """Point the project at ``server`` and give the `goldloop generate` command line for it."""
+    cfg.llm.backend = "openai"
+    cfg.llm.base_url = server.url
+    cfg.save(path)
+    return [sys.executable, "-m", "goldloop.cli", "-q", "-p", str(path), "generate"]
+
+
+def _wait_while(busy, proc, timeout_s: float = 60) -> None:
+    """Poll until ``busy()`` is false, ``proc`` has exited or ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while busy() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 @pytest.mark.parametrize("http_client", ["native", "aiohttp"])
 def test_faults_on_30_percent_of_requests_are_all_accounted_for(project, http_client):
     _, cfg, store = project
@@ -55,20 +70,15 @@ def test_sigkill_at_random_points_gives_exactly_once_results(project):
     cfg.generate.per_label = 60                      # 180 requests, 8 at a time, 0.1 s each
     cfg.llm.concurrency = 8
     with FakeOpenAIServer(latency_s=0.1) as server:
-        cfg.llm.backend = "openai"
-        cfg.llm.base_url = server.url
-        cfg.save(path)
+        cmd = _generate_command(path, cfg, server)
         planned = {p.request.key for p in plan_requests(store, cfg, OpenAICompatibleLLM(server.url, ""), 1)}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "goldloop.cli", "-q", "-p", str(path), "generate"]
         rng = random.Random(11)
         kills = 0
         for _ in range(4):
             before = len(server.log)
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 60
-            while len(server.log) == before and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)
+            _wait_while(lambda: len(server.log) == before, proc)
             time.sleep(rng.uniform(0.0, 0.3))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
@@ -104,14 +114,9 @@ def test_a_signal_saves_the_replies_in_flight_and_nothing_is_sent_twice(project,
     cfg.generate.per_label = 40                      # 120 requests, 8 at a time, 0.5 s each
     cfg.llm.concurrency = 8
     with FakeOpenAIServer(latency_s=0.5) as server:
-        cfg.llm.backend = "openai"
-        cfg.llm.base_url = server.url
-        cfg.save(path)
-        cmd = [sys.executable, "-m", "goldloop.cli", "-q", "-p", str(path), "generate"]
+        cmd = _generate_command(path, cfg, server)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while len(server.attempts) < 12 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)                        # the first window answered, the second in flight
+        _wait_while(lambda: len(server.attempts) < 12, proc)    # the first window answered, the second in flight
         proc.send_signal(sig)
         sent_at = time.monotonic()
         _, stderr = proc.communicate(timeout=30)
@@ -137,14 +142,9 @@ def test_a_second_signal_abandons_the_replies_in_flight(project):
     cfg.generate.per_label = 40
     cfg.llm.concurrency = 8
     with FakeOpenAIServer(latency_s=2.0) as server:
-        cfg.llm.backend = "openai"
-        cfg.llm.base_url = server.url
-        cfg.save(path)
-        cmd = [sys.executable, "-m", "goldloop.cli", "-q", "-p", str(path), "generate"]
+        cmd = _generate_command(path, cfg, server)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while len(server.attempts) < 8 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
+        _wait_while(lambda: len(server.attempts) < 8, proc)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
