@@ -1,5 +1,6 @@
 """Ingest: every error path names file, row and field, and nothing is written on error."""
 
+import csv
 import json
 
 import pyarrow as pa
@@ -76,7 +77,7 @@ def test_wrong_field_count(env):
 def test_not_utf8(env):
     path = env[0] / "latin.csv"
     path.write_bytes("text,label\ncaf\xe9 au lait,a\n".encode("latin-1"))
-    _fails(env, path, "latin.csv: not UTF-8 text", "re-save the file as UTF-8")
+    _fails(env, path, "latin.csv line 2, character 4: byte 0xE9 is not UTF-8", "re-save it as UTF-8")
 
 
 def test_row_errors_are_all_listed_with_line_and_field(env):
@@ -107,7 +108,7 @@ def test_too_long(env):
     tmp, cfg, _ = env
     cfg.ingest.max_chars = 10
     path = write_csv(tmp / "long.csv", [("x" * 11, "a")])
-    _fails(env, path, "long.csv line 2: text is 11 characters, over [ingest] max_chars = 10")
+    _fails(env, path, "long.csv line 2: 'text' is 11 characters, over [ingest] max_chars = 10")
 
 
 def test_jsonl_errors(env):
@@ -203,3 +204,234 @@ def test_heldout_file_may_not_bring_new_labels(env):
     path = write_csv(tmp / "test.csv", [("a brand new text", "shipping")])
     with pytest.raises(IngestError, match="label 'shipping' is not in the project's label set"):
         ingest_file(store, cfg, path, split="heldout")
+
+
+def _fails_keeping(env, path, *fragments, **kwargs):
+    """Like _fails, for a project that already holds records: the store must not change."""
+    _, cfg, store = env
+    before = (len(store.records()), len(store.ingest_rows()))
+    with pytest.raises(IngestError) as info:
+        ingest_file(store, cfg, path, **kwargs)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+    assert (len(store.records()), len(store.ingest_rows())) == before, "a failed ingest must write nothing"
+    return str(info.value)
+
+
+def _write(path, fmt, rows):
+    """Write (text, label) rows as CSV, JSONL or Parquet; labels keep their Python type."""
+    if fmt == "csv":
+        write_csv(path, rows)
+    elif fmt == "jsonl":
+        path.write_text("\n".join(json.dumps({"text": t, "label": l}) for t, l in rows) + "\n")
+    else:
+        pq.write_table(pa.table({"text": [t for t, _ in rows], "label": [l for _, l in rows]}), path)
+    return path
+
+
+# -- control characters ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt,where", [("csv", "line 3"), ("jsonl", "line 2"), ("parquet", "row 2")])
+def test_nul_in_text_is_located(env, fmt, where):
+    path = _write(env[0] / f"nul.{fmt}", fmt, [("fine text", "a"), ("hello\x00world", "b")])
+    _fails(env, path, f"nul.{fmt} {where}: 'text' holds the control character U+0000 (NUL) at character 6",
+           "remove it")
+
+
+@pytest.mark.parametrize("fmt,where", [("csv", "line 2"), ("jsonl", "line 1"), ("parquet", "row 1")])
+def test_control_character_in_label_is_located(env, fmt, where):
+    path = _write(env[0] / f"lab.{fmt}", fmt, [("some text", "billing\x1b"), ("more text", "outage")])
+    _fails(env, path, f"lab.{fmt} {where}: 'label' holds the control character U+001B (ESC) at character 8")
+
+
+def test_line_break_in_label_is_refused(env):
+    path = _write(env[0] / "nl.csv", "csv", [("some text", "bill\ning"), ("more text", "outage")])
+    _fails(env, path, "nl.csv line 2: 'label' holds a line break U+000A at character 5", "one line")
+
+
+@pytest.mark.parametrize("char,what", [("\x7f", "U+007F (DEL)"), ("\x85", "U+0085 (NEL)"), ("\x1c", "U+001C"),
+                                       ("\ufeff", "the byte-order mark U+FEFF")])
+def test_other_invisible_characters_are_refused(env, char, what):
+    path = _write(env[0] / "c.jsonl", "jsonl", [(f"ab{char}cd", "a"), (f"x{char}y{char}", "b")])
+    msg = _fails(env, path, f"c.jsonl line 1: 'text' holds ", what, "at character 3",
+                 "c.jsonl line 2:", "at character 2 (2 in all)")
+    assert "remove" in msg
+
+
+def test_tab_newline_and_carriage_return_are_whitespace(env):
+    tmp, cfg, store = env
+    path = _write(tmp / "ws.csv", "csv", [("one\ttwo\r\nthree\nfour", "a"), ("plain text", "b")])
+    assert ingest_file(store, cfg, path).added == 2
+    assert "one two three four" in [r.text for r in store.records()]
+
+
+def test_lone_surrogate_from_json_escape_is_refused(env):
+    path = env[0] / "s.jsonl"
+    path.write_text('{"text": "broken \\ud83d emoji", "label": "a"}\n')
+    _fails(env, path, "s.jsonl line 1: 'text' holds a lone surrogate U+D83D at character 8", "\\ud83d")
+
+
+def test_raw_control_characters_in_json_strings(env):
+    tmp, cfg, store = env
+    path = tmp / "raw.jsonl"
+    path.write_text('{"text": "ok", "label": "a"}\n{"text": "a\x00b", "label": "a"}\n')
+    _fails(env, path, "raw.jsonl line 2: 'text' holds the control character U+0000 (NUL) at character 2")
+    tabs = tmp / "tabs.jsonl"
+    tabs.write_text('{"text": "col one\tcol two", "label": "a"}\n')
+    assert ingest_file(store, cfg, tabs).added == 1
+    assert store.records()[0].text == "col one col two"
+
+
+def test_json_line_with_unicode_line_separator_is_one_line(env):
+    tmp, cfg, store = env
+    path = tmp / "sep.jsonl"
+    rows = [{"text": "first\u2028second", "label": "a"}, {"text": "third", "label": "b"}]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    assert ingest_file(store, cfg, path).added == 2
+
+
+# -- fields longer than the CSV reader's default limit ------------------------------------------
+
+def test_field_over_reader_limit_is_reported_as_too_long(env):
+    tmp, cfg, _ = env
+    before = csv.field_size_limit()
+    path = write_csv(tmp / "huge.csv", [("short text", "a"), ("x" * 140_000, "b")])
+    msg = _fails(env, path, "huge.csv line 3: 'text' is 140000 characters, over [ingest] max_chars = 20000",
+                 "[ingest] max_chars")
+    assert "malformed" not in msg and "quoting" not in msg
+    assert csv.field_size_limit() == before
+
+
+def test_field_between_max_chars_and_reader_limit_names_column(env):
+    tmp, cfg, _ = env
+    cfg.ingest.max_chars = 1000
+    path = write_csv(tmp / "mid.csv", [("y" * 5000, "a")], header=("body", "label"))
+    _fails(env, path, "mid.csv line 2: 'body' is 5000 characters, over [ingest] max_chars = 1000",
+           text_column="body")
+
+
+def test_field_up_to_max_chars_is_read_and_limit_restored(env):
+    tmp, cfg, store = env
+    cfg.ingest.max_chars = 200_000
+    before = csv.field_size_limit()
+    path = write_csv(tmp / "big.csv", [("z " * 70_000, "a"), ("small", "b")])
+    assert ingest_file(store, cfg, path).added == 2
+    assert csv.field_size_limit() == before
+
+
+# -- encodings ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_windows_1252_is_located_and_named(env, suffix):
+    path = env[0] / f"win.{suffix}"
+    body = ("text,label\nplain,a\n\u201cquoted\u201d caf\u00e9,b\n" if suffix == "csv" else
+            '{"text": "plain", "label": "a"}\n{"text": "caf\u00e9", "label": "b"}\n')
+    path.write_bytes(body.encode("cp1252"))
+    column = 1 if suffix == "csv" else 14
+    shown = "'\u201c'" if suffix == "csv" else "'\u00e9'"
+    msg = _fails(env, path, f"win.{suffix} line 3, character {column}" if suffix == "csv"
+                 else f"win.{suffix} line 2, character {column}", "is not UTF-8", "Windows-1252", shown,
+                 "re-save it as UTF-8")
+    assert "byte " in msg
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_utf16_is_named(env, encoding, suffix):
+    path = env[0] / f"wide.{suffix}"
+    body = "text,label\nhello,a\n" if suffix == "csv" else '{"text": "hello", "label": "a"}\n'
+    path.write_bytes(body.encode(encoding))
+    _fails(env, path, f"wide.{suffix}: ", "UTF-16", "re-save it as UTF-8")
+
+
+# -- label types --------------------------------------------------------------------------------
+
+def test_integer_label_among_string_labels_is_refused(env):
+    path = env[0] / "mixed.jsonl"
+    rows = [("first text", "billing"), ("second text", 1), ("third text", "outage"), ("fourth", "billing")]
+    msg = _fails(env, _write(path, "jsonl", rows), "mixed.jsonl line 2: label 1 is an integer",
+                 "3 rows of this file have string labels")
+    assert "line 1:" not in msg and "line 3:" not in msg
+
+
+def test_string_label_among_integer_labels_is_refused(env):
+    path = env[0] / "mostly_ints.jsonl"
+    rows = [("first text", 0), ("second text", 1), ("third text", "1"), ("fourth", 0)]
+    _fails(env, _write(path, "jsonl", rows), "mostly_ints.jsonl line 3: label '1' is a string",
+           "3 rows of this file have integer labels")
+
+
+def test_integer_labels_are_fine_on_their_own(env):
+    tmp, cfg, store = env
+    path = _write(tmp / "ints.parquet", "parquet", [("first text", 0), ("second text", 1)])
+    assert ingest_file(store, cfg, path).by_label == {"0": 1, "1": 1}
+
+
+def test_integer_labels_in_a_project_of_named_labels_are_refused(env):
+    tmp, cfg, store = env
+    ingest_file(store, cfg, write_csv(tmp / "named.csv", make_rows(3)), split="train")
+    path = _write(tmp / "ints.parquet", "parquet", [("a new text", 0), ("another new text", 2)])
+    _fails_keeping(env, path, "ints.parquet row 1: label 0 is an integer, but the project's labels are names "
+                   "(account, billing, outage)", "ints.parquet row 2: label 2", split="train")
+
+
+def test_integer_label_against_configured_names_says_so(env):
+    tmp, cfg, _ = env
+    cfg.project.labels = ["billing", "outage"]
+    path = _write(tmp / "i.jsonl", "jsonl", [("a text", 1)])
+    _fails(env, path, "i.jsonl line 1: label 1 is an integer, but the project's labels are names "
+           "(billing, outage)", "write the label's name")
+
+
+# -- labels that differ only by case or spacing ---------------------------------------------------
+
+def test_configured_label_differing_in_case_suggests_it(env):
+    tmp, cfg, _ = env
+    cfg.project.labels = ["Billing", "Outage"]
+    path = write_csv(tmp / "case.csv", [("a text", "Billing"), ("b text", "billing"), ("c text", "OUTAGE")])
+    _fails(env, path, "case.csv line 3: label 'billing' is not in the project's label set (Billing, Outage); "
+           "did you mean 'Billing'?", "case.csv line 4: label 'OUTAGE'", "did you mean 'Outage'?")
+
+
+def test_configured_label_differing_in_inner_spaces_suggests_it(env):
+    tmp, cfg, _ = env
+    cfg.project.labels = ["Billing issue", "Outage"]
+    path = write_csv(tmp / "sp.csv", [("a text", "billing  issue")])
+    _fails(env, path, "did you mean 'Billing issue'?")
+
+
+def test_heldout_label_differing_in_case_suggests_stored_one(env):
+    tmp, cfg, store = env
+    ingest_file(store, cfg, write_csv(tmp / "train.csv", [("x text", "Billing"), ("y text", "Outage")]),
+                split="train")
+    path = write_csv(tmp / "test.csv", [("a brand new text", "billing ")])
+    _fails_keeping(env, path, "test.csv line 2: label 'billing' is not in the project's label set",
+                   "did you mean 'Billing'?", split="heldout")
+
+
+def test_train_label_differing_in_case_from_stored_one_is_refused(env):
+    tmp, cfg, store = env
+    ingest_file(store, cfg, write_csv(tmp / "one.csv", [("x text", "Billing"), ("y text", "Outage")]),
+                split="train")
+    path = write_csv(tmp / "two.csv", [("a new text", "billing"), ("another", "Shipping")])
+    msg = _fails_keeping(env, path, "two.csv line 2: label 'billing' differs from 'Billing', a label the "
+                         "project already has, only in case or spacing; did you mean 'Billing'?",
+                         split="train")
+    assert "Shipping" not in msg
+
+
+def test_labels_colliding_within_a_file_are_refused(env):
+    path = write_csv(env[0] / "col.csv", [("one text", "Billing"), ("two text", "billing"),
+                                          ("three text", "Billing"), ("four text", "Outage")])
+    msg = _fails(env, path, "col.csv: 1 of 4 rows cannot be ingested",
+                 "col.csv line 3: label 'billing' differs from 'Billing' (2 rows, first on line 2) only in "
+                 "case or spacing", "did you mean 'Billing'?")
+    assert "line 2: label" not in msg and "line 4:" not in msg
+
+
+def test_configured_label_with_a_typo_suggests_the_nearest(env):
+    tmp, cfg, _ = env
+    cfg.project.labels = ["billing", "outage"]
+    path = write_csv(tmp / "typo.csv", [("a text", "biling")])
+    _fails(env, path, "typo.csv line 2: label 'biling' is not in the project's label set (billing, outage); "
+           "did you mean 'billing'?")

@@ -5,21 +5,26 @@ Nothing is written unless the whole file is valid, and every input row ends up i
 disappears unexplained.
 
 Formats: CSV (``.csv``, ``.tsv``), JSON Lines (``.jsonl``, ``.ndjson``) and Parquet
-(``.parquet``). Columns are mapped with ``text_column`` / ``label_column``.
+(``.parquet``), text files in UTF-8. Columns are mapped with ``text_column`` / ``label_column``.
+What a field may hold (control characters, label types and spellings) is checked in
+``_ingest_checks``.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _ingest_checks as checks
 from .config import Config
 from .errors import IngestError
 from .records import Record, normalize_text, text_hash
@@ -49,17 +54,17 @@ class _Row:
     label: object
 
 
-def _read_rows(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
+def _read_rows(path: Path, text_col: str, label_col: str) -> list[_Row]:
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise IngestError(f"{path.name}: unsupported file type {path.suffix!r}; use one of "
                           f"{', '.join(sorted(FORMATS))}")
+    if kind == "parquet":
+        return list(_read_parquet(path, text_col, label_col))
+    text = checks.decode_utf8(path.name, path.read_bytes())
     if kind == "csv":
-        yield from _read_csv(path, text_col, label_col)
-    elif kind == "jsonl":
-        yield from _read_jsonl(path, text_col, label_col)
-    else:
-        yield from _read_parquet(path, text_col, label_col)
+        return _read_csv(path, text, text_col, label_col)
+    return list(_read_jsonl(path, text, text_col, label_col))
 
 
 def _missing_columns(path: Path, present: list[str], text_col: str, label_col: str) -> IngestError | None:
@@ -71,14 +76,30 @@ def _missing_columns(path: Path, present: list[str], text_col: str, label_col: s
     return IngestError(f"{path.name}: " + "; ".join(parts) + f" (columns found: {', '.join(present) or 'none'})")
 
 
-def _read_csv(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+@contextmanager
+def _csv_field_limit(at_least: int) -> Iterator[None]:
+    """Raise the CSV reader's field limit for one read, then put the process-wide value back.
+
+    The reader's default (131,072 characters) would fail a long field as malformed CSV; with
+    the limit at the file's length no field can hit it, so a long field is read and then
+    reported by the ``[ingest] max_chars`` check with its column name. The cap is the
+    largest value every platform's C ``long`` holds.
+    """
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, min(at_least, 2**31 - 1)))
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            yield from _csv_rows(path, csv.reader(handle, delimiter=delimiter, strict=True), delimiter,
-                                 text_col, label_col)
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{path.name}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from exc
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _read_csv(path: Path, text: str, text_col: str, label_col: str) -> list[_Row]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    # newline="": only \n, \r and \r\n end a line (not U+2028 and kin), and the csv module
+    # sees line breaks inside quoted fields as they are.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    with _csv_field_limit(len(text) + 1):
+        return list(_csv_rows(path, reader, delimiter, text_col, label_col))
 
 
 def _csv_rows(path: Path, reader: Any, delimiter: str, text_col: str, label_col: str) -> Iterator[_Row]:
@@ -110,17 +131,17 @@ def _csv_rows(path: Path, reader: Any, delimiter: str, text_col: str, label_col:
         yield _Row(f"line {start}", number, values[ti], values[li])
 
 
-def _read_jsonl(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{path.name}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from exc
+def _read_jsonl(path: Path, text: str, text_col: str, label_col: str) -> Iterator[_Row]:
     number = 0
-    for lineno, line in enumerate(lines, start=1):
+    # Split on \n alone: str.splitlines() would also break at U+2028, U+0085 and others,
+    # which JSON allows raw inside a string.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            # strict=False takes raw control characters inside strings (a raw tab is common in
+            # hand-made files); the field checks then accept whitespace and locate the rest.
+            obj = json.loads(line, strict=False)
         except json.JSONDecodeError as exc:
             raise IngestError(f"{path.name} line {lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
                               "each line must be one JSON object") from exc
@@ -155,44 +176,54 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def _validate(path: Path, rows: list[_Row], cfg: Config, text_col: str, label_col: str,
-              known_labels: list[str]) -> tuple[list[tuple[_Row, str, str]], list[str]]:
-    problems: list[str] = []
+def _validate(path: Path, rows: list[_Row], cfg: Config, text_col: str, label_col: str, known_labels: list[str],
+              existing_labels: list[str]) -> tuple[list[tuple[_Row, str, str]], list[str]]:
+    """Check every row; return the clean ones (row, normalised text, label) and the problems, in row order.
+
+    ``known_labels`` is the enforced label set (may be empty); ``existing_labels`` what the
+    project already holds, against which a new label may not be a respelling or an integer.
+    """
+    problems: list[tuple[int, str]] = []
     clean: list[tuple[_Row, str, str]] = []
     mode = cfg.ingest.normalize
     for row in rows:
         loc = f"{path.name} {row.where}"
-        if row.text is _MISSING or row.text is None:
-            problems.append(f"{loc}: no {text_col!r}; every row needs text (map another column with "
-                            "--text-column)")
+        problem, text, label = _check_row(loc, row, cfg, text_col, label_col, known_labels, existing_labels)
+        if problem:
+            problems.append((row.number, problem))
             continue
-        if not isinstance(row.text, str):
-            problems.append(f"{loc}: {text_col!r} must be text, got {type(row.text).__name__} {row.text!r}")
-            continue
-        if row.label is _MISSING or row.label is None or (isinstance(row.label, str) and not row.label.strip()):
-            problems.append(f"{loc}: no {label_col!r}; every gold row needs a label (map another column "
-                            "with --label-column, or fill it in)")
-            continue
-        if isinstance(row.label, bool) or not isinstance(row.label, (str, int)):
-            problems.append(f"{loc}: {label_col!r} must be a string or integer, got {row.label!r}")
-            continue
-        label = str(row.label).strip()
-        if known_labels and label not in known_labels:
-            problems.append(f"{loc}: label {label!r} is not in the project's label set "
-                            f"({', '.join(known_labels)}); fix the row, or add the label to "
-                            "[project] labels in goldloop.toml (ingest its training rows first)")
-            continue
-        if len(row.text) > cfg.ingest.max_chars:
-            problems.append(f"{loc}: text is {len(row.text)} characters, over [ingest] max_chars = "
-                            f"{cfg.ingest.max_chars}; split it or raise the limit")
-            continue
-        text = normalize_text(row.text, mode)
+        text = normalize_text(text, mode)
         if not text:
-            problems.append(f"{loc}: {text_col!r} is empty" +
-                            (" after normalisation" if row.text.strip() else "") + "; remove the row")
+            problems.append((row.number, f"{loc}: {text_col!r} is empty" +
+                             (" after normalisation" if str(row.text).strip() else "") + "; remove the row"))
             continue
         clean.append((row, text, label))
-    return clean, problems
+    problems += checks.label_type_problems(path.name, [(r.number, r.where, r.label) for r, _, _ in clean])
+    problems += checks.label_collision_problems(path.name, [(r.number, r.where, lab) for r, _, lab in clean])
+    return clean, [message for _, message in sorted(problems, key=lambda p: p[0])]
+
+
+def _check_row(loc: str, row: _Row, cfg: Config, text_col: str, label_col: str, known: list[str],
+               existing: list[str]) -> tuple[str | None, str, str]:
+    """(problem or None, raw text, stripped label) for one row; the first problem found is reported."""
+    if row.text is _MISSING or row.text is None:
+        return (f"{loc}: no {text_col!r}; every row needs text (map another column with --text-column)",
+                "", "")
+    if not isinstance(row.text, str):
+        return f"{loc}: {text_col!r} must be text, got {type(row.text).__name__} {row.text!r}", "", ""
+    if row.label is _MISSING or row.label is None or (isinstance(row.label, str) and not row.label.strip()):
+        return (f"{loc}: no {label_col!r}; every gold row needs a label (map another column with "
+                "--label-column, or fill it in)", "", "")
+    if isinstance(row.label, bool) or not isinstance(row.label, (str, int)):
+        return f"{loc}: {label_col!r} must be a string or integer, got {row.label!r}", "", ""
+    label = str(row.label).strip()
+    problem = (checks.control_problem(loc, text_col, row.text)
+               or checks.control_problem(loc, label_col, label, label=True)
+               or checks.label_problem(loc, row.label, label, known, existing))
+    if problem is None and len(row.text) > cfg.ingest.max_chars:
+        problem = (f"{loc}: {text_col!r} is {len(row.text)} characters, over [ingest] max_chars = "
+                   f"{cfg.ingest.max_chars}; split the text, or raise [ingest] max_chars in goldloop.toml")
+    return problem, row.text, label
 
 
 def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str | None = None,
@@ -217,13 +248,14 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
         report.already_ingested = True
         return report
 
-    rows = list(_read_rows(path, text_col, label_col))
+    rows = _read_rows(path, text_col, label_col)
     if not rows:
         raise IngestError(f"{path.name}: no data rows; nothing to ingest")
     # A configured label set is enforced; otherwise gold defines it, but a held-out-only file
-    # may not bring labels that no training data has.
-    known = list(cfg.project.labels) or (store.labels() if split == "heldout" else [])
-    clean, problems = _validate(path, rows, cfg, text_col, label_col, known)
+    # may not bring labels that no training data has, and no file may respell a stored label.
+    stored = store.labels()
+    known = list(cfg.project.labels) or (stored if split == "heldout" else [])
+    clean, problems = _validate(path, rows, cfg, text_col, label_col, known, known or stored)
     if problems:
         raise IngestError(f"{path.name}: {len(problems)} of {len(rows)} rows cannot be ingested; nothing "
                           "was written. Fix these and run the same command again:", problems)

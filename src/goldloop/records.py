@@ -11,6 +11,7 @@ True
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -37,6 +38,25 @@ def normalize_text(text: str, mode: str = "whitespace") -> str:
     if mode == "letters":
         return _WS.sub(" ", _NON_LETTERS.sub(" ", text.lower())).strip()
     return _WS.sub(" ", text).strip()
+
+
+def label_key(label: str) -> str:
+    """Labels equal under this key are one label spelled two ways.
+
+    >>> label_key("  Billing   Issue ")
+    'billing issue'
+    """
+    return " ".join(label.casefold().split())
+
+
+def did_you_mean(label: str, known: list[str], *, close: bool = True) -> str | None:
+    """The known label this one is probably a misspelling of: same key, else (if close) a near match."""
+    key = label_key(label)
+    for other in known:
+        if label_key(other) == key:
+            return other
+    matches = difflib.get_close_matches(label, known, n=1, cutoff=0.8) if close else []
+    return matches[0] if matches else None
 
 
 def content_hash(*parts: Any) -> str:
