@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from goldloop.config import Config, reference_markdown
+from goldloop.config import Config
+from goldloop.config_reference import reference_markdown
 from goldloop.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -171,6 +171,26 @@ def test_training_checks_the_policy_and_is_traced(project, tiny_model: str, tmp_
     assert any(t["trainer"] == "trl:sft" for t in trace["trained"])
 
 
+def test_the_train_command_takes_its_settings_from_goldloop_toml(project, tiny_model: str, tmp_path: Path) -> None:
+    """[trl] in goldloop.toml sets what the command line leaves out; an option given wins."""
+    from goldloop.export import export_snapshot
+    from goldloop.snapshot import build_snapshot
+
+    path, cfg, store = project
+    snap = build_snapshot(store, cfg, store.open_round())
+    export_snapshot(store, snap, "sft", tmp_path / "export")
+    cfg.trl.base_model, cfg.trl.max_steps, cfg.trl.batch_size, cfg.trl.max_length = tiny_model, 3, 2, 64
+    cfg.trl.lora_r = 4
+    cfg.save(path)
+    out = tmp_path / "adapter"
+    result = CliRunner().invoke(main, ["-p", str(path), "train", str(tmp_path / "export"), "--out", str(out),
+                                       "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "goldloop-train.json").read_text(encoding="utf-8"))
+    assert summary["base_model"] == tiny_model and summary["steps"] == 2
+    assert summary["settings"]["batch_size"] == 2 and summary["lora"]["r"] == 4
+
+
 def test_bad_exports_are_named_by_file_row_and_field(tmp_path: Path) -> None:
     rows = _rows("dpo")
     rows[2] = {"prompt": PROMPTS[2], "chosen": " account"}

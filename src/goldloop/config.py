@@ -1,8 +1,9 @@
 """goldloop.toml: the typed configuration of one project (one use case).
 
 Each section is a dataclass; each field has a default and a ``help`` text. The loader, the
-``goldloop config`` reference page and ``goldloop init`` all derive from these classes, so
-the file, the docs and the CLI never disagree.
+``goldloop config-reference`` page, ``goldloop init`` and the options of ``goldloop train``
+(from ``[trl]``) all derive from these classes, so the file, the docs and the CLI never
+disagree.
 
 >>> cfg = Config.from_dict({"project": {"name": "tickets"}, "generate": {"per_label": 4}})
 >>> cfg.generate.per_label
@@ -12,25 +13,17 @@ the file, the docs and the CLI never disagree.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
 
 import tomli_w
 
+from ._config_fields import build_section, setting as _f, suggest
 from .errors import ConfigError
 
 CONFIG_FILE = "goldloop.toml"
-
-
-def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, minimum: float | None = None,
-       maximum: float | None = None) -> Any:
-    meta = {"help": help, "choices": choices, "min": minimum, "max": maximum}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -241,6 +234,29 @@ class TrainConfig:
 
 
 @dataclass
+class TrlConfig:
+    """`goldloop train`: TRL fine-tuning of a generator with a LoRA adapter; each key is also an option."""
+
+    method: str = _f("sft", "TRL trainer: `sft` (prompt/completion), `dpo` (prompt/chosen/rejected) or `kto` "
+                            "(prompt/completion/label); the export must have the same format.",
+                     choices=("sft", "dpo", "kto"))
+    base_model: str = _f("", "Causal language model to adapt: a local folder or a Hugging Face model id. "
+                             "Empty: it must be given on the command line.")
+    max_steps: int = _f(200, "Optimiser steps to train for.", minimum=1)
+    learning_rate: float = _f(0.0, "Learning rate (0: 2e-4 for sft, 5e-5 for dpo and kto).", minimum=0.0)
+    batch_size: int = _f(4, "Rows per device and step (kto needs at least 2).", minimum=1)
+    gradient_accumulation: int = _f(1, "Batches whose gradients add up to one optimiser step.", minimum=1)
+    max_length: int = _f(1024, "Longest prompt + completion in tokens; longer rows are truncated.", minimum=8)
+    beta: float = _f(0.1, "dpo / kto: how strongly the adapter is held to the base model.", minimum=1e-6)
+    lora_r: int = _f(16, "LoRA rank.", minimum=1)
+    lora_alpha: int = _f(32, "LoRA scaling numerator (the update is scaled by lora_alpha / lora_r).", minimum=1)
+    lora_dropout: float = _f(0.05, "Dropout on the LoRA input.", minimum=0.0, maximum=0.9)
+    save_steps: int = _f(0, "Checkpoint every this many steps (0: only the final adapter); a rerun resumes "
+                            "from the last.", minimum=0)
+    seed: int = _f(0, "Seed for data order and adapter init.")
+
+
+@dataclass
 class EvaluateConfig:
     bootstrap: int = _f(1000, "Bootstrap resamples of the held-out set for the confidence interval of the "
                               "macro-F1 change.", minimum=0)
@@ -320,6 +336,7 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    trl: TrlConfig = field(default_factory=TrlConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -332,10 +349,10 @@ class Config:
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
             if name not in sections:
-                raise ConfigError(f"{source}: unknown section [{name}]{_suggest(name, sections)}")
+                raise ConfigError(f"{source}: unknown section [{name}]{suggest(name, sections)}")
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: [{name}] must be a table of settings, got {value!r}")
-            kwargs[name] = _build_section(sections[name].default_factory, name, value, source)  # type: ignore[misc]
+            kwargs[name] = build_section(sections[name].default_factory, name, value, source)  # type: ignore[misc]
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -359,91 +376,3 @@ class Config:
         tmp.write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
         tmp.replace(path)
         return path
-
-
-def _suggest(name: str, options: Any) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(options))}"
-
-
-def _build_section(section_cls: type, section: str, values: dict[str, Any], source: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(section_cls)}
-    hints = get_type_hints(section_cls)
-    kwargs = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise ConfigError(f"{source}: unknown key [{section}] {key}{_suggest(key, fields)}")
-        kwargs[key] = _check_value(f"[{section}] {key}", hints[key], fields[key].metadata, value, source)
-    return section_cls(**kwargs)
-
-
-def _check_value(where: str, hint: Any, meta: Any, value: Any, source: str) -> Any:
-    kind = get_origin(hint) or hint
-    bad = f"{source}: {where} "
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(bad + f"must be true or false, got {value!r}")
-    elif kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(bad + f"must be a whole number, got {value!r}")
-    elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(bad + f"must be a number, got {value!r}")
-        value = float(value)
-    elif kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(bad + f"must be a string, got {value!r}")
-    elif kind is list:
-        (item,) = get_args(hint) or (str,)
-        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
-            raise ConfigError(bad + f"must be a list of {item.__name__}s, got {value!r}")
-    elif kind is dict:
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ConfigError(bad + f"must be a table of strings, got {value!r}")
-    if kind is list and where.endswith("_patterns"):
-        import re
-
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ConfigError(bad + f"holds an invalid regular expression {pattern!r}: {exc}") from exc
-    choices = meta.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(bad + f"must be one of {', '.join(choices)}; got {value!r}")
-    if meta.get("min") is not None and value < meta["min"]:
-        raise ConfigError(bad + f"must be at least {meta['min']}, got {value!r}")
-    if meta.get("max") is not None and value > meta["max"]:
-        raise ConfigError(bad + f"must be at most {meta['max']}, got {value!r}")
-    return value
-
-
-def reference_markdown() -> str:
-    """The configuration reference (docs/configuration.md), generated from the classes above."""
-    lines = ["# Configuration reference", "",
-             f"Every setting of `{CONFIG_FILE}`, generated from goldloop's typed configuration "
-             "(`goldloop config-reference` prints this page).", ""]
-    for section in dataclasses.fields(Config):
-        lines += [f"## [{section.name}]", "", "| key | type | default | what it does |", "|---|---|---|---|"]
-        hints = get_type_hints(section.default_factory)  # type: ignore[arg-type]
-        instance = section.default_factory()  # type: ignore[misc]
-        for f in dataclasses.fields(instance):
-            hint = hints[f.name]
-            type_name = getattr(get_origin(hint) or hint, "__name__", str(hint))
-            default = getattr(instance, f.name)
-            help_text = f.metadata["help"].replace("|", "\\|")
-            if f.metadata.get("choices"):
-                help_text += " One of: " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + "."
-            lines.append(f"| `{f.name}` | {type_name} | `{_toml_literal(default)}` | {help_text} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, dict):
-        return "{}" if not value else str(value)
-    return str(value).replace("'", '"')

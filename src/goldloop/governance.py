@@ -18,16 +18,20 @@ Rules:
 - ``signoff``: an approver signed the snapshot off for this use case (checked at export and by
   ``goldloop train``, which make models or data for use; a round's held-out evaluation, which
   only judges the round, does not need it, and a snapshot must exist before it can be signed).
+
+:func:`check_training_policy` applies the rules to an export folder about to be trained on.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from .config import Config
+from .config import CONFIG_FILE, Config
 from .errors import GoldloopError
 from .records import Record, Snapshot, text_hash
 from .review import review_states
@@ -138,6 +142,53 @@ def enforce(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
                          f"override {snapshot.id} --rule {rule} --stage {stage} --approver NAME --reason TEXT")
         raise PolicyError("\n".join(lines), failures)
     return results
+
+
+@dataclass
+class TrainingCheck:
+    """What :func:`check_training_policy` found out about an export folder."""
+
+    snapshot_id: str | None     # the project's snapshot the export holds; None when the project has none
+    note: str = ""              # what the check relied on, for the person training to read
+
+
+def check_training_policy(export_dir: Path, store: Store | None = None, cfg: Config | None = None) -> TrainingCheck:
+    """Check ``[policy]`` at training time for the snapshot that an export folder holds.
+
+    Pass the project's ``store`` and ``cfg`` when training happens in a project: an export of a
+    snapshot the project holds is then checked against the project's policy now, sign-off
+    included, and the snapshot id comes back so the trained model can be recorded against it.
+    An export from elsewhere (or training outside a project) is trusted only as far as the
+    policy results written into its manifest at export time, and the note says so. Raises
+    :class:`PolicyError` for a rule that blocks training, :class:`GoldloopError` for a folder
+    that goldloop export did not write.
+    """
+    from .export import EXPORT_MANIFEST      # not at the top: goldloop.export imports this module (via snapshot)
+
+    manifest_path = Path(export_dir) / EXPORT_MANIFEST
+    if not manifest_path.is_file():
+        raise GoldloopError(f"{export_dir} has no {EXPORT_MANIFEST}: train on a folder written by goldloop export "
+                            "(or pass --unmanaged for other data: no policy is checked then)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise GoldloopError(f"{manifest_path} is not valid JSON ({exc}); export the snapshot again") from exc
+    if not isinstance(manifest, dict):
+        raise GoldloopError(f"{manifest_path} holds no export manifest (a JSON object); export the snapshot again")
+    snapshot_id = str(manifest.get("snapshot", ""))
+    if store is not None and cfg is not None:
+        snapshot = store.get_snapshot(snapshot_id)
+        if snapshot is not None:
+            enforce(store, cfg, snapshot, "train")
+            return TrainingCheck(snapshot.id)
+    blocking = [r for r in manifest.get("policy_results") or []
+                if isinstance(r, dict) and not r.get("passed", True) and not r.get("overridden_by")]
+    if blocking:
+        raise GoldloopError(f"the export of snapshot {snapshot_id} failed policy rule(s) "
+                            f"{', '.join(str(r.get('rule')) for r in blocking)} when it was written")
+    why = (f"snapshot {snapshot_id} is not in this project" if store is not None
+           else f"no {CONFIG_FILE} here to check snapshot {snapshot_id} against")
+    return TrainingCheck(None, f"{why}: relying on the policy results recorded at export time")
 
 
 def _isolation(store: Store, rows: list[Record]) -> PolicyResult:

@@ -1,21 +1,18 @@
-"""Commands for governance: snapshots (create, list, show, diff, signoff, override), the audit
-log (verify, log), lineage (trace) and citations (cite)."""
+"""Snapshot commands: create, list, show, diff, and an approver's sign-off or override."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 import click
 from rich.markup import escape
 from rich.table import Column, Table
 
-from .cli import Project, _fail_cleanly, err, main, out, pass_project, serve_module
-from .errors import GoldloopError, StageError
-from .governance import RULES, UNOVERRIDABLE, check, citations, use_case
-from .records import Record
-from .snapshot import resolve_snapshot
+from ..errors import GoldloopError
+from ..governance import RULES, UNOVERRIDABLE, check, use_case
+from ..snapshot import build_snapshot, resolve_snapshot
+from ._shared import Project, fail_cleanly, out, pass_project, serve_module
 
 
 def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:
@@ -29,7 +26,7 @@ def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:
     if not user.can("approver"):
         raise GoldloopError(f"{name} is a {user.role}; sign-offs and overrides need the approver or admin role")
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt(f"password for {name}", hide_input=True)
     if accounts.authenticate(project.store, name, password) is None:
@@ -37,7 +34,7 @@ def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:
     return name
 
 
-@main.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @click.pass_context
 def snapshot(ctx: click.Context) -> None:
     """Immutable, content-addressed training sets: create, list, show, diff, sign off, override.
@@ -52,15 +49,11 @@ def snapshot(ctx: click.Context) -> None:
 @click.option("--no-diversity", is_flag=True, help="Skip the embedding figures of the diversity summary "
                                                    "(word n-gram figures are always computed).")
 @pass_project
-@_fail_cleanly
+@fail_cleanly
 def snapshot_create(project: Project, no_diversity: bool = False) -> None:
     """Build the open round's snapshot after checking [policy], and print its manifest."""
-    from .embed import CachedEmbedder, make_embedder
-    from .snapshot import build_snapshot
-
     number = project.store.open_round()
-    embedder = None if no_diversity else CachedEmbedder(make_embedder(project.cfg.embed), project.store,
-                                                       show_progress=not project.quiet)
+    embedder = None if no_diversity else project.embedder()
     snap = build_snapshot(project.store, project.cfg, number, embedder=embedder)
     out.print(f"snapshot {snap.id} ({snap.name})")
     out.print_json(json.dumps(snap.manifest))
@@ -68,7 +61,7 @@ def snapshot_create(project: Project, no_diversity: bool = False) -> None:
 
 @snapshot.command(name="list")
 @pass_project
-@_fail_cleanly
+@fail_cleanly
 def snapshot_list(project: Project) -> None:
     """Every snapshot, oldest first, with its size, synthetic share and sign-offs."""
     table = Table(Column("id", no_wrap=True, min_width=16), "name", "round", "rows", "synthetic", "signed off by",
@@ -89,7 +82,7 @@ def snapshot_list(project: Project) -> None:
               help="Check the policy rules as they apply at this stage.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and policy results as JSON.")
 @pass_project
-@_fail_cleanly
+@fail_cleanly
 def snapshot_show(project: Project, ref: str, stage: str, as_json: bool) -> None:
     """A snapshot's manifest, and its policy results now (sign-offs and overrides included).
 
@@ -118,7 +111,7 @@ def snapshot_show(project: Project, ref: str, stage: str, as_json: bool) -> None
 @click.argument("new")
 @click.option("--show", type=int, default=5, show_default=True, help="Rows to print of each side of the change.")
 @pass_project
-@_fail_cleanly
+@fail_cleanly
 def snapshot_diff(project: Project, old: str, new: str, show: int) -> None:
     """Rows added and removed between two snapshots, by origin and label, and manifest changes."""
     a, b = resolve_snapshot(project.store, old), resolve_snapshot(project.store, new)
@@ -148,7 +141,7 @@ def snapshot_diff(project: Project, old: str, new: str, show: int) -> None:
 @click.option("--note", default="", help="What was checked before signing off.")
 @click.option("--password-stdin", is_flag=True, help="Read the approver's password from standard input.")
 @pass_project
-@_fail_cleanly
+@fail_cleanly
 def snapshot_signoff(project: Project, ref: str, approver: str, note: str, password_stdin: bool) -> None:
     """Sign a snapshot off for this project's use case (audited)."""
     snap = resolve_snapshot(project.store, ref)
@@ -166,7 +159,7 @@ def snapshot_signoff(project: Project, ref: str, approver: str, note: str, passw
 @click.option("--reason", required=True, help="Why the rule may be broken for this snapshot (audited).")
 @click.option("--password-stdin", is_flag=True, help="Read the approver's password from standard input.")
 @pass_project
-@_fail_cleanly
+@fail_cleanly
 def snapshot_override(project: Project, ref: str, rule: str, stage: str, approver: str, reason: str,
                       password_stdin: bool) -> None:
     """Let one policy rule through for one snapshot, with an approver's reason (audited).
@@ -189,145 +182,3 @@ def snapshot_override(project: Project, ref: str, rule: str, stage: str, approve
     name = _verify_approver(project, approver, password_stdin)
     project.store.add_override(snap_id, rule, stage, name, reason.strip())
     out.print(f"{name} overrode {rule} for snapshot {snap_id} at the {stage} stage: {escape(reason.strip())}")
-
-
-@main.group()
-def audit() -> None:
-    """The hash-chained audit log of every write: verify it, or list it."""
-
-
-@audit.command(name="verify")
-@pass_project
-@_fail_cleanly
-def audit_verify(project: Project) -> None:
-    """Check the chain and every audited row; exit 1 naming each edited, deleted or added row."""
-    report = project.store.verify_audit()
-    if report.ok:
-        out.print(f"audit log intact: {report.entries} entries, {report.rows} rows checked")
-        return
-    for problem in report.problems[:200]:
-        err.print(f"[red]{escape(problem)}[/red]", soft_wrap=True)
-    if len(report.problems) > 200:
-        err.print(f"... and {len(report.problems) - 200} more")
-    raise StageError(f"the audit log does not match the data: {len(report.problems)} problem(s) in "
-                     f"{report.entries} entries and {report.rows} rows")
-
-
-@audit.command(name="log")
-@click.option("--kind", default=None, help="Only entries of this kind (decision, snapshot, export, override...).")
-@click.option("--last", type=int, default=50, show_default=True, help="How many of the newest entries to print.")
-@pass_project
-@_fail_cleanly
-def audit_log(project: Project, kind: str | None, last: int) -> None:
-    """The newest audit entries: when, who, what."""
-    import datetime as dt
-
-    entries = [e for e in project.store.audit_entries() if kind is None or e["kind"] == kind][-last:]
-    table = Table("seq", "at (UTC)", "actor", "kind", "what")
-    for e in entries:
-        payload = {k: v for k, v in e["payload"].items() if k != "rows"}
-        table.add_row(str(e["seq"]), dt.datetime.fromtimestamp(e["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-                      escape(e["actor"]), e["kind"], escape(json.dumps(payload, default=str)[:120]))
-    out.print(table)
-
-
-def lineage(project: Project, record: Record) -> dict[str, Any]:
-    """A record's ancestry and everything that happened to it, as a tree of plain data."""
-    store = project.store
-    key = record.provenance.request_key
-    gen = next(iter(store.generations(request_key=key)), None) if key else None
-    snaps = store.snapshots_with(record.id)
-    node: dict[str, Any] = {
-        "id": record.id, "origin": record.origin, "split": record.split, "label": record.label,
-        "text": record.text, "round": record.round,
-        "provenance": {"strategy": record.provenance.strategy, "backend": record.provenance.backend,
-                       "model": record.provenance.model, "params": record.provenance.params,
-                       "template_hash": record.provenance.template_hash,
-                       "request_key": record.provenance.request_key, "source": record.provenance.source,
-                       "reviewer": record.provenance.reviewer},
-        "prompt": gen.prompt if gen else None,
-        "verdicts": [{"filter": v.filter, "keep": v.keep, "score": v.score, "reason": v.reason, "flag": v.flag}
-                     for v in store.verdicts(record_id=record.id)],
-        "decisions": [{"id": d.id, "action": d.action, "reviewer": d.reviewer, "round": d.round,
-                       "new_record": d.new_record_id} for d in store.decisions(record_id=record.id)],
-        "snapshots": snaps,
-        "trained": [t for s in snaps for t in store.trainings(s)],
-        "parents": [],
-    }
-    for pid in record.provenance.parents:
-        parent = store.get_record(pid)
-        node["parents"].append(lineage(project, parent) if parent else {"id": pid, "missing": True})
-    return node
-
-
-def _print_lineage(node: dict[str, Any], depth: int = 0) -> None:
-    pad = "  " * depth
-    if node.get("missing"):
-        out.print(f"{pad}- {node['id']} (not in the store)")
-        return
-    p = node["provenance"]
-    head = f"{pad}- {node['id']} [{node['origin']}{'/' + node['split'] if node['split'] else ''}] " \
-           f"label {escape(node['label'])}, round {node['round']}"
-    out.print(head)
-    out.print(f"{pad}  text: {escape(node['text'][:200])}")
-    if node["origin"] == "gold":
-        out.print(f"{pad}  gold from {escape(p['source'])}")
-    elif node["origin"] == "edited":
-        out.print(f"{pad}  edited by {escape(p['reviewer'] or p['source'])}")
-    else:
-        out.print(f"{pad}  drafted by {escape(p['backend'])}:{escape(p['model'])} with {escape(p['strategy'])} "
-                  f"(template {p['template_hash'][:12]}, request {p['request_key'][:12]}, "
-                  f"params {escape(json.dumps(p['params']))})")
-        if node["prompt"]:
-            out.print(f"{pad}  prompt: {escape(node['prompt'][:300])}{'…' if len(node['prompt']) > 300 else ''}")
-    for v in node["verdicts"]:
-        out.print(f"{pad}  verdict {v['filter']}: {'keep' if v['keep'] else 'DROP'} {escape(v['reason'])}"
-                  + (f" [{v['flag']}]" if v["flag"] else ""))
-    for d in node["decisions"]:
-        out.print(f"{pad}  decision #{d['id']}: {d['action']} by {escape(d['reviewer'])} in round {d['round']}"
-                  + (f" -> {d['new_record']}" if d["new_record"] else ""))
-    if node["snapshots"]:
-        out.print(f"{pad}  in snapshots: {', '.join(node['snapshots'])}")
-    for t in node["trained"]:
-        out.print(f"{pad}  trained: {escape(t['trainer'])} -> {escape(t['model'])} (snapshot {t['snapshot_id']})")
-    for parent in node["parents"]:
-        _print_lineage(parent, depth + 1)
-
-
-@main.command()
-@click.argument("record_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the lineage tree as JSON.")
-@pass_project
-@_fail_cleanly
-def trace(project: Project, record_id: str, as_json: bool) -> None:
-    """A record's ancestry: gold seeds, generator, model, prompt, verdicts, decisions, reviewers,
-    snapshots and the models trained on them. RECORD_ID may be a unique prefix."""
-    matches = project.store.ids_with_prefix(record_id, limit=3)
-    if not matches:
-        raise GoldloopError(f"no record with id {record_id!r}")
-    if len(matches) > 1 and record_id not in matches:
-        raise GoldloopError(f"{record_id!r} matches several records ({', '.join(matches)}...); give more characters")
-    rec = project.store.get_record(record_id if record_id in matches else matches[0])
-    assert rec is not None
-    tree = lineage(project, rec)
-    if as_json:
-        out.print_json(json.dumps(tree, default=str))
-    else:
-        _print_lineage(tree)
-
-
-@main.command()
-@click.argument("text")
-@click.option("-k", "--top", type=int, default=5, show_default=True, help="How many gold examples to cite.")
-@click.option("--json", "as_json", is_flag=True, help="Print the citations as JSON.")
-@pass_project
-@_fail_cleanly
-def cite(project: Project, text: str, top: int, as_json: bool) -> None:
-    """The human-approved gold examples nearest to TEXT (a model input), to defend a decision."""
-    rows = citations(project.store, project.cfg, text, top)
-    if as_json:
-        out.print_json(json.dumps(rows))
-        return
-    for r in rows:
-        out.print(f"{r['similarity']:.3f}  {r['id'][:12]} [{escape(r['label'])}] {escape(r['text'][:160])}  "
-                  f"({escape(r['source'])})")

@@ -1,0 +1,5 @@
+"""`python -m goldloop.cli`: the same command as `goldloop`."""
+
+from . import main
+
+main(prog_name="goldloop")

@@ -1,0 +1,89 @@
+"""Commands that run whole rounds: round, plan (the next round's aims) and loop (rounds until no gain)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Column, Table
+
+from ._shared import Project, fail_cleanly, out, pass_project, print_scores
+
+
+@click.command(name="round")
+@click.option("--review/--no-review", "with_review", default=False,
+              help="Stop after filtering for a terminal review before the snapshot.")
+@pass_project
+@fail_cleanly
+def round_(project: Project, with_review: bool) -> None:
+    """Run one round: generate, filter, (review), snapshot, train, evaluate, report."""
+    from ..loop import run_round
+    from ..review import run_review
+
+    def review_step(number: int) -> None:
+        run_review(project.store, project.cfg, number)
+
+    result = run_round(project.store, project.cfg, project.path, show_progress=not project.quiet,
+                       review=review_step if with_review else None, say=project.say)
+    print_scores(result.round, result.evaluation, result.report_paths)
+
+
+def _print_plan(plan: Any, path: Path) -> None:
+    table = Table("label", "strategy", Column("count", justify="right"), "why",
+                  title=f"round {plan.round} plan ({plan.source}): {plan.total} candidates")
+    for line in plan.lines:
+        why = escape(line.reason) + (f" [dim]· aim: {escape(line.weakness)}[/dim]" if line.weakness else "")
+        table.add_row(escape(line.label), escape(line.strategy), str(line.count), why)
+    out.print(table)
+    out.print(f"plan file: {path} (edit it, then run `goldloop loop`)")
+
+
+@click.command(name="plan")
+@click.option("--fresh", is_flag=True,
+              help="Analyse errors and write a new plan even when plans/round-N.toml exists already.")
+@pass_project
+@fail_cleanly
+def plan_(project: Project, fresh: bool) -> None:
+    """Analyse where the kept model fails and write (or show) the open round's plan, before any generation."""
+    from ..loop import loop_plan
+    from ..plan import plan_path
+
+    number = project.store.open_round()
+    plan, _ = loop_plan(project.store, project.cfg, project.path, number, project.embedder(), fresh=fresh)
+    _print_plan(plan, plan_path(project.path, number))
+
+
+@click.command(name="loop")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Most rounds to run; the loop stops earlier after [loop] patience rounds without a gain.")
+@click.option("--review/--no-review", "with_review", default=False,
+              help="Stop after each round's filtering for a terminal review before the snapshot.")
+@click.option("--confirm", is_flag=True, help="Show each round's plan and ask before spending generation on it.")
+@pass_project
+@fail_cleanly
+def loop_(project: Project, rounds: int, with_review: bool, confirm: bool) -> None:
+    """Run the closed loop: analyse errors, plan, generate, filter, train, and keep a round only if held-out data improves."""
+    from ..loop import run_loop
+    from ..plan import plan_path
+    from ..review import run_review
+
+    def review_step(number: int) -> None:
+        run_review(project.store, project.cfg, number)
+
+    def ask(plan: Any) -> bool:
+        _print_plan(plan, plan_path(project.path, plan.round))
+        return click.confirm(f"draft these {plan.total} candidates?", default=True)
+
+    result = run_loop(project.store, project.cfg, project.path, rounds, show_progress=not project.quiet,
+                      review=review_step if with_review else None, confirm=ask if confirm else None,
+                      say=project.say)
+    for step in result.rounds:
+        c = step.call
+        out.print(f"round {step.round}: macro-F1 {c.baseline_f1:.3f} -> {c.candidate_f1:.3f}: {escape(c.reason)}")
+        for flag in step.narrowing:
+            out.print(f"  narrowing: {escape(flag)}")
+    out.print(escape(result.stopped))
+    if result.report_paths:
+        out.print(f"loop report: {result.report_paths[1]}")

@@ -1,0 +1,127 @@
+"""Commands that set a project up and describe it: init, ingest, status, config-reference, demo."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from ..config import CONFIG_FILE, Config
+from ..config_reference import reference_markdown
+from ..errors import GoldloopError
+from ..store import open_store
+from ._shared import Project, err, fail_cleanly, out, pass_project, print_scores
+
+
+@click.command()
+@click.option("--name", default=None, help="Project name (default: the folder's name).")
+@click.option("--labels", default="", help="Comma-separated fixed label set (default: taken from the data).")
+@click.option("--force", is_flag=True, help=f"Overwrite an existing {CONFIG_FILE}.")
+@pass_project
+@fail_cleanly
+def init(project: Project, name: str | None, labels: str, force: bool) -> None:
+    """Create a project: goldloop.toml with every setting at its default, and an empty store."""
+    project.path.mkdir(parents=True, exist_ok=True)
+    if (project.path / CONFIG_FILE).exists() and not force:
+        raise GoldloopError(f"{project.path / CONFIG_FILE} exists already; pass --force to overwrite it")
+    cfg = Config()
+    cfg.project.name = name or project.path.resolve().name
+    cfg.project.labels = [x.strip() for x in labels.split(",") if x.strip()]
+    path = cfg.save(project.path)
+    open_store(project.path).close()
+    out.print(f"created {path}; next: goldloop ingest FILE")
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--text-column", default=None, help="Column or key holding the text (default: [ingest] text_column).")
+@click.option("--label-column", default=None, help="Column or key holding the label (default: [ingest] label_column).")
+@click.option("--split", type=click.Choice(["auto", "train", "heldout"]), default="auto", show_default=True,
+              help="auto: set a stratified, seeded share aside as held-out real data ([ingest] heldout_fraction); "
+                   "train / heldout: the whole file goes to that split (e.g. an official test set).")
+@pass_project
+@fail_cleanly
+def ingest(project: Project, file: Path, text_column: str | None, label_column: str | None, split: str) -> None:
+    """Validate, normalise, dedup and store real human data (CSV, TSV, JSONL or Parquet)."""
+    from ..ingest import ingest_file
+
+    report = ingest_file(project.store, project.cfg, file, text_column=text_column, label_column=label_column,
+                         split=split)
+    if report.already_ingested:
+        out.print(f"{file.name} was ingested before with the same settings (batch {report.batch}); nothing to do")
+        return
+    splits = ", ".join(f"{n} {s}" for s, n in sorted(report.by_split.items()))
+    out.print(f"{file.name}: {report.rows} rows, {report.added} added ({splits}), "
+              f"{report.duplicates} exact duplicates recorded and skipped; {len(report.by_label)} labels")
+
+
+@click.command()
+@pass_project
+@fail_cleanly
+def status(project: Project) -> None:
+    """What the project holds: gold by split and label, candidates, decisions, rounds."""
+    store = project.store
+    gold = store.records(origin="gold")
+    table = Table("label", "train", "held-out", title=f"{escape(project.cfg.project.name)}: gold data")
+    for label in store.labels():
+        table.add_row(escape(label), str(sum(r.label == label and r.split == "train" for r in gold)),
+                      str(sum(r.label == label and r.split == "heldout" for r in gold)))
+    out.print(table)
+    out.print(f"synthetic records: {len(store.records(origin='synthetic'))}; edited: "
+              f"{len(store.records(origin='edited'))}; decisions: {len(store.decisions())}")
+    for r in store.rounds():
+        ev = r.metrics.get("evaluation", {})
+        score = (f"; macro-F1 {ev['gold_only']['macro_f1']:.3f} -> {ev['with_synthetic']['macro_f1']:.3f} "
+                 f"({ev['verdict']})") if ev else ""
+        out.print(f"round {r.number}: {r.status}{score}")
+
+
+@click.command(name="config-reference")
+def config_reference() -> None:
+    """Print the reference of every goldloop.toml setting (the same text as docs/configuration.md)."""
+    click.echo(reference_markdown())
+
+
+@click.command()
+@click.option("--dir", "demo_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("goldloop-demo"),
+              show_default=True, help="Folder for the demo project (made fresh each run).")
+@click.option("--gold-per-label", type=int, default=10, show_default=True, help="Gold training posts per label.")
+@click.option("--heldout-per-label", type=int, default=100, show_default=True,
+              help="Held-out real test posts per label.")
+@click.option("--candidates-per-label", type=int, default=12, show_default=True,
+              help="Synthetic candidates drafted per label.")
+@click.option("--backend", type=click.Choice(["embedded", "fake"]), default="embedded", show_default=True,
+              help="LLM backend (fake: a scripted model, for a quick dry run).")
+@click.option("--embedder", type=click.Choice(["minilm", "fake"]), default="minilm", show_default=True,
+              help="Embedder for filters and the classifier.")
+@pass_project
+@fail_cleanly
+def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_label: int,
+         candidates_per_label: int, backend: str, embedder: str) -> None:
+    """Build a project from 20 Newsgroups (real posts), run one round, print held-out scores."""
+    import shutil
+
+    from ..demo import build_demo_project, demo_config
+    from ..loop import run_round
+
+    quiet = project.quiet
+    started = time.monotonic()
+    if (demo_dir / CONFIG_FILE).exists():
+        shutil.rmtree(demo_dir)
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    cfg = demo_config(candidates_per_label=candidates_per_label)
+    cfg.llm.backend = backend
+    cfg.embed.backend = embedder
+    cfg.save(demo_dir)
+    store = open_store(demo_dir)
+    counts = build_demo_project(demo_dir, store, cfg, gold_per_label, heldout_per_label)
+    if not quiet:
+        err.print(f"[dim]20 Newsgroups: {counts.get('train', 0)} gold-train posts, "
+                  f"{counts.get('heldout', 0)} held-out real posts in {demo_dir}[/dim]")
+    result = run_round(store, cfg, demo_dir, show_progress=not quiet,
+                       say=(lambda m: None) if quiet else (lambda m: err.print(f"[dim]{escape(m)}[/dim]")))
+    print_scores(result.round, result.evaluation, result.report_paths)
+    out.print(f"demo finished in {time.monotonic() - started:.0f} s")
