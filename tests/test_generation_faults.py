@@ -17,12 +17,31 @@ from goldloop.llm import OpenAICompatibleLLM
 from goldloop.llm.fake_server import FakeOpenAIServer
 
 
-def _generate_command(path, cfg, server) -> list[str]:
+# `goldloop generate` on a store that takes ``save_s`` seconds to save each reply (a slow disk).
+SLOW_SAVES = """
+import sys, time
+from goldloop.cli import main
+from goldloop.store import SQLiteStore
+
+save = SQLiteStore.add_generation
+
+def slow(self, row, records):
+    time.sleep({save_s})
+    save(self, row, records)
+
+SQLiteStore.add_generation = slow
+main(sys.argv[1:], prog_name="goldloop")
+"""
+
+
+def _generate_command(path, cfg, server, save_s: float = 0.0) -> list[str]:
     """Point the project at ``server`` and give the `goldloop generate` command line for it."""
     cfg.llm.backend = "openai"
     cfg.llm.base_url = server.url
+    cfg.llm.model = "fake"
     cfg.save(path)
-    return [sys.executable, "-m", "goldloop.cli", "-q", "-p", str(path), "generate"]
+    run = ["-c", SLOW_SAVES.format(save_s=save_s)] if save_s else ["-m", "goldloop.cli"]
+    return [sys.executable, *run, "-q", "-p", str(path), "generate"]
 
 
 def _wait_while(busy, proc, timeout_s: float = 60) -> None:
@@ -55,6 +74,10 @@ def test_faults_on_30_percent_of_requests_are_all_accounted_for(project, http_cl
         assert (row.status == "ok") == (row.error == "")
     assert sum(acc.failure_causes.values()) == acc.failed
     assert len(store.records(origin="synthetic")) == acc.succeeded
+    # every request the endpoint received is in the account, resends on a new connection included
+    received = sum(server.attempts.values())
+    assert acc.succeeded + acc.failed + acc.retries == received, acc.to_json()
+    assert report.account["sent"] == received
     # a second run retries exactly the failed ones
     with FakeOpenAIServer(latency_s=0.0) as server:
         llm = OpenAICompatibleLLM(server.url, "fake", concurrency=16)
@@ -65,18 +88,44 @@ def test_faults_on_30_percent_of_requests_are_all_accounted_for(project, http_cl
     assert len(store.records(origin="synthetic")) == 120
 
 
-def test_sigkill_at_random_points_gives_exactly_once_results(project):
+def test_replies_answered_but_not_saved_never_exceed_the_window(project, monkeypatch):
+    """However slow the store, a new request goes out only when a saved reply frees its slot."""
+    _, cfg, store = project
+    cfg.generate.per_label = 10                      # 30 requests, answered at once
+    saved = []
+    ahead = []
+    save = store.add_generation
+
+    def slow_save(row, records):
+        time.sleep(0.02)
+        ahead.append(len(server.attempts) - len(saved))
+        save(row, records)
+        saved.append(row.request_key)
+
+    monkeypatch.setattr(store, "add_generation", slow_save)
+    with FakeOpenAIServer() as server:
+        llm = OpenAICompatibleLLM(server.url, "fake", concurrency=4)
+        report = generate(store, cfg, llm, round=1, show_progress=False)
+        llm.close()
+    assert report.succeeded == len(saved) == 30
+    assert max(ahead) <= 4, f"{max(ahead)} replies answered but not saved, with a window of 4"
+
+
+@pytest.mark.parametrize("latency_s, save_s", [(0.1, 0.0), (0.01, 0.02)], ids=["fast-store", "slow-store"])
+def test_sigkill_at_random_points_gives_exactly_once_results(project, latency_s, save_s):
+    """180 requests, 8 at a time; the slow store saves slower than the endpoint answers."""
     path, cfg, store = project
-    cfg.generate.per_label = 60                      # 180 requests, 8 at a time, 0.1 s each
+    cfg.generate.per_label = 60
     cfg.llm.concurrency = 8
-    with FakeOpenAIServer(latency_s=0.1) as server:
-        cmd = _generate_command(path, cfg, server)
-        planned = {p.request.key for p in plan_requests(store, cfg, OpenAICompatibleLLM(server.url, ""), 1)}
+    with FakeOpenAIServer(latency_s=latency_s) as server:
+        cmd = _generate_command(path, cfg, server, save_s)
+        client = OpenAICompatibleLLM(server.url, cfg.llm.model)
+        planned = {p.request.key for p in plan_requests(store, cfg, client, 1)}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         rng = random.Random(11)
         kills = 0
         for _ in range(4):
-            before = len(server.log)
+            before, seen = len(server.log), dict(server.attempts)
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _wait_while(lambda: len(server.log) == before, proc)
             time.sleep(rng.uniform(0.0, 0.3))
@@ -84,6 +133,11 @@ def test_sigkill_at_random_points_gives_exactly_once_results(project):
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
             proc.wait()
+            # replies to this run's requests (one to the run killed before may be logged late)
+            sent = {key for key, n in dict(server.attempts).items() if n > seen.get(key, 0)}
+            answered = {entry.key for entry in server.log[before:] if entry.outcome == "ok"} & sent
+            lost = answered - {row.request_key for row in store.generations(1)}
+            assert len(lost) <= cfg.llm.concurrency, f"{len(lost)} replies sent but not saved at a kill -9"
         stored_mid = len(store.generations(1))
         assert 0 < stored_mid < len(planned) and kills >= 3
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

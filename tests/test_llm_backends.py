@@ -9,6 +9,7 @@ import time
 import pytest
 from aiohttp import web
 
+from goldloop.errors import LLMError
 from goldloop.llm import CompletionRequest, EmbeddedLLM, FakeLLM, OpenAICompatibleLLM
 from goldloop.llm.fake_server import FakeOpenAIServer
 
@@ -247,3 +248,46 @@ def test_stop_lets_requests_in_flight_finish_and_sends_nothing_more():
     assert (acc.requested, acc.succeeded, acc.not_sent) == (41, 9, 32)
     assert "32 not sent (stopped)" in acc.summary()
     assert [r.key for r in again] == ["after"] and again[0].ok
+
+
+@pytest.mark.parametrize("http_client", ["native", "aiohttp"])
+def test_a_slow_consumer_holds_back_new_requests(http_client):
+    """A result the caller has not come back from holds its slot in the window: however slow the
+    caller saves, at most ``concurrency`` requests are sent beyond those it has saved, so a kill
+    loses at most one window of replies paid for."""
+    with FakeOpenAIServer() as server:
+        llm = OpenAICompatibleLLM(server.url, "m", concurrency=4, http_client=http_client)
+        ahead = []
+        for saved, result in enumerate(llm.complete([CompletionRequest(key=f"k{i}", prompt="a b c")
+                                                     for i in range(30)])):
+            time.sleep(0.02)                        # saving this one; the endpoint answers at once
+            ahead.append(len(server.attempts) - saved)
+        llm.close()
+    assert len(server.attempts) == 30 and llm.account.succeeded == 30
+    assert max(ahead) <= 4, f"{max(ahead)} requests sent beyond those saved, with a window of 4"
+
+
+@pytest.mark.parametrize("http_client", ["native", "aiohttp"])
+def test_the_account_counts_every_request_the_endpoint_received(http_client):
+    """The endpoint closes each connection as its third request arrives, unanswered. Whoever sends
+    that request again (the native transport on a new connection, or the client's own retry),
+    the account counts every request the endpoint received."""
+    with FakeOpenAIServer(latency_s=0.005, drop_after=2) as server:
+        llm = OpenAICompatibleLLM(server.url, "m", concurrency=4, max_retries=5, backoff_s=0.001,
+                                  http_client=http_client)
+        results = list(llm.complete([CompletionRequest(key=f"k{i}", prompt="a b c") for i in range(40)]))
+        llm.close()
+        received = sum(server.attempts.values())
+        dropped = sum(entry.outcome == "dropped" for entry in server.log)
+    acc = llm.account
+    assert dropped > 0 and len(results) == 40 and all(r.ok for r in results)
+    assert acc.succeeded + acc.failed + acc.retries == received, acc.to_json()
+    assert sum(r.attempts for r in results) == received
+    assert sum(acc.retry_causes.values()) == acc.retries == dropped
+    assert acc.sent == received
+
+
+def test_the_openai_backend_refuses_an_empty_model_name_before_sending():
+    """Every draft's provenance names its model: an empty [llm] model is refused up front."""
+    with pytest.raises(LLMError, match=r"\[llm\] model"):
+        OpenAICompatibleLLM("http://127.0.0.1:9/v1", "  ")

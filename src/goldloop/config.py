@@ -70,8 +70,9 @@ class LLMConfig:
     structured_output: bool = _f(False, "In `chat` mode, ask the endpoint for JSON matching each strategy's "
                                         "schema ({\"text\": ...}); replies that fail to parse or validate "
                                         "are retried, then recorded as failures with their raw text.")
-    model: str = _f("", "Model name sent to the endpoint. For `embedded`: a path to a GGUF file, or empty "
-                        "for the bundled Gemma 3 270M.")
+    model: str = _f("", "Model name sent to the endpoint (required for `openai`: it is recorded in every "
+                        "draft's provenance). For `embedded`: a path to a GGUF file, or empty for the bundled "
+                        "Gemma 3 270M.")
     base_url: str = _f("", "Base URL of the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1. "
                            "Environment variable GOLDLOOP_LLM_BASE_URL overrides it.")
     api_key_env: str = _f("OPENAI_API_KEY", "Name of the environment variable that holds the API key "

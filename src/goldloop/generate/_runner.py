@@ -137,6 +137,8 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
                                        "backend": llm.backend, "model": llm.model})
     with graceful_stop(llm.stop) as stop, progress_bar(f"round {round}: generating", len(todo),
                                                       show_progress) as advance:
+        # Each reply is committed before the next is asked for: only then may the backend send
+        # another request in its place, so a kill loses at most one window of paid replies.
         for result in llm.complete([p.request for p in todo]):
             plan = by_key[result.key]
             req = plan.request

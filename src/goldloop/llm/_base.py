@@ -60,6 +60,10 @@ class LLM(abc.ABC):
 
         A request that fails after its retries yields a result with ``text=None`` and ``error``
         set: every request yields exactly one result, unless :meth:`stop` was called.
+
+        Save each result before asking for the next: a backend that works ahead of its caller
+        keeps at most its concurrency of requests sent and not yet saved, counting as saved
+        every result the caller has come back from, so a killed caller loses at most that many.
         """
 
     def stop(self) -> None:

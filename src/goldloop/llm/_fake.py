@@ -61,6 +61,7 @@ class FakeLLM(LLM):
                 return
             with self._lock:
                 self.requests.append(req)
+            self.account.sent += 1
             started = time.monotonic()
             if self.delay_s:
                 time.sleep(self.delay_s)

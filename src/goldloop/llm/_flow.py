@@ -103,7 +103,13 @@ class CircuitBreaker:
 
 @dataclass
 class Account:
-    """What happened to every request of a run: nothing is left unaccounted for."""
+    """What happened to every request of a run: nothing is left unaccounted for.
+
+    ``sent`` counts every request written to the endpoint (each attempt, and each resend the
+    transport makes on a new connection when a kept-alive one was lost), so it matches the
+    endpoint's own count of requests received. ``retries`` counts every attempt after a
+    request's first, those resends included (cause ``stale connection``).
+    """
 
     requested: int = 0
     succeeded: int = 0
@@ -111,6 +117,7 @@ class Account:
     not_sent: int = 0                 # left unsent because the run was stopped (Ctrl-C, SIGTERM)
     retried: int = 0                  # requests that needed more than one attempt
     retries: int = 0                  # extra attempts in all
+    sent: int = 0                     # requests written to the endpoint, every attempt and resend
     retry_causes: Counter[str] = field(default_factory=Counter)
     failure_causes: Counter[str] = field(default_factory=Counter)
     breaker_trips: int = 0
@@ -120,13 +127,14 @@ class Account:
     def to_json(self) -> dict[str, Any]:
         return {"requested": self.requested, "succeeded": self.succeeded, "failed": self.failed,
                 "not_sent": self.not_sent,
-                "retried": self.retried, "retries": self.retries, "retry_causes": dict(self.retry_causes),
+                "retried": self.retried, "retries": self.retries, "sent": self.sent,
+                "retry_causes": dict(self.retry_causes),
                 "failure_causes": dict(self.failure_causes), "breaker_trips": self.breaker_trips,
                 "tokens_in": self.tokens_in, "tokens_out": self.tokens_out}
 
     def summary(self) -> str:
         line = (f"{self.requested} requested, {self.succeeded} succeeded, {self.retried} retried "
-                f"({self.retries} retries), {self.failed} failed")
+                f"({self.retries} retries, {self.sent} attempts sent), {self.failed} failed")
         if self.not_sent:
             line += f", {self.not_sent} not sent (stopped)"
         if self.failure_causes:

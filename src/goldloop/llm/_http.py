@@ -6,6 +6,9 @@ fraction of a general-purpose client's CPU per request (that CPU is what bounds 
 hundreds of requests in flight). It does not go through proxies; :class:`AiohttpHTTP` does
 (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``), and :func:`make_transport` picks it when a
 proxy applies to the endpoint.
+
+Both call ``on_send`` once each time a request is written to a connection, so that the
+caller's account holds every request the endpoint may have received, resends included.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -230,7 +233,8 @@ class NativeHTTP:
 
     The caller bounds how many requests are in flight; the pool keeps at most ``max_idle``
     idle connections. A request that finds a kept-alive connection already closed by the
-    server (before any reply byte) is sent once more on a new connection.
+    server (before any reply byte) is sent once more on a new connection. The server may have
+    read the first copy before it closed, so both sends are reported to ``on_send``.
     """
 
     name = "native"
@@ -253,7 +257,8 @@ class NativeHTTP:
         self._idle: list[_Connection] = []
         self._heads: dict[str, str] = {}
 
-    async def post(self, path: str, body: bytes, headers: Mapping[str, str] = {}) -> Reply:
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str] = {},
+                   on_send: Callable[[], None] | None = None) -> Reply:
         """``path`` is appended to the base URL's path. Raises :class:`TransportError` or TimeoutError."""
         start = self._heads.get(path)
         if start is None:
@@ -268,7 +273,10 @@ class NativeHTTP:
             for fresh_try in (False, True):
                 conn, reused = await self._connection(loop, fresh=fresh_try)
                 try:
-                    reply = await conn.send(data, loop)
+                    waiter = conn.send(data, loop)
+                    if on_send is not None:
+                        on_send()
+                    reply = await waiter
                 except TransportError as exc:
                     if reused and exc.before_reply and not fresh_try:
                         continue                # the server had closed the idle connection
@@ -322,8 +330,13 @@ class AiohttpHTTP:
         self._yarl = yarl
         self._urls: dict[str, yarl.URL] = {}
         self._trust_env = bool(proxy_for(base_url))     # else skip aiohttp's per-request proxy lookup
+        # failures to get a connection: the request never left (aiohttp 3.10+ names connect timeouts)
+        self._unconnected = (aiohttp.ClientConnectorError,
+                             getattr(aiohttp, "ConnectionTimeoutError", aiohttp.ClientConnectorError))
 
-    async def post(self, path: str, body: bytes, headers: Mapping[str, str] = {}) -> Reply:
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str] = {},
+                   on_send: Callable[[], None] | None = None) -> Reply:
+        """aiohttp resends no POST by itself, so a request is sent once, unless it never got a connection."""
         aiohttp = self._aiohttp
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
@@ -333,12 +346,19 @@ class AiohttpHTTP:
         url = self._urls.get(path)
         if url is None:                         # parse each URL once, not once per request
             url = self._urls[path] = self._yarl.URL(self.base_url + path)
+        connected = True
         try:
             async with self._session.post(url, data=body, headers=headers) as resp:
                 raw = await resp.read()
                 return Reply(resp.status, resp.headers, raw)    # case-insensitive: .get("retry-after")
+        except self._unconnected as exc:
+            connected = False
+            raise TransportError(f"{type(exc).__name__}: {exc}", before_reply=True) from exc
         except aiohttp.ClientError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if connected and on_send is not None:
+                on_send()
 
     async def close(self) -> None:
         if self._session is not None:

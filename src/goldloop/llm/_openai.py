@@ -1,11 +1,17 @@
 """Any OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama, TGI, OpenAI) over HTTP.
 
 Requests stream through a bounded window on an asyncio event loop in a background thread:
-at most ``concurrency`` are in flight, a finished one is replaced at once (no batch
-barrier), and each result is handed to the caller the moment it is complete, so the caller
-can commit it before the next arrives. Rate limits, retries with backoff and jitter,
-``Retry-After``, a circuit breaker and reply validation are applied per request. The bytes
-travel over one of the transports in ``_http`` (goldloop's own HTTP/1.1 client by default).
+each result is handed to the caller the moment it is complete, and its slot in the window
+is freed when the caller comes back for the next one, that is, once it has saved this one.
+So at most ``concurrency`` requests are ever in flight or answered and not yet saved,
+however slow the saving: a process killed at any point has paid for at most one window of
+replies it will ask for again. A freed slot takes the next request at once (no batch
+barrier), and the results waiting for the caller never outnumber the window.
+
+Rate limits, retries with backoff and jitter, ``Retry-After``, a circuit breaker and reply
+validation are applied per request. The bytes travel over one of the transports in
+``_http`` (goldloop's own HTTP/1.1 client by default), which reports every copy of a
+request it writes, so the account counts what the endpoint received.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..errors import LLMError
@@ -63,6 +69,10 @@ class OpenAICompatibleLLM(LLM):
         if not base_url:
             raise LLMError("the openai backend needs a base URL: set [llm] base_url in goldloop.toml "
                            "or GOLDLOOP_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1)")
+        if not model.strip():
+            # Refused before anything is sent: every draft's provenance names the model that wrote it.
+            raise LLMError("the openai backend needs a model name: set [llm] model in goldloop.toml to the "
+                           "model your endpoint serves (it is recorded in every draft's provenance)")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.concurrency = concurrency
@@ -112,14 +122,17 @@ class OpenAICompatibleLLM(LLM):
         if not requests:
             return
         self._stopping = False
-        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        future = asyncio.run_coroutine_threadsafe(self._run(list(requests), results), self._ensure_loop())
+        loop = self._ensure_loop()
+        window = asyncio.Semaphore(self.concurrency)
+        results: queue.SimpleQueue[Any] = queue.SimpleQueue()     # holds at most one window: each has a slot
+        future = asyncio.run_coroutine_threadsafe(self._run(list(requests), window, results), loop)
         try:
             while True:
                 item = results.get()
                 if item is _DONE:
                     break
                 yield item
+                loop.call_soon_threadsafe(window.release)   # the caller is back: it has saved this one
         finally:
             if not future.done():
                 future.cancel()              # the caller stopped early: abandon what is in flight
@@ -129,8 +142,8 @@ class OpenAICompatibleLLM(LLM):
                 pass
 
     # -- the async engine ---------------------------------------------------------------
-    async def _run(self, requests: list[CompletionRequest], results: "queue.SimpleQueue[Any]") -> None:
-        window = asyncio.Semaphore(self.concurrency)
+    async def _run(self, requests: list[CompletionRequest], window: asyncio.Semaphore,
+                   results: "queue.SimpleQueue[Any]") -> None:
         pending = iter(requests)
         self.account.requested += len(requests)
         finished = 0
@@ -150,9 +163,10 @@ class OpenAICompatibleLLM(LLM):
                     raise
                 if result is not None:
                     finished += 1
-                    results.put(result)
+                    results.put(result)                 # its slot is freed once the caller has saved it
 
-        # More workers than window slots, so requests sleeping in backoff don't idle the window.
+        # More workers than window slots, so requests sleeping in backoff (which hold no slot)
+        # don't idle the window.
         self._workers = [asyncio.create_task(worker()) for _ in range(min(len(requests), self.concurrency * 2))]
         if self._stopping:
             self._halt()
@@ -180,13 +194,26 @@ class OpenAICompatibleLLM(LLM):
 
     async def _one(self, req: CompletionRequest, window: asyncio.Semaphore,
                    task: asyncio.Task[Any]) -> CompletionResult | None:
-        """The request's result after its retries; None if the run was stopped before it got one."""
+        """The request's result after its retries, holding a slot of ``window`` that the caller
+        frees once it has saved the result; None, holding no slot, if the run was stopped first.
+
+        A slot is taken for each attempt and given back while the request waits to be retried
+        (a failed attempt leaves nothing to save), so requests in backoff don't idle the window.
+        """
         path, body = self._payload(req)
         payload = json.dumps(body).encode()
         estimate = len(payload) / 4 + req.max_tokens
         headers = {"Idempotency-Key": req.key}
         started: float | None = None        # from the first send, not from queueing for the window
         attempt, last_cause, last_detail, raw = 0, "", "", ""
+        holding = False
+        sends = 0                           # of this attempt: more than one when the transport resent it
+
+        def sent() -> None:
+            nonlocal sends
+            sends += 1
+            self.account.sent += 1
+
         while True:
             attempt += 1
             probe = False
@@ -194,13 +221,18 @@ class OpenAICompatibleLLM(LLM):
                 probe = await self.breaker.before()
                 await self._requests_bucket.take(1)
                 await self._tokens_bucket.take(estimate)
-                async with window:
-                    started = started or time.monotonic()
-                    self._sending.add(task)         # from here the reply is awaited even if the run stops
-                    try:
-                        result = await self._attempt(req, path, payload, headers)
-                    finally:
-                        self._sending.discard(task)
+                await window.acquire()
+                holding = True
+                started = started or time.monotonic()
+                self._sending.add(task)             # from here the reply is awaited even if the run stops
+                sends = 0
+                try:
+                    result = await self._attempt(req, path, payload, headers, sent)
+                finally:
+                    self._sending.discard(task)
+                    if sends > 1:                   # the endpoint may have seen each copy: count them all
+                        attempt += sends - 1
+                        self.account.retry_causes["stale connection"] += sends - 1
                 self.breaker.success(probe)
                 self._tokens_bucket.refund(estimate - result.tokens_in - result.tokens_out)
                 result.attempts, result.seconds = attempt, time.monotonic() - started
@@ -211,7 +243,9 @@ class OpenAICompatibleLLM(LLM):
                 (self.breaker.failure if exc.endpoint_fault else self.breaker.neutral)(probe)
                 self.account.breaker_trips = self.breaker.trips
                 if attempt > self.max_retries:
-                    break
+                    break                           # the failure is the result: it keeps the slot
+                window.release()
+                holding = False
                 if self._stopping:
                     return None                     # not sent again: the next run retries it
                 self.account.retry_causes[exc.cause] += 1
@@ -227,7 +261,11 @@ class OpenAICompatibleLLM(LLM):
             except asyncio.CancelledError:
                 if probe:
                     self.breaker.neutral(probe)     # the probe never went: let another request probe
+                if holding:
+                    window.release()
                 raise
+        if not holding:                             # the endpoint stayed down: a result to save all the same
+            await window.acquire()
         result = CompletionResult(req.key, None, error=f"{last_cause}: {last_detail}", attempts=attempt,
                                   seconds=time.monotonic() - (started or time.monotonic()),
                                   extra={"raw": raw} if raw else {})
@@ -246,10 +284,11 @@ class OpenAICompatibleLLM(LLM):
         self.account.tokens_in += result.tokens_in
         self.account.tokens_out += result.tokens_out
 
-    async def _attempt(self, req: CompletionRequest, path: str, payload: bytes,
-                       headers: dict[str, str]) -> CompletionResult:
+    async def _attempt(self, req: CompletionRequest, path: str, payload: bytes, headers: dict[str, str],
+                       sent: Callable[[], None]) -> CompletionResult:
+        """One attempt; ``sent`` is called each time the transport writes the request."""
         try:
-            status, reply_headers, raw_body = await self.http.post(path, payload, headers)
+            status, reply_headers, raw_body = await self.http.post(path, payload, headers, sent)
         except TimeoutError as exc:
             raise _Retry("timeout", f"no reply within {self.timeout_s:g} s", endpoint_fault=True) from exc
         except TransportError as exc:

@@ -5,7 +5,10 @@ deterministic reply per request (the same request key always gets the same text)
 ``latency_s``. A share ``fault_rate`` of attempts fails instead, with a 429 (with
 Retry-After), a 500, a stall longer than any sane client timeout, invalid JSON, or a dropped
 connection. Whether an attempt fails depends only on the request key, the attempt number and
-the seed, so runs are repeatable. Every attempt is logged.
+the seed, so runs are repeatable. With ``drop_after = n`` it also closes every connection,
+without a reply, as its (n+1)-th request arrives: a kept-alive connection lost just as a
+request went out on it, which a client may send again. Every attempt is logged, and
+``attempts`` counts every request received, per key.
 
 Run it alone with ``python -m goldloop.llm.fake_server --latency 0.2``; it prints its URL.
 """
@@ -32,7 +35,7 @@ FAULT_KINDS = ("429", "500", "timeout", "invalid_json", "disconnect")
 class LogEntry:
     key: str
     attempt: int
-    outcome: str            # ok | 429 | 500 | timeout | invalid_json | disconnect
+    outcome: str            # ok | 429 | 500 | timeout | invalid_json | disconnect | dropped
     text: str
 
 
@@ -52,6 +55,7 @@ class _Conn(asyncio.Protocol):
         self.buf = bytearray()
         self.busy = False
         self.close_after = False
+        self.received = 0           # requests read on this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -91,6 +95,7 @@ class _Conn(asyncio.Protocol):
         body = bytes(buf[size:size + length])
         del buf[:size + length]
         self.busy = True
+        self.received += 1
         self.close_after = (headers.get("connection", "").lower() == "close"
                             or (version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive"))
         self.server._request(self, method, path, headers, body)
@@ -133,7 +138,7 @@ class FakeOpenAIServer:
 
     def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0,
                  fault_kinds: tuple[str, ...] = FAULT_KINDS, stall_s: float = 30.0, seed: int = 0,
-                 port: int = 0, keep_log: bool = True) -> None:
+                 port: int = 0, keep_log: bool = True, drop_after: int = 0) -> None:
         unknown = set(fault_kinds) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
@@ -144,6 +149,7 @@ class FakeOpenAIServer:
         self.seed = seed
         self.port = port
         self.keep_log = keep_log
+        self.drop_after = drop_after
         self.log: list[LogEntry] = []
         self.attempts: dict[str, int] = {}
         self.served = 0
@@ -180,6 +186,11 @@ class FakeOpenAIServer:
             return
         key = headers.get("idempotency-key") or hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         attempt = self.attempts[key] = self.attempts.get(key, 0) + 1
+        if self.drop_after and conn.received > self.drop_after:
+            if self.keep_log:
+                self.log.append(LogEntry(key, attempt, "dropped", ""))
+            conn.drop()
+            return
         fault = self._fault(key, attempt)
         assert self._loop is not None
         if self.latency_s:
@@ -275,10 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of attempts that fail")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--drop-after", type=int, default=0,
+                        help="close each connection, unanswered, as its request number N+1 arrives (0: never)")
     parser.add_argument("--log", default="", help="append one JSON line per attempt to this file")
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(latency_s=args.latency, fault_rate=args.fault_rate, port=args.port,
-                              keep_log=bool(args.log))
+                              keep_log=bool(args.log), drop_after=args.drop_after)
     if args.log:
         handle = open(args.log, "a", encoding="utf-8", buffering=1)
         original = server.log
