@@ -250,7 +250,7 @@ def test_writes_are_atomic_and_refuse_a_full_folder(exported, tmp_path, monkeypa
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(card, "render_card", broken)
-    monkeypatch.setattr("goldloop.export.render_card", broken)
+    monkeypatch.setattr("goldloop.export._export.render_card", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         export_snapshot(store, snap, "sft", out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]          # the old content survives a failure

@@ -24,7 +24,8 @@ def _drafts(store, per_label: int, number: int = 1, parents_from: str = "train")
         seeds = [r for r in store.records(origin="gold", split=parents_from) if r.label == label][:2]
         for i in range(per_label):
             prov = Provenance(parents=tuple(s.id for s in seeds), strategy="paraphrase.v1", backend="fake",
-                              model="fake-1", request_key=f"k-{label}-{i}", round=number, created_at=now())
+                              model="fake-1", params={"temperature": 0.9}, template_hash="t" * 16,
+                              request_key=f"k-{label}-{i}", round=number, created_at=now())
             made.append(Record.synthetic(f"synthetic {label} draft number {i} about my issue", label, prov))
     store.add_records(made)
     return made

@@ -74,7 +74,7 @@ def test_pages_carry_a_strict_content_security_policy(served):
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert response.headers["x-content-type-options"] == "nosniff"
-    assert "<script src=\"/static/app.js\"" in response.text and "onclick" not in response.text
+    assert "<script type=\"module\" src=\"/static/main.js\"" in response.text and "onclick" not in response.text
 
 
 def test_roles_gate_signals_agreement_bulk_and_users(served):
@@ -284,3 +284,62 @@ def test_users_cli(team_project):
     with pytest.raises(AuthError):
         add_user(store, "bad name!", "reviewer", PASSWORD)
     assert [u.name for u, _, _ in list_users(store)] == ["zoe"]
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(served):
+    """413 at once from Content-Length, on every route, logged in or not; nothing is parsed."""
+    import socket
+
+    from goldloop.serve._app import MAX_BODY_BYTES
+
+    from .serve_support import live_server
+
+    *_, app = served
+    big = b"x" * (MAX_BODY_BYTES + 1)
+    for route in ("/api/login", "/api/decide", "/api/nope"):
+        response = _client(app).post(route, content=big, headers={"content-type": "application/json"})
+        assert response.status_code == 413, route
+        assert "limit" in response.json()["error"]
+    with live_server(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        # A declared 400 MB that is never sent: the answer comes after the headers alone.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 400000000\r\n\r\n" + b"{" * 1024)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+        # Chunked, with no length: refused once the bytes read pass the limit.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            chunk = b"x" * 65536
+            try:
+                for _ in range(MAX_BODY_BYTES // len(chunk) + 2):
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except (BrokenPipeError, ConnectionResetError):
+                pass                                   # the server answered and closed mid-upload
+            assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+
+
+def test_unknown_routes_answer_in_the_same_error_shape(served):
+    *_, app = served
+    client = _client(app, "ann")
+    missing = client.get("/api/nope")
+    assert missing.status_code == 404 and set(missing.json()) == {"error"}
+    wrong_method = client.get("/api/login")
+    assert wrong_method.status_code == 405 and set(wrong_method.json()) == {"error"}
+    assert "content-security-policy" in missing.headers
+
+
+def test_a_web_edit_follows_the_same_rule_as_the_terminal(served):
+    """Unknown labels are refused with a did-you-mean; a label-only edit keeps the text."""
+    _, _, store, app = served
+    client = _client(app, "ann")
+    item = client.post("/api/next", json={"want": 1}).json()["items"][0]
+    record = item["records"][0]
+    typo = _decide(client, item, "edit", cid="op-typo-1", text="new text", label=record["label"].upper() + " ")
+    assert typo.status_code == 422 and f"did you mean {record['label']!r}" in typo.json()["error"]
+    other = next(label for label in store.labels() if label != record["label"])
+    relabel = _decide(client, item, "edit", cid="op-relabel-1", label=other)
+    assert relabel.status_code == 200, relabel.text
+    edited = store.get_record(relabel.json()["new_record_id"])
+    assert edited.text == record["text"] and edited.label == other

@@ -29,7 +29,8 @@ def test_records_are_content_addressed_and_immutable(any_store, store_url, tmp_p
 
 
 def test_records_keep_insertion_order_and_filters(any_store):
-    recs = [Record.gold(f"text {i}", "ab"[i % 2], split="heldout" if i == 3 else "train") for i in range(6)]
+    recs = [Record.gold(f"text {i}", "ab"[i % 2], split="heldout" if i == 3 else "train", source=f"t.csv line {i}")
+            for i in range(6)]
     any_store.add_records(recs)
     assert [r.id for r in any_store.records()] == [r.id for r in recs]
     assert [r.id for r in any_store.records(split="heldout")] == [recs[3].id]
@@ -49,7 +50,7 @@ def test_provenance_round_trip(any_store):
 
 
 def test_verdicts_once_per_filter_and_round(any_store):
-    rec = Record.gold("t", "x")
+    rec = Record.gold("t", "x", source="t.csv line 2")
     any_store.add_records([rec])
     any_store.add_verdicts([Verdict(rec.id, "f.v1", False, 0.1, "first", 1)])
     any_store.add_verdicts([Verdict(rec.id, "f.v1", True, 0.9, "second", 1)])
@@ -70,7 +71,7 @@ def test_sqlite_uses_write_ahead_logging(tmp_path):
 
 def test_rounds_and_decisions(any_store):
     assert any_store.open_round() == 1 and any_store.open_round() == 1
-    rec = Record.gold("t", "x")
+    rec = Record.gold("t", "x", source="t.csv line 2")
     any_store.add_records([rec])
     first = any_store.add_decision(Decision(rec.id, "accept", "ann", 1))
     second = any_store.add_decision(Decision(rec.id, "undo", "ann", 1))
@@ -92,7 +93,7 @@ def test_generations_replace_a_failed_reply(any_store):
 
 
 def test_ingest_rows_and_snapshots(any_store):
-    recs = [Record.gold(f"t{i}", "x") for i in range(3)]
+    recs = [Record.gold(f"t{i}", "x", source=f"t.csv line {i}") for i in range(3)]
     any_store.add_records(recs)
     any_store.add_ingest_rows([IngestRow("b1", "f.csv", i + 2, r.id, "added", "") for i, r in enumerate(recs)])
     assert [r.row for r in any_store.ingest_rows("b1")] == [2, 3, 4]
@@ -104,7 +105,7 @@ def test_ingest_rows_and_snapshots(any_store):
 
 
 def test_comparisons_and_rankings(any_store):
-    a, b, c = (Record.gold(t, "x") for t in ("a", "b", "c"))
+    a, b, c = (Record.gold(t, "x", source="t.csv") for t in ("a", "b", "c"))
     any_store.add_records([a, b, c])
     cid = any_store.add_comparison(Comparison(a.id, b.id, "a", "ann", 1))
     any_store.add_comparison(Comparison(a.id, b.id, "undo", "ann", 1))
@@ -118,7 +119,7 @@ def test_comparisons_and_rankings(any_store):
 
 
 def test_a_failed_transaction_writes_nothing(any_store):
-    rec = Record.gold("kept out", "x")
+    rec = Record.gold("kept out", "x", source="t.csv line 9")
     with pytest.raises(RuntimeError):
         with any_store.transaction():
             any_store.add_records([rec])
@@ -157,7 +158,7 @@ def test_a_store_made_before_migrations_is_upgraded_in_place(tmp_path):
     """A version-1 SQLite store (schema without a migrations table) gains the later tables."""
     path = tmp_path / "old.db"
     first = migrations()[0]
-    from goldloop.store._sql import statements
+    from goldloop.store._migrations import statements
 
     db = sqlite3.connect(path)
     for stmt in statements(first.sql, SQLiteStore.types):
@@ -194,7 +195,7 @@ def _populated(store):
     gold = Record.gold("gold text", "x", source="f.csv line 2")
     store.add_records([gold])
     prov = Provenance(parents=(gold.id,), strategy="paraphrase.v1", backend="fake", model="m", request_key="k",
-                      round=1, created_at=now())
+                      params={"temperature": 0.9}, template_hash="t" * 16, round=1, created_at=now())
     syn = Record.synthetic("draft text", "x", prov)
     store.add_generation(GenerationRow("k", 1, "paraphrase.v1", "x", "p", "ok", "draft text", "", 1, 5, 5, 0.1,
                                        "fake", "m"), [syn])
@@ -242,7 +243,7 @@ def test_audit_verify_catches_edited_and_deleted_entries(any_store):
 
 
 def test_the_audit_chain_holds_under_concurrent_writers(any_store, store_url, tmp_path):
-    recs = [Record.gold(f"text {i}", "x") for i in range(40)]
+    recs = [Record.gold(f"text {i}", "x", source=f"t.csv line {i}") for i in range(40)]
     any_store.add_records(recs)
 
     def review(name: str, mine: list[Record]) -> None:
@@ -260,3 +261,23 @@ def test_the_audit_chain_holds_under_concurrent_writers(any_store, store_url, tm
     report = any_store.verify_audit()
     assert report.ok, report.problems[:3]
     assert report.entries == 41
+
+
+def test_records_with_incomplete_provenance_are_refused_when_written(any_store):
+    """Provenance is checked on every write, not only by a test: nothing of the batch is stored."""
+    gold = Record.gold("gold text", "x", source="f.csv line 2")
+    untraced = Record.gold("no source", "x")
+    with pytest.raises(StoreError, match=r"incomplete provenance: no source"):
+        any_store.add_records([gold, untraced])
+    assert any_store.records() == []
+    prov = Provenance(parents=(gold.id,), strategy="paraphrase.v1", backend="fake", model="m", request_key="k",
+                      round=1, created_at=now())                      # no params, no template hash
+    draft = Record.synthetic("draft text", "x", prov)
+    with pytest.raises(StoreError, match=r"no params, template_hash"):
+        any_store.add_generation(GenerationRow("k", 1, "paraphrase.v1", "x", "p", "ok", "draft text", "", 1, 5, 5,
+                                               0.1, "fake", "m"), [draft])
+    assert any_store.generations() == [] and any_store.records() == []
+    orphan = Record.edited(gold, "new text", "x", "", 1)               # an edit by nobody
+    with pytest.raises(StoreError, match=r"no reviewer"):
+        any_store.add_decision(Decision(gold.id, "edit", "ann", 1, new_record_id=orphan.id), new_record=orphan)
+    assert any_store.decisions() == []

@@ -18,8 +18,9 @@ from rich.panel import Panel
 
 from ..config import Config
 from ..filters import passing
-from ..records import Decision, Record, normalize_text, now
+from ..records import Decision, Record, now
 from ..store import Store
+from ._edit import EditRefused, edit_record, project_labels
 from ._state import NONE, review_states
 
 HELP = "[a] accept  [r] reject  [e] edit  [s] skip  [u] undo  [q] quit  [?] help"
@@ -75,6 +76,7 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
     queue = review_queue(store, round)
     verdicts = store.verdicts(round=round)
     flags = {v.record_id: v for v in verdicts if v.flag}
+    labels = project_labels(store, cfg)
     summary = ReviewSummary()
     history: list[Record] = []
     i = 0
@@ -88,10 +90,10 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
             body += f"\n[yellow]{escape(flags[rec.id].flag)}: {escape(flags[rec.id].reason)}[/yellow]"
         for s in seeds:
             body += f"\n[dim]seed[/dim] {escape(' '.join(s.text.split()[:40]))}"
-        console.print(Panel(body, title=f"{i + 1} of {len(queue)}  ·  {rec.id[:12]}", subtitle=HELP))
+        console.print(Panel(body, title=f"{i + 1} of {len(queue)}  ·  {rec.id[:12]}", subtitle=escape(HELP)))
         action = KEYS.get(read_key("decision: "))
         if action is None or action == "help":
-            console.print(HELP)
+            console.print(escape(HELP))
             continue
         if action == "quit":
             break
@@ -106,12 +108,14 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
             continue
         new_record = None
         if action == "edit":
-            text = normalize_text(read_line("new text (empty: keep): "), cfg.ingest.normalize) or rec.text
-            label = read_line(f"label [{rec.label}]: ").strip() or rec.label
-            if text == rec.text and label == rec.label:
-                console.print("no change; not an edit")
+            text = read_line("new text (empty: keep): ")
+            label = read_line(f"label ({', '.join(labels)}; empty: keep {rec.label}): ")
+            try:
+                new_record = edit_record(rec, text if text.strip() else None, label, labels=labels,
+                                         normalize=cfg.ingest.normalize, reviewer=who, round=round)
+            except EditRefused as exc:
+                console.print(f"[yellow]not saved:[/yellow] {escape(str(exc))}")
                 continue
-            new_record = Record.edited(rec, text, label, who, round)
         store.add_decision(Decision(rec.id, action, who, round,
                                     new_record_id=new_record.id if new_record else None, created_at=now()),
                            new_record=new_record)

@@ -21,46 +21,23 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Config
+from ..signals import derive
 from ..store import Store, open_store, project_url
 from . import _auth as auth
 from ._agreement import agreement
 from ._bulk import BulkSpec, apply_bulk, preview_bulk
-from ..signals import derive
-from ._queue import (QueueError, claim, current_round, decide, held_slot, item_view, queue_counts, rank, rank_set,
-                     release, sync_queue, undo)
+from ._middleware import BodyLimit, SecurityHeaders
+from ._queue import QueueError, claim, current_round, decide, item_view, rank, rank_set, sync_queue, undo
 
 COOKIE = "goldloop_session"
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"),
-                    (b"cache-control", b"no-store")]
 SYNC_EVERY_S = 15.0
-
-
-class _SecurityHeaders:
-    """ASGI middleware adding the security headers to every HTTP answer."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                names = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [
-                    (k, v) for k, v in SECURITY_HEADERS if k not in names]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+# The largest request a reviewer's page sends is a bulk repair over 100,000 record ids (~4 MB).
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class LoginBody(BaseModel):
@@ -143,7 +120,8 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
             return added
 
     app = FastAPI(title="goldloop review", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(SecurityHeaders)
     app.state.store = store
     app.state.cfg = cfg
 
@@ -156,8 +134,8 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
     async def _queue_error(request: Request, exc: QueueError) -> JSONResponse:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)        # FastAPI's own and the router's (404, 405)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -277,18 +255,18 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
     @app.post("/api/undo")
     async def undo_last(body: UndoBody, session: auth.Session = Depends(writer)) -> dict[str, Any]:
         result = undo(store, session.user.name, body.client_id, serve.lease_seconds)
-        slot = held_slot(store, session.user.name, result["queue_id"])
+        slot = store.held_slot(session.user.name, result["queue_id"])
         return {**result, "item": item_view(store, slot) if slot else None}
 
     @app.post("/api/release")
     async def release_items(body: ReleaseBody, session: auth.Session = Depends(writer)) -> dict[str, Any]:
-        return {"released": release(store, session.user.name, body.queue_ids)}
+        return {"released": store.release_slots(session.user.name, body.queue_ids)}
 
     @app.get("/api/stats")
     async def stats(session: auth.Session = Depends(session_of)) -> dict[str, Any]:
         number = current_round(store)
         # Counting a million-row queue takes a while: off the event loop, like the signals.
-        out: dict[str, Any] = {"round": number, "queue": await run_in_threadpool(queue_counts, store, number,
+        out: dict[str, Any] = {"round": number, "queue": await run_in_threadpool(store.queue_counts, number,
                                                                                  session.user.name)
                                if number is not None else {"open": 0, "done": 0, "mine": 0}}
         derived = await run_in_threadpool(_derive, number)

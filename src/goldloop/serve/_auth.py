@@ -72,35 +72,19 @@ def add_user(store: Store, name: str, role: str, password: str) -> User:
         raise AuthError(f"role {role!r} is not one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD:
         raise AuthError(f"the password for {name} is too short: use at least {MIN_PASSWORD} characters")
-    digest = _hasher.hash(password)
-    with store.transaction() as db:
-        db.execute("INSERT INTO review_users (name, role, password_hash, active, created_at) VALUES (?, ?, ?, 1, ?)"
-                   " ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,"
-                   " active = 1", (name, role, digest, now()))
-        # A new password ends the user's open sessions.
-        db.execute("DELETE FROM review_sessions WHERE user_name = ?", (name,))
-    _audit(store, "user.set", {"name": name, "role": role})
+    store.put_user(name, role, _hasher.hash(password))      # a new password ends the user's open sessions
     return User(name, role)
 
 
 def list_users(store: Store) -> list[tuple[User, bool, float]]:
     """Every user with whether they are active and when they were added."""
-    return [(User(n, r), bool(a), c) for n, r, a, c in
-            store.query("SELECT name, role, active, created_at FROM review_users ORDER BY name")]
+    return [(User(u.name, u.role), u.active, u.created_at) for u in store.users()]
 
 
 def deactivate_user(store: Store, name: str) -> None:
     """Stop a user from logging in and end their sessions; their decisions stay."""
-    with store.transaction() as db:
-        if db.execute("UPDATE review_users SET active = 0 WHERE name = ?", (name,)).rowcount == 0:
-            raise AuthError(f"no user named {name!r}")
-        db.execute("DELETE FROM review_sessions WHERE user_name = ?", (name,))
-    _audit(store, "user.deactivate", {"name": name})
-
-
-def _audit(store: Store, kind: str, payload: dict) -> None:
-    """Record a change to the users in the store's hash-chained audit log (never a password)."""
-    store.audit(kind, payload)
+    if not store.deactivate_user(name):
+        raise AuthError(f"no user named {name!r}")
 
 
 class LoginLimiter:
@@ -135,19 +119,17 @@ class LoginLimiter:
 
 def authenticate(store: Store, name: str, password: str) -> User | None:
     """The active user with this name and password, or None; takes as long either way."""
-    rows = store.query("SELECT role, password_hash FROM review_users WHERE name = ? AND active = 1", (name,))
-    digest = rows[0][1] if rows else _DUMMY_HASH
+    found = store.user_credentials(name)
+    digest = found[1] if found else _DUMMY_HASH
     try:
         _hasher.verify(digest, password)
-        ok = bool(rows)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
-        ok = False
-    if not ok:
+        return None
+    if found is None:
         return None
     if _hasher.check_needs_rehash(digest):
-        with store.transaction() as db:
-            db.execute("UPDATE review_users SET password_hash = ? WHERE name = ?", (_hasher.hash(password), name))
-    return User(name, rows[0][0])
+        store.set_password_hash(name, _hasher.hash(password))
+    return User(name, found[0])
 
 
 def open_session(store: Store, user: User, hours: float) -> tuple[str, Session]:
@@ -156,10 +138,7 @@ def open_session(store: Store, user: User, hours: float) -> tuple[str, Session]:
     csrf = secrets.token_urlsafe(32)
     created = now()
     session = Session(user, csrf, created + hours * 3600)
-    with store.transaction() as db:
-        db.execute("DELETE FROM review_sessions WHERE expires_at < ?", (created,))
-        db.execute("INSERT INTO review_sessions (token_hash, user_name, csrf_token, created_at, expires_at)"
-                   " VALUES (?, ?, ?, ?, ?)", (_token_hash(token), user.name, csrf, created, session.expires_at))
+    store.add_session(_token_hash(token), user.name, csrf, created, session.expires_at)
     return token, session
 
 
@@ -167,19 +146,15 @@ def find_session(store: Store, token: str | None) -> Session | None:
     """The live session of a cookie token, or None."""
     if not token or len(token) > 200:
         return None
-    rows = store.query("SELECT u.name, u.role, s.csrf_token, s.expires_at FROM review_sessions s"
-                        " JOIN review_users u ON u.name = s.user_name"
-                        " WHERE s.token_hash = ? AND u.active = 1", (_token_hash(token),))
-    if not rows or rows[0][3] < now():
+    found = store.find_session(_token_hash(token))
+    if found is None or found.expires_at < now():
         return None
-    name, role, csrf, expires = rows[0]
-    return Session(User(name, role), csrf, expires)
+    return Session(User(found.user_name, found.role), found.csrf_token, found.expires_at)
 
 
 def close_session(store: Store, token: str | None) -> None:
     if token:
-        with store.transaction() as db:
-            db.execute("DELETE FROM review_sessions WHERE token_hash = ?", (_token_hash(token),))
+        store.delete_session(_token_hash(token))
 
 
 def csrf_ok(session: Session, header: str | None) -> bool:

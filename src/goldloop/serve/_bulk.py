@@ -8,13 +8,13 @@ Apply takes the previewed record ids and acts only on those that still match and
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
-from ..records import Decision, Record, normalize_text, now
+from ..records import Decision, Record, now
+from ..review import EditRefused, edit_record, label_hint, project_labels
 from ..store import Store
 from ._queue import QueueError
 
@@ -37,9 +37,7 @@ def _words(text: str) -> set[str]:
 
 
 def _open_candidates(store: Store, round: int) -> list[Record]:
-    ids = [r[0] for r in store.query("SELECT DISTINCT record_id FROM review_queue WHERE round = ? AND kind = 'single'"
-                                      " AND done = 0", (round,))]
-    return store.records(ids=ids)
+    return store.records(ids=store.open_single_records(round))
 
 
 def _matches(store: Store, round: int, spec: BulkSpec) -> list[Record]:
@@ -67,10 +65,15 @@ def _matches(store: Store, round: int, spec: BulkSpec) -> list[Record]:
     raise QueueError(422, f"mode {spec.mode!r} is not pattern or near")
 
 
-def _repaired(record: Record, spec: BulkSpec, cfg: Config, labels: list[str]) -> tuple[str, str] | None:
-    """(new text, new label) for an edit, or None when the edit would change nothing."""
-    if spec.label and labels and spec.label not in labels:
-        raise QueueError(422, f"label {spec.label!r} is not one of the project's labels: {', '.join(labels)}")
+def _check_label(spec: BulkSpec, labels: list[str]) -> None:
+    if spec.action == "edit" and spec.label and labels and spec.label not in labels:
+        raise QueueError(422, f"label {spec.label!r} is not one of the project's labels"
+                              f"{label_hint(spec.label, labels)}: {', '.join(labels)}")
+
+
+def _repaired(record: Record, spec: BulkSpec, cfg: Config, labels: list[str], reviewer: str,
+              round: int) -> Record | None:
+    """The edited copy of ``record``, or None when the edit would empty it or change nothing."""
     if spec.mode == "pattern":
         try:
             text = re.sub(spec.pattern, spec.replacement, record.text, flags=re.IGNORECASE)
@@ -78,26 +81,29 @@ def _repaired(record: Record, spec: BulkSpec, cfg: Config, labels: list[str]) ->
             raise QueueError(422, f"replacement {spec.replacement!r}: {exc}") from exc
     else:
         text = spec.replacement or record.text
-    text = normalize_text(text, cfg.ingest.normalize)
-    label = spec.label or record.label
-    if not text or (text == record.text and label == record.label):
+    try:
+        return edit_record(record, text, spec.label or None, labels=labels, normalize=cfg.ingest.normalize,
+                           reviewer=reviewer, round=round)
+    except EditRefused as exc:
+        if exc.reason == "label":               # checked for the whole request first; never per record
+            raise QueueError(422, str(exc)) from exc
         return None
-    return text, label
 
 
 def preview_bulk(store: Store, cfg: Config, round: int, spec: BulkSpec) -> dict[str, Any]:
     """What applying ``spec`` would do: how many candidates, and the first few before and after."""
+    labels = project_labels(store, cfg)
+    _check_label(spec, labels)
     matched = _matches(store, round, spec)
-    labels = store.labels()
     rows, ids = [], []
     for record in matched:
-        change = _repaired(record, spec, cfg, labels) if spec.action == "edit" else None
+        change = _repaired(record, spec, cfg, labels, "preview", round) if spec.action == "edit" else None
         if spec.action == "edit" and change is None:
             continue
         ids.append(record.id)
         if len(rows) < PREVIEW_ROWS:
             rows.append({"record_id": record.id, "text": record.text, "label": record.label,
-                         "new_text": change[0] if change else None, "new_label": change[1] if change else None})
+                         "new_text": change.text if change else None, "new_label": change.label if change else None})
     return {"action": spec.action, "matches": len(ids), "items": rows, "record_ids": ids}
 
 
@@ -106,33 +112,33 @@ def apply_bulk(store: Store, cfg: Config, round: int, spec: BulkSpec, reviewer: 
     """Apply ``spec`` to the previewed ``record_ids`` that still match and are open; idempotent by client id."""
     if spec.action not in ("reject", "edit"):
         raise QueueError(422, f"bulk action {spec.action!r} is not reject or edit")
-    earlier = store.query("SELECT reviewer, result FROM review_ops WHERE client_id = ?", (client_id,))
-    if earlier:
-        return json.loads(earlier[0][1])
+    earlier = store.review_op(client_id)
+    if earlier is not None:
+        if earlier.reviewer != reviewer:
+            raise QueueError(409, f"operation id {client_id} was used by another reviewer; generate a new one")
+        return earlier.result
     wanted = set(record_ids)
-    labels = store.labels()
+    labels = project_labels(store, cfg)
+    _check_label(spec, labels)
     applied: list[dict[str, Any]] = []
-    with store.transaction() as db:
+    with store.transaction():
         for record in _matches(store, round, spec):
             if record.id not in wanted:
                 continue
             new_record = None
             if spec.action == "edit":
-                change = _repaired(record, spec, cfg, labels)
-                if change is None:
+                new_record = _repaired(record, spec, cfg, labels, reviewer, round)
+                if new_record is None:
                     continue
-                new_record = Record.edited(record, change[0], change[1], reviewer, round)
             did = store.add_decision(Decision(record.id, spec.action, reviewer, round,
                                               new_record_id=new_record.id if new_record else None, created_at=now()),
                                      new_record=new_record)
-            db.execute("UPDATE review_queue SET done = 1, reviewer = ?, decided_at = ? WHERE item_key = ? AND done = 0",
-                       (reviewer, now(), record.id))
+            store.close_items([record.id], reviewer)
             applied.append({"record_id": record.id, "decision_id": did,
                             "new_record_id": new_record.id if new_record else None})
         result = {"ok": True, "action": spec.action, "applied": len(applied),
                   "skipped": len(wanted) - len(applied), "decisions": applied}
-        db.execute("INSERT INTO review_ops (client_id, reviewer, kind, round, result, created_at)"
-                   " VALUES (?, ?, 'bulk', ?, ?, ?)", (client_id, reviewer, round, json.dumps(result), now()))
+        store.add_review_op(client_id, reviewer, "bulk", round, result)
         payload = {"reviewer": reviewer, "round": round, "mode": spec.mode, "pattern": spec.pattern,
                    "record_id": spec.record_id, "threshold": spec.threshold, "action": spec.action,
                    "replacement": spec.replacement, "label": spec.label, "applied": len(applied)}

@@ -6,9 +6,12 @@ import os
 from pathlib import Path
 
 from ..errors import StoreError
+from ._audit import AuditReport
 from ._base import GenerationRow, IngestRow, RoundInfo, Store
+from ._migrations import migrations
 from ._postgres import PostgresStore
-from ._sql import AuditReport, SQLStore, migrations
+from ._review_base import AccountStore, QueueEntry, ReviewOp, ReviewQueueStore, SessionRow, Slot, UserRow
+from ._sql import SQLStore
 from ._sqlite import SQLiteStore
 
 STORE_DIR = ".goldloop"
@@ -41,5 +44,6 @@ def project_url(configured: str = "") -> str | None:
     return os.environ.get(URL_ENV) or configured or None
 
 
-__all__ = ["AuditReport", "GenerationRow", "IngestRow", "PostgresStore", "RoundInfo", "SQLStore", "SQLiteStore",
-           "Store", "migrations", "open_store", "project_url"]
+__all__ = ["AccountStore", "AuditReport", "GenerationRow", "IngestRow", "PostgresStore", "QueueEntry", "ReviewOp",
+           "ReviewQueueStore", "RoundInfo", "SQLStore", "SQLiteStore", "STORE_DIR", "STORE_FILE", "SessionRow", "Slot",
+           "Store", "URL_ENV", "UserRow", "migrations", "open_store", "project_url"]

@@ -1,4 +1,8 @@
-"""The store interface every backend implements (SQLite and PostgreSQL, through the same SQL)."""
+"""The store interface every backend implements (SQLite and PostgreSQL, through the same SQL).
+
+Nothing outside :mod:`goldloop.store` writes SQL: every stage reads and writes through these
+methods, and the review server through :class:`ReviewQueueStore` and :class:`AccountStore`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..records import Comparison, Decision, Ranking, Record, Snapshot, Verdict
+from ._review_base import AccountStore, ReviewQueueStore
 
 
 class IngestRow(NamedTuple):
@@ -45,13 +50,15 @@ class RoundInfo(NamedTuple):
     metrics: dict[str, Any]
 
 
-class Store(abc.ABC):
-    """Append-only persistence for records, provenance, verdicts, decisions, snapshots and rounds."""
+class Store(ReviewQueueStore, AccountStore, abc.ABC):
+    """Append-only persistence for records, provenance, verdicts, decisions, snapshots and rounds.
+
+    ``add_records`` (and so ``add_generation`` and ``add_decision``) refuses a record whose
+    provenance lacks what its origin needs, before anything is written.
+    """
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Any]: ...
-    @abc.abstractmethod
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
     @abc.abstractmethod
     def audit(self, kind: str, payload: dict[str, Any], actor: str | None = None) -> None: ...
     @abc.abstractmethod
@@ -70,6 +77,11 @@ class Store(abc.ABC):
     def labels(self) -> list[str]: ...
     @abc.abstractmethod
     def text_hashes(self, origin: str | None = None, split: str | None = None) -> dict[str, str]: ...
+    @abc.abstractmethod
+    def drafts(self, round: int, origins: tuple[str, ...] = ("synthetic",)) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(id, label, gold seeds) of the round's records of these origins, by id."""
+    @abc.abstractmethod
+    def latest_synthetic_round(self) -> int | None: ...
 
     @abc.abstractmethod
     def add_ingest_rows(self, rows: Iterable[IngestRow]) -> None: ...

@@ -1,0 +1,60 @@
+"""One rule for an edit, wherever a reviewer makes it: the terminal, the web page or a bulk repair.
+
+An edit never changes a record: it makes a new one (origin ``edited``) whose parent is the
+original. Its text is normalised like gold text; its label must be one of the project's labels
+(so a typo never becomes a new class in the next snapshot); an empty text or an edit that
+changes nothing is refused, with what to do instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..config import Config
+from ..errors import GoldloopError
+from ..records import Record, did_you_mean, normalize_text
+from ..store import Store
+
+
+class EditRefused(GoldloopError):
+    """An edit that cannot be stored; ``reason`` is ``empty``, ``label`` or ``unchanged``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def project_labels(store: Store, cfg: Config) -> list[str]:
+    """The labels an edit may use: ``[project] labels`` when set, else the gold data's labels."""
+    return list(cfg.project.labels) or store.labels()
+
+
+def label_hint(label: str, labels: Sequence[str]) -> str:
+    """`` (did you mean 'X'?)`` for a label that looks like a known one, else empty.
+
+    >>> label_hint("billing ", ["Billing", "outage"])
+    " (did you mean 'Billing'?)"
+    """
+    match = did_you_mean(label, list(labels))
+    return f" (did you mean {match!r}?)" if match is not None else ""
+
+
+def edit_record(original: Record, text: str | None, label: str | None, *, labels: Sequence[str],
+                normalize: str, reviewer: str, round: int) -> Record:
+    """The edited copy of ``original``; ``None`` (or blank) for ``text`` or ``label`` keeps the original's.
+
+    >>> gold = Record.gold("my card was charged twice", "billing", source="tickets.csv line 2")
+    >>> edit_record(gold, None, "outage", labels=["billing", "outage"], normalize="whitespace",
+    ...             reviewer="ann", round=1).label
+    'outage'
+    """
+    new_text = original.text if text is None else normalize_text(text, normalize)
+    if not new_text:
+        raise EditRefused("empty", "an edit needs text; reject the item instead")
+    new_label = (label or "").strip() or original.label
+    if labels and new_label not in labels:
+        raise EditRefused("label", f"label {new_label!r} is not one of the project's labels"
+                                   f"{label_hint(new_label, labels)}: {', '.join(labels)}")
+    if new_text == original.text and new_label == original.label:
+        raise EditRefused("unchanged", "the edit changes nothing; accept the item instead")
+    return Record.edited(original, new_text, new_label, reviewer, round)

@@ -1,0 +1,171 @@
+"""The hash-chained audit log: every write appends an entry vouching for the rows it wrote.
+
+Each entry's hash covers the previous entry's hash, so an entry edited or deleted breaks the
+chain; each entry lists ``[table, key, digest]`` of the rows it wrote, so
+:meth:`AuditLog.verify_audit` finds a row edited, deleted or added behind goldloop's back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import now
+from ._connection import Connection, SQLCore
+
+GENESIS = "0" * 64
+
+# What the audit log vouches for: table -> (key columns, the other columns, in order).
+AUDITED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "records": (("id",), ("text", "text_hash", "label", "origin", "split", "round", "created_at")),
+    "provenance": (("record_id",), ("parents", "strategy", "backend", "model", "params", "template_hash",
+                                    "request_key", "round", "source", "reviewer", "created_at")),
+    "verdicts": (("record_id", "filter", "round"), ("keep", "score", "reason", "flag")),
+    "decisions": (("id",), ("record_id", "action", "reviewer", "round", "new_record_id", "created_at")),
+    "comparisons": (("id",), ("a_id", "b_id", "winner", "reviewer", "round", "created_at")),
+    "rankings": (("id",), ("record_ids", "reviewer", "round", "created_at")),
+    "generations": (("request_key",), ("round", "strategy", "label", "prompt", "status", "reply", "error",
+                                       "attempts", "tokens_in", "tokens_out", "backend", "model")),
+    "snapshots": (("id",), ("name", "round", "manifest", "created_at")),
+    "snapshot_records": (("snapshot_id", "record_id"), ()),
+    "signoffs": (("id",), ("snapshot_id", "approver", "use_case", "note", "created_at")),
+    "overrides": (("id",), ("snapshot_id", "rule", "stage", "approver", "reason", "created_at")),
+    "trainings": (("id",), ("snapshot_id", "trainer", "model", "metrics", "created_at")),
+    "ingest_rows": (("batch", "row"), ("source", "record_id", "status", "reason")),
+}
+
+
+@dataclass
+class AuditReport:
+    """What ``verify_audit`` found: an empty ``problems`` list means the log and the data agree."""
+
+    entries: int
+    rows: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def row_digest(values: Sequence[Any]) -> str:
+    """A digest of one row as the database returns it (numbers compared as floats)."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, bool):
+            return float(int(v))
+        if isinstance(v, (int, float)):
+            return repr(float(v))
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            return bytes(v).hex()
+        return v
+    return hashlib.sha256(json.dumps([norm(v) for v in values], ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+def entry_hash(prev: str, at: float, actor: str, kind: str, body: str) -> str:
+    return hashlib.sha256(json.dumps([prev, repr(float(at)), actor, kind, body], ensure_ascii=False).encode()).hexdigest()
+
+
+def _plain(v: Any) -> Any:
+    return int(v) if isinstance(v, bool) else v
+
+
+class AuditLog(SQLCore):
+    """The audit chain of a SQL store; every table's writes go through :meth:`audit`."""
+
+    def audit(self, kind: str, payload: dict[str, Any], actor: str | None = None) -> None:
+        """Append one entry to the hash chain, in the caller's transaction.
+
+        The payload key ``rows`` is reserved: a list of ``[table, key, digest]`` of the rows this
+        entry vouches for (see :meth:`_digests`); use another key for counts.
+        """
+        with self.transaction() as db:                        
+            self._lock_audit(db)
+            last = db.execute("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            prev = last[0] if last else GENESIS
+            at, who = now(), actor or self.actor
+            body = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
+            db.execute("INSERT INTO audit_log (at, actor, kind, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)",
+                       (at, who, kind, body, prev, entry_hash(prev, at, who, kind, body)))
+
+    def _lock_audit(self, db: Connection) -> None:
+        """Serialise appends to the audit chain (SQLite's writer lock already does)."""
+
+    def _digests(self, db: Connection, table: str, keys: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """[table, key, digest] of rows just written, read back as the database stores them."""
+        key_cols, cols = AUDITED[table]
+        out: list[list[Any]] = []
+        for start in range(0, len(keys), 300):
+            chunk = list(keys[start:start + 300])
+            if len(key_cols) == 1:
+                cond = f"{key_cols[0]} IN ({','.join('?' * len(chunk))})"
+                args: list[Any] = [k[0] for k in chunk]
+            else:
+                one = "(" + " AND ".join(f"{c} = ?" for c in key_cols) + ")"
+                cond = " OR ".join([one] * len(chunk))
+                args = [v for k in chunk for v in k]
+            for row in db.execute(f"SELECT {', '.join(key_cols + cols)} FROM {table} WHERE {cond}", args).fetchall():
+                out.append([table, [_plain(v) for v in row[:len(key_cols)]], row_digest(row[len(key_cols):])])
+        return out
+
+    def audit_baseline(self) -> None:
+        """When the audit log arrives in a store that already holds rows, one first entry vouches
+        for them as they are, so later edits to them are caught like any other."""
+        with self.transaction() as db:                        
+            rows: list[list[Any]] = []
+            for table, (key_cols, _) in AUDITED.items():
+                keys = [list(k) for k in db.execute(f"SELECT {', '.join(key_cols)} FROM {table}").fetchall()]
+                rows += self._digests(db, table, keys)
+            if rows:
+                self.audit("baseline", {"note": "rows written before this store had an audit log",
+                                        "row_count": len(rows), "rows": rows})
+
+    def audit_entries(self) -> list[dict[str, Any]]:
+        return [{"seq": r[0], "at": r[1], "actor": r[2], "kind": r[3], "payload": json.loads(r[4]),
+                 "prev_hash": r[5], "hash": r[6]}
+                for r in self.query(                          
+                    "SELECT seq, at, actor, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq")]
+
+    def verify_audit(self) -> AuditReport:
+        """Check the chain, then every audited row against the digest its entry recorded."""
+        problems: list[str] = []
+        expected: dict[tuple[str, str], tuple[str, int]] = {}
+        prev, count, last_seq = GENESIS, 0, 0
+        for seq, at, actor, kind, body, prev_hash, digest in self.query(
+                "SELECT seq, at, actor, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq"):
+            count += 1
+            if prev_hash != prev:
+                problems.append(f"audit entry {seq} ({kind}): its link to the previous entry is broken: an "
+                                f"entry before it was deleted or changed")
+            if entry_hash(prev_hash, at, actor, kind, body) != digest:
+                problems.append(f"audit entry {seq} ({kind}, {actor}): its content does not match its hash: "
+                                f"the entry was edited")
+            if seq != last_seq + 1 and last_seq:
+                problems.append(f"audit entries {last_seq + 1}..{seq - 1} are missing (deleted)")
+            prev, last_seq = digest, seq
+            try:
+                rows = json.loads(body).get("rows", [])
+            except (ValueError, AttributeError):
+                rows = []
+            for item in rows if isinstance(rows, list) else []:
+                # Only [table, key, digest] of an audited table vouches for a row.
+                if isinstance(item, list) and len(item) == 3 and item[0] in AUDITED and isinstance(item[2], str):
+                    expected[(item[0], json.dumps(item[1]))] = (item[2], seq)
+        checked = 0
+        for table, (key_cols, cols) in AUDITED.items():
+            seen: set[str] = set()
+            for row in self.query(f"SELECT {', '.join(key_cols + cols)} FROM {table}"):
+                key = json.dumps([_plain(v) for v in row[:len(key_cols)]])
+                seen.add(key)
+                checked += 1
+                want = expected.get((table, key))
+                if want is None:
+                    problems.append(f"{table} row {key} is not in the audit log: it was added outside goldloop")
+                elif row_digest(row[len(key_cols):]) != want[0]:
+                    problems.append(f"{table} row {key} was edited after audit entry {want[1]} recorded it")
+            for (t, key), (_, seq) in expected.items():
+                if t == table and key not in seen:
+                    problems.append(f"{table} row {key}, recorded by audit entry {seq}, was deleted")
+        return AuditReport(entries=count, rows=checked, problems=problems)

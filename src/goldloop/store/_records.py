@@ -1,0 +1,211 @@
+"""Records and what is known of them: provenance, the ingest log, verdicts, generations, embeddings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError
+from ..records import Provenance, Record, Verdict, now, text_hash
+from ._audit import AuditLog
+from ._base import GenerationRow, IngestRow
+from ._connection import like_prefix, marks, where
+
+
+def check_provenance(records: Sequence[Record]) -> None:
+    """Refuse records whose provenance lacks what their origin needs (nothing is written then)."""
+    for r in records:
+        missing = r.provenance.missing_fields(r.origin)
+        if missing:
+            raise StoreError(f"record {r.id} ({r.origin}, label {r.label!r}) has incomplete provenance: no "
+                             f"{', '.join(missing)}. Every {r.origin} record must say where it came from "
+                             "(see goldloop.records.Provenance); nothing was written")
+
+
+class RecordTables(AuditLog):
+    """Records with their provenance, ingest rows, verdicts, generations and cached embeddings."""
+
+    # -- records ------------------------------------------------------------------------
+    def add_records(self, records: Iterable[Record]) -> int:
+        records = list(records)
+        check_provenance(records)
+        added: list[str] = []
+        with self.transaction() as db:
+            for r in records:
+                cur = db.execute(
+                    "INSERT INTO records (id, text, text_hash, label, origin, split, round, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    (r.id, r.text, text_hash(r.text), r.label, r.origin, r.split, r.round,
+                     r.provenance.created_at or now()))
+                if cur.rowcount:
+                    added.append(r.id)
+                    p = r.provenance
+                    db.execute(
+                        "INSERT INTO provenance (record_id, parents, strategy, backend, model, params,"
+                        " template_hash, request_key, round, source, reviewer, created_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (r.id, json.dumps(list(p.parents)), p.strategy, p.backend, p.model,
+                         json.dumps(p.params, sort_keys=True), p.template_hash, p.request_key, p.round,
+                         p.source, p.reviewer, p.created_at or now()))
+            if added:
+                keys = [[i] for i in added]
+                self.audit("records.add", {"count": len(added),
+                                           "rows": self._digests(db, "records", keys)
+                                           + self._digests(db, "provenance", keys)})
+        return len(added)
+
+    def _record_rows(self, where_sql: str, args: Sequence[Any]) -> list[Record]:
+        rows = self.query(
+            "SELECT r.id, r.text, r.label, r.origin, r.split, r.round, p.parents, p.strategy, p.backend,"
+            " p.model, p.params, p.template_hash, p.request_key, p.round, p.source, p.reviewer,"
+            " p.created_at FROM records r JOIN provenance p ON p.record_id = r.id"
+            f" {where_sql} ORDER BY r.{self.rowid}", args)
+        return [Record(id=row[0], text=row[1], label=row[2], origin=row[3], split=row[4], round=row[5],
+                       provenance=Provenance(parents=tuple(json.loads(row[6])), strategy=row[7],
+                                             backend=row[8], model=row[9], params=json.loads(row[10]),
+                                             template_hash=row[11], request_key=row[12], round=row[13],
+                                             source=row[14], reviewer=row[15], created_at=row[16]))
+                for row in rows]
+
+    def get_record(self, record_id: str) -> Record | None:
+        found = self._record_rows("WHERE r.id = ?", (record_id,))
+        return found[0] if found else None
+
+    def records(self, origin: str | None = None, split: str | None = None,
+                round: int | None = None, ids: Iterable[str] | None = None) -> list[Record]:
+        clause, args = where(r__origin=origin, r__split=split, r__round=round)
+        if ids is None:
+            return self._record_rows(clause, args)
+        wanted = list(ids)
+        found: dict[str, Record] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            within = f"r.id IN ({marks(len(chunk))})"
+            sql = f"{clause} AND {within}" if clause else f"WHERE {within}"
+            found.update((r.id, r) for r in self._record_rows(sql, args + chunk))
+        return [found[i] for i in wanted if i in found]
+
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        return [r[0] for r in self.query(
+            f"SELECT id FROM records WHERE id LIKE ? ESCAPE '\\' ORDER BY {self.rowid} LIMIT ?",
+            (like_prefix(prefix), limit))]
+
+    def labels(self) -> list[str]:
+        return [r[0] for r in self.query("SELECT DISTINCT label FROM records WHERE origin = 'gold' ORDER BY label")]
+
+    def text_hashes(self, origin: str | None = None, split: str | None = None) -> dict[str, str]:
+        """text hash -> id of the first record with that text (optionally of one origin/split)."""
+        clause, args = where(origin=origin, split=split)
+        out: dict[str, str] = {}
+        for h, rid in self.query(f"SELECT text_hash, id FROM records {clause} ORDER BY {self.rowid}", args):
+            out.setdefault(h, rid)
+        return out
+
+    def drafts(self, round: int, origins: tuple[str, ...] = ("synthetic",)) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(id, label, gold seeds) of the round's records of these origins, by id."""
+        rows = self.query("SELECT r.id, r.label, p.parents FROM records r JOIN provenance p ON p.record_id = r.id"
+                          f" WHERE r.origin IN ({marks(len(origins))}) AND r.round = ? ORDER BY r.id",
+                          (*origins, round))
+        return [(rid, label, tuple(json.loads(parents))) for rid, label, parents in rows]
+
+    def latest_synthetic_round(self) -> int | None:
+        """The newest round that has synthetic records, or None."""
+        latest = self.query("SELECT MAX(round) FROM records WHERE origin = 'synthetic'")
+        return int(latest[0][0]) if latest and latest[0][0] else None
+
+    # -- ingest log ---------------------------------------------------------------------
+    def add_ingest_rows(self, rows: Iterable[IngestRow]) -> None:
+        rows = list(rows)
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO ingest_rows (batch, source, row, record_id, status, reason) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (batch, row) DO UPDATE SET source = excluded.source, record_id = excluded.record_id,"
+                " status = excluded.status, reason = excluded.reason",
+                [(r.batch, r.source, r.row, r.record_id, r.status, r.reason) for r in rows])
+            if rows:
+                self.audit("ingest", {"batch": rows[0].batch, "source": rows[0].source, "rows_in": len(rows),
+                                      "rows": self._digests(db, "ingest_rows", [(r.batch, r.row) for r in rows])})
+
+    def ingest_rows(self, batch: str | None = None) -> list[IngestRow]:
+        clause, args = where(batch=batch)
+        return [IngestRow(*row) for row in self.query(
+            f"SELECT batch, source, row, record_id, status, reason FROM ingest_rows {clause} ORDER BY batch, row",
+            args)]
+
+    # -- verdicts -----------------------------------------------------------------------
+    def add_verdicts(self, verdicts: Iterable[Verdict]) -> None:
+        verdicts = list(verdicts)
+        if not verdicts:
+            return
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO verdicts (record_id, filter, keep, score, reason, flag, round, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (record_id, filter, round) DO NOTHING",
+                [(v.record_id, v.filter, int(v.keep), v.score, v.reason, v.flag, v.round, now()) for v in verdicts])
+            keys = list(dict.fromkeys((v.record_id, v.filter, v.round) for v in verdicts))
+            self.audit("verdicts", {"filters": sorted({v.filter for v in verdicts}), "count": len(keys),
+                                    "rows": self._digests(db, "verdicts", keys)})
+
+    def verdicts(self, record_id: str | None = None, round: int | None = None) -> list[Verdict]:
+        clause, args = where(record_id=record_id, round=round)
+        return [Verdict(record_id=r[0], filter=r[1], keep=bool(r[2]), score=r[3], reason=r[4], flag=r[5], round=r[6])
+                for r in self.query(
+                    f"SELECT record_id, filter, keep, score, reason, flag, round FROM verdicts {clause} ORDER BY id",
+                    args)]
+
+    # -- generation log -----------------------------------------------------------------
+    def finished_requests(self, keys: Iterable[str]) -> set[str]:
+        """The keys that already have a successful reply; failed ones are sent again."""
+        wanted = list(keys)
+        done: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            done.update(r[0] for r in self.query(
+                f"SELECT request_key FROM generations WHERE status = 'ok' AND request_key IN ({marks(len(chunk))})",
+                chunk))
+        return done
+
+    def add_generation(self, row: GenerationRow, records: Iterable[Record]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO generations (request_key, round, strategy, label, prompt, status, reply, error,"
+                " attempts, tokens_in, tokens_out, seconds, created_at, backend, model)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_key) DO UPDATE SET"
+                " round = excluded.round, strategy = excluded.strategy, label = excluded.label,"
+                " prompt = excluded.prompt, status = excluded.status, reply = excluded.reply,"
+                " error = excluded.error, attempts = excluded.attempts, tokens_in = excluded.tokens_in,"
+                " tokens_out = excluded.tokens_out, seconds = excluded.seconds, created_at = excluded.created_at,"
+                " backend = excluded.backend, model = excluded.model",
+                (row.request_key, row.round, row.strategy, row.label, row.prompt, row.status, row.reply,
+                 row.error, row.attempts, row.tokens_in, row.tokens_out, row.seconds, now(), row.backend,
+                 row.model))
+            self.audit("generation", {"request_key": row.request_key, "status": row.status,
+                                      "rows": self._digests(db, "generations", [[row.request_key]])})
+            self.add_records(records)
+
+    def generations(self, round: int | None = None, request_key: str | None = None) -> list[GenerationRow]:
+        clause, args = where(round=round, request_key=request_key)
+        return [GenerationRow(*r) for r in self.query(
+            "SELECT request_key, round, strategy, label, prompt, status, reply, error, attempts,"
+            f" tokens_in, tokens_out, seconds, backend, model FROM generations {clause} ORDER BY {self.rowid}", args)]
+
+    # -- embedding cache ----------------------------------------------------------------
+    def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            for h, dim, blob in self.query(
+                    "SELECT text_hash, dim, vector FROM embeddings WHERE model = ? AND text_hash IN"
+                    f" ({marks(len(chunk))})", [model, *chunk]):
+                out[h] = np.frombuffer(bytes(blob), dtype="<f4", count=dim).copy()
+        return out
+
+    def put_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT INTO embeddings (model, text_hash, dim, vector) VALUES (?, ?, ?, ?)"
+                           " ON CONFLICT (model, text_hash) DO NOTHING",
+                           [(model, h, int(v.shape[0]), np.asarray(v, dtype="<f4").tobytes())
+                            for h, v in vectors.items()])
