@@ -51,6 +51,46 @@ def fake_config(**sections: dict) -> Config:
     return Config.from_dict(data)
 
 
+def sent_text(request) -> str:
+    """The text a request really sends: its prompt in completion mode, every message's content in chat mode.
+
+    A leak check must read this, not ``request.prompt`` alone: in chat mode ``prompt`` is None.
+    """
+    if (request.prompt is None) == (request.messages is None):
+        raise AssertionError(f"request {request.key} must carry exactly one of prompt and messages")
+    if request.prompt is not None:
+        return request.prompt
+    return "\n".join(m["content"] for m in request.messages)
+
+
+def seed_opening(rec, cfg: Config) -> str:
+    """The part of a seed record a prompt carries: its first ``[generate] seed_words`` words."""
+    return " ".join(rec.text.split()[: cfg.generate.seed_words])
+
+
+def heldout_sent(store: Store, cfg: Config, requests) -> list[str]:
+    """Ids of held-out records whose opening is in the text any of ``requests`` sent, in either mode."""
+    sent = [sent_text(r) for r in requests]
+    return [rec.id for rec in store.records(origin="gold", split="heldout")
+            if any(seed_opening(rec, cfg) in text for text in sent)]
+
+
+def assert_seeds_sent(store: Store, cfg: Config, requests) -> None:
+    """Every synthetic record's gold-train seeds are in the text its request sent.
+
+    Shows a leak check over the sent text reads the place seeds go, so it is not vacuous.
+    """
+    sent = {r.key: sent_text(r) for r in requests}
+    assert sent and all(text.strip() for text in sent.values()), "no request sent any text"
+    train_ids = {r.id for r in store.records(origin="gold", split="train")}
+    synthetic = store.records(origin="synthetic")
+    assert synthetic, "no synthetic record to trace back to its request"
+    for rec in synthetic:
+        assert rec.provenance.parents and set(rec.provenance.parents) <= train_ids, rec
+        for seed in store.records(ids=rec.provenance.parents):
+            assert seed_opening(seed, cfg) in sent[rec.provenance.request_key], (rec.id, seed.id)
+
+
 PG_ENV = "GOLDLOOP_TEST_POSTGRES_URL"
 
 

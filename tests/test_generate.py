@@ -10,27 +10,36 @@ import time
 import pytest
 
 from goldloop.generate import generate, get_strategy, oneline, plan_requests
+from goldloop.generate._runner import build_request
 from goldloop.llm import FakeLLM
 from goldloop.records import Record
 
+from .conftest import assert_seeds_sent, heldout_sent
+
+MODES = ["completion", "chat"]
 
 
-def test_heldout_text_never_reaches_a_prompt(project):
+@pytest.mark.parametrize("mode", MODES)
+def test_heldout_text_never_reaches_a_prompt(project, mode):
     path, cfg, store = project
+    cfg.llm.mode = mode
     cfg.generate.per_label = 10
     llm = FakeLLM()
     generate(store, cfg, llm, round=1, show_progress=False)
     assert len(llm.requests) == 30
-    sent = "\n".join(r.prompt or "" for r in llm.requests)
-    heldout = store.records(origin="gold", split="heldout")
-    assert heldout
-    for rec in heldout:
-        # the prompt carries each seed's first seed_words words; check the opening of every held-out text
-        opening = " ".join(rec.text.split()[: cfg.generate.seed_words])
-        assert opening not in sent, f"held-out record {rec.id} reached a prompt"
-    train_ids = {r.id for r in store.records(origin="gold", split="train")}
-    for rec in store.records(origin="synthetic"):
-        assert set(rec.provenance.parents) <= train_ids
+    assert all((r.prompt is None) == (mode == "chat") for r in llm.requests)
+    assert store.records(origin="gold", split="heldout")
+    assert heldout_sent(store, cfg, llm.requests) == []
+    assert_seeds_sent(store, cfg, llm.requests)     # the check above reads where seed text goes
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_leak_check_catches_a_heldout_seed_in_either_mode(project, mode):
+    _, cfg, store = project
+    cfg.llm.mode = mode
+    held = store.records(origin="gold", split="heldout")[0]
+    leaky = build_request(cfg, FakeLLM(), "paraphrase.v1", held.label, [held], 1, 0).request
+    assert heldout_sent(store, cfg, [leaky]) == [held.id]
 
 
 def test_every_synthetic_record_has_complete_provenance(project):

@@ -14,13 +14,13 @@ from typing import Any
 from .config import Config
 from .diversity import dispersion, distinct_n, nearest_gold_distance
 from .errors import StageError
-from .filters import passing
+from .filters import REVIEW_GATE, passing
 from .governance import enforce
 from .records import Record, Snapshot, Verdict, content_hash, now
 from .review import review_states
 from .store import Store
 
-GATE = "review_gate.v1"
+GATE = REVIEW_GATE
 
 
 def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None) -> Snapshot:

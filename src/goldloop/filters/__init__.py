@@ -105,8 +105,16 @@ class FilterReport:
         return [("candidates", self.candidates), *steps, ("passed", self.passed)]
 
 
+# The verdict a snapshot gives a draft no human reviewed when [review] unreviewed_may_train is
+# false. It explains why the draft is out of that snapshot; it is no filter's judgement, so a
+# draft accepted later is not "dropped" by it, and it stays in review queues.
+REVIEW_GATE = "review_gate.v1"
+
+
 def passing(verdicts: list[Verdict]) -> tuple[set[str], set[str], set[str]]:
-    """(record ids with a drop verdict, ids with any verdict, ids flagged)."""
+    """(record ids a filter dropped, ids with any filter's verdict, ids flagged); the review gate's
+    verdicts are not a filter's and are left out."""
+    verdicts = [v for v in verdicts if v.filter != REVIEW_GATE]
     dropped = {v.record_id for v in verdicts if not v.keep}
     judged = {v.record_id for v in verdicts}
     flagged = {v.record_id for v in verdicts if v.flag}
@@ -153,4 +161,5 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
 __all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "Judge",
            "LabelConsistency", "LabelInSet", "Language", "Leakage", "Length", "NearDuplicate", "Patterns",
            "Repetition", "SemanticDuplicate",
-           "active_filters", "distinct_bigram_ratio", "passing", "register", "run_filters", "summarize"]
+           "REVIEW_GATE", "active_filters", "distinct_bigram_ratio", "passing", "register", "run_filters",
+           "summarize"]
