@@ -13,7 +13,7 @@ from goldloop.cli import main
 from goldloop.errors import StageError
 from goldloop.export import EXPORT_MANIFEST, FORMATS, export_snapshot, resolve_snapshot
 from goldloop.records import Decision, Ranking, Record, Verdict
-from goldloop.signals import instruction
+from goldloop.training_signals import instruction
 from goldloop.snapshot import build_snapshot
 
 from .test_signals import add_candidate, build_reviewed

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from goldloop.charts import bar_chart, diverging_bars, heatmap, line_chart
 from goldloop.cli import main
 from goldloop.config import Config
-from goldloop.decide import keep_or_stop, narrowing
+from goldloop.keep_or_stop import keep_or_stop, narrowing
 from goldloop.embed import HashingEmbedder
 from goldloop.ingest import ingest_file
 from goldloop.llm import FakeLLM

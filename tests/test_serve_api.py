@@ -290,12 +290,12 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(served):
     """413 at once from Content-Length, on every route, logged in or not; nothing is parsed."""
     import socket
 
-    from goldloop.serve._app import MAX_BODY_BYTES
-
     from .serve_support import live_server
 
-    *_, app = served
-    big = b"x" * (MAX_BODY_BYTES + 1)
+    path, cfg, store, _ = served
+    cfg.serve.max_body_bytes = limit = 65536
+    app = create_app(path, cfg, store, sync_on_start=False)
+    big = b"x" * (limit + 1)
     for route in ("/api/login", "/api/decide", "/api/nope"):
         response = _client(app).post(route, content=big, headers={"content-type": "application/json"})
         assert response.status_code == 413, route
@@ -311,9 +311,9 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(served):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n")
-            chunk = b"x" * 65536
+            chunk = b"x" * 8192
             try:
-                for _ in range(MAX_BODY_BYTES // len(chunk) + 2):
+                for _ in range(limit // len(chunk) + 2):
                     sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             except (BrokenPipeError, ConnectionResetError):
                 pass                                   # the server answered and closed mid-upload

@@ -19,7 +19,7 @@ from .governance import PolicyError, check as check_policies, enforce as enforce
 from .loop import LoopResult, RoundResult, run_loop, run_round
 from .records import Comparison, Decision, Provenance, Ranking, Record, Snapshot, Verdict, normalize_text
 from .review import review_states, run_review
-from .signals import Signals, derive as derive_signals
+from .training_signals import Signals, derive as derive_signals
 from .snapshot import build_snapshot, resolve_snapshot
 from .store import PostgresStore, SQLiteStore, Store, open_store
 

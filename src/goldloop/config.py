@@ -202,6 +202,10 @@ class ServeConfig:
     session_hours: float = _f(12.0, "Hours a login lasts.", minimum=0.1)
     login_attempts: int = _f(5, "Failed logins per user name and per address within a minute before further "
                                 "attempts are refused until the minute is over.", minimum=1)
+    max_body_bytes: int = _f(8 * 1024 * 1024, "Largest request body the review server reads, on every route; a "
+                                              "bigger one is refused (413) before anything parses it. The "
+                                              "largest a page sends is a bulk repair over 100,000 record ids "
+                                              "(about 4 MB).", minimum=65536)
 
 
 @dataclass

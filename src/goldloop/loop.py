@@ -21,7 +21,7 @@ from typing import Any
 
 from .analysis import Analysis, analyse, heldout_confusion, train_and_predict
 from .config import Config
-from .decide import (RoundCall, diversity_summary, keep_or_stop, macro_f1_interval, narrowing,
+from .keep_or_stop import (RoundCall, diversity_summary, keep_or_stop, macro_f1_interval, narrowing,
                      paired_distinct_2, sampled_distinct_2)
 from .diversity import round_diversity
 from .embed import CachedEmbedder, Embedder, make_embedder

@@ -45,7 +45,7 @@ def export_snapshot(store: Store, snapshot: Snapshot | str, fmt: str, out_dir: P
     ``policy_results`` (the policy checks run for this export) are stated in the card and the
     audit entry; the caller runs the checks and stops on a failure before calling this.
     ``prompt_mode`` and ``item_name`` shape the prompts of the signal formats (see
-    :mod:`goldloop.signals`); ``include_gold`` adds the snapshot's gold-train rows to ``sft``,
+    :mod:`goldloop.training_signals`); ``include_gold`` adds the snapshot's gold-train rows to ``sft``,
     ``sft-messages``, ``openai-sft`` and ``kto`` (label true) as data.
 
     Held-out records never reach an export: a row showing one (or its exact text) is an error.

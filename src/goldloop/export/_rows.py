@@ -16,7 +16,7 @@ import pyarrow as pa
 from ..errors import StageError
 from ..records import Record, Snapshot, text_hash
 from ..review import review_states
-from ..signals import PROMPT_MODES, SignalRow, Signals, derive, instruction
+from ..training_signals import PROMPT_MODES, SignalRow, Signals, derive, instruction
 from ..store import Store
 
 LEAKAGE_FILTER = "leakage.v1"

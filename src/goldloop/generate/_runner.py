@@ -17,7 +17,7 @@ from ..errors import Interrupted, StageError
 from ..llm import LLM, CompletionRequest
 from ..progress import progress_bar
 from ..records import Provenance, Record, content_hash, normalize_text, now
-from ..stopping import graceful_stop
+from ..interrupts import graceful_stop
 from ..store import GenerationRow, Store
 from ._strategies import Rules, get_strategy
 

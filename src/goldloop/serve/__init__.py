@@ -8,8 +8,8 @@ from ._agreement import agreement, cohen_kappa
 from ._app import create_app, run_server
 from ._auth import ROLES, AuthError, User, add_user, authenticate, deactivate_user, list_users
 from ._bulk import BulkSpec, apply_bulk, preview_bulk
-from ._queue import QueueError, claim, decide, sync_queue, undo
+from ._queue import QueueError, claim, submit_decision, sync_queue, undo
 
-__all__ = ["ROLES", "AuthError", "authenticate", "BulkSpec", "QueueError", "User", "add_user", "agreement", "apply_bulk", "claim",
-           "cohen_kappa", "create_app", "deactivate_user", "decide", "list_users", "preview_bulk", "run_server",
-           "sync_queue", "undo"]
+__all__ = ["ROLES", "AuthError", "BulkSpec", "QueueError", "User", "add_user", "agreement", "apply_bulk", "authenticate",
+           "claim", "cohen_kappa", "create_app", "deactivate_user", "list_users", "preview_bulk", "run_server",
+           "submit_decision", "sync_queue", "undo"]

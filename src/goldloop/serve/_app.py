@@ -26,18 +26,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Config
-from ..signals import derive
+from ..training_signals import derive
 from ..store import Store, open_store, project_url
 from . import _auth as auth
 from ._agreement import agreement
 from ._bulk import BulkSpec, apply_bulk, preview_bulk
 from ._middleware import BodyLimit, SecurityHeaders
-from ._queue import QueueError, claim, current_round, decide, item_view, rank, rank_set, sync_queue, undo
+from ._queue import QueueError, claim, current_round, item_view, rank, rank_set, submit_decision, sync_queue, undo
 
 COOKIE = "goldloop_session"
 SYNC_EVERY_S = 15.0
-# The largest request a reviewer's page sends is a bulk repair over 100,000 record ids (~4 MB).
-MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class LoginBody(BaseModel):
@@ -120,7 +118,7 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
             return added
 
     app = FastAPI(title="goldloop review", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, limit=serve.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.state.store = store
     app.state.cfg = cfg
@@ -232,8 +230,8 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
         action = "prefer" if body.winner else body.action
         if action == "prefer" and not body.winner:
             raise HTTPException(422, "a preference needs winner 'a' or 'b'")
-        return decide(store, cfg, session.user.name, body.client_id, body.queue_id, action, text=body.text,
-                      label=body.label, winner=body.winner)
+        return submit_decision(store, cfg, session.user.name, body.client_id, body.queue_id, action,
+                               text=body.text, label=body.label, winner=body.winner)
 
     @app.post("/api/rank/next")
     async def rank_next(body: RankNextBody, session: auth.Session = Depends(writer)) -> dict[str, Any]:

@@ -155,8 +155,8 @@ def _held_slot(store: Store, queue_id: int, reviewer: str) -> Slot:
     return slot
 
 
-def decide(store: Store, cfg: Config, reviewer: str, client_id: str, queue_id: int, action: str,
-           text: str | None = None, label: str | None = None, winner: str | None = None) -> dict[str, Any]:
+def submit_decision(store: Store, cfg: Config, reviewer: str, client_id: str, queue_id: int, action: str,
+                    text: str | None = None, label: str | None = None, winner: str | None = None) -> dict[str, Any]:
     """Store one decision (accept, reject, edit, skip) or A-vs-B preference on a held slot.
 
     Idempotent by ``client_id``: a retry gets the first answer and stores nothing more.
@@ -213,7 +213,7 @@ MAX_RANKED = 20
 def rank(store: Store, reviewer: str, client_id: str, record_ids: list[str], round: int) -> dict[str, Any]:
     """Store a reviewer's ordering (best first) of candidates of one label: reward-model rows.
 
-    Idempotent by ``client_id`` like :func:`decide`. Only synthetic or edited candidates of a
+    Idempotent by ``client_id`` like :func:`submit_decision`. Only synthetic or edited candidates of a
     single label may be ranked (gold rows are not under review, and held-out rows never are).
     """
     if len(set(record_ids)) != len(record_ids) or not 2 <= len(record_ids) <= MAX_RANKED:

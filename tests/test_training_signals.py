@@ -8,7 +8,7 @@ import pytest
 
 from goldloop.errors import StageError
 from goldloop.records import Comparison, Decision, Provenance, Ranking, Record
-from goldloop.signals import derive, instruction
+from goldloop.training_signals import derive, instruction
 from goldloop.store import GenerationRow, Store
 
 TEXTS = [

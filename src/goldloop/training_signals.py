@@ -40,7 +40,7 @@ they differ) and the reward pair has no prompt (TRL's implicit-prompt form).
 Gold records are human data, not reviewer actions: they give no signals here (exports add
 them as data). Held-out records never reach a signal: an action on one is an error.
 
->>> from goldloop.signals import instruction
+>>> from goldloop.training_signals import instruction
 >>> instruction("billing", "ticket")
 'Write a new ticket with the label "billing".'
 """
