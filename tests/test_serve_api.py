@@ -343,3 +343,16 @@ def test_a_web_edit_follows_the_same_rule_as_the_terminal(served):
     assert relabel.status_code == 200, relabel.text
     edited = store.get_record(relabel.json()["new_record_id"])
     assert edited.text == record["text"] and edited.label == other
+
+
+def test_stats_follow_a_skip_and_can_leave_the_signals_out(served):
+    *_, app = served
+    client = _client(app, "ann")
+    before = client.get("/api/stats").json()
+    assert set(before["signals"]) == {"sft", "kto", "dpo", "reward"}
+    item = client.post("/api/next", json={"want": 1}).json()["items"][0]
+    assert _decide(client, item, "skip", cid="op-stats-skip").status_code == 200
+    after = client.get("/api/stats", params={"signals": "false"}).json()
+    assert "signals" not in after
+    assert after["queue"]["open"] == before["queue"]["open"] - 1
+    assert after["queue"]["done"] == before["queue"]["done"] + 1 and after["queue"]["mine"] == 1

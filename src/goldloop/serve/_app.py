@@ -261,14 +261,17 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
         return {"released": store.release_slots(session.user.name, body.queue_ids)}
 
     @app.get("/api/stats")
-    async def stats(session: auth.Session = Depends(session_of)) -> dict[str, Any]:
+    async def stats(signals: bool = True, session: auth.Session = Depends(session_of)) -> dict[str, Any]:
+        """The round's queue counts and, unless ``signals=false`` (the page's refresh after each
+        decision), the counts of derived training signals, which re-derives them all."""
         number = current_round(store)
         # Counting a million-row queue takes a while: off the event loop, like the signals.
         out: dict[str, Any] = {"round": number, "queue": await run_in_threadpool(store.queue_counts, number,
                                                                                  session.user.name)
                                if number is not None else {"open": 0, "done": 0, "mine": 0}}
-        derived = await run_in_threadpool(_derive, number)
-        out["signals"] = {k: len(getattr(derived, k)) for k in ("sft", "kto", "dpo", "reward")}
+        if signals:
+            derived = await run_in_threadpool(_derive, number)
+            out["signals"] = {k: len(getattr(derived, k)) for k in ("sft", "kto", "dpo", "reward")}
         return out
 
     def _derive(number: int | None) -> Any:
