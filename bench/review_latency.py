@@ -102,7 +102,7 @@ def unindexed_baseline(db_path: Path, repeats: int = 20) -> float:
 
 def in_process_next(root: Path, calls: int = 500) -> list[float]:
     """ms of claim + item view for one reviewer, straight on the store (what HTTP adds is the rest)."""
-    from goldloop.serve._queue import claim, item_view, release
+    from goldloop.serve._queue import claim, item_view
 
     store = open_store(root)
     out = []
@@ -111,7 +111,7 @@ def in_process_next(root: Path, calls: int = 500) -> list[float]:
         slots = claim(store, "rev30", 1, 1, [], 300.0, 1)
         item_view(store, slots[0])
         out.append((time.perf_counter() - t) * 1000)
-        release(store, "rev30", [slots[0].id])
+        store.release_slots("rev30", [slots[0].id])
     store.close()
     return out
 
