@@ -16,7 +16,7 @@ from goldloop.records import Decision, Ranking, Record, Verdict
 from goldloop.training_signals import instruction
 from goldloop.snapshot import build_snapshot
 
-from .test_signals import add_candidate, build_reviewed
+from .test_training_signals import add_candidate, build_reviewed
 
 datasets = pytest.importorskip("datasets")
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
+from ..errors import GoldloopError
+from ..lineage import resolve_record
 from ..records import Decision, Record, now
 from ..review import EditRefused, edit_record, label_hint, project_labels
 from ..store import Store
@@ -51,9 +53,10 @@ def _matches(store: Store, round: int, spec: BulkSpec) -> list[Record]:
             raise QueueError(422, f"pattern {spec.pattern!r} is not a valid regular expression: {exc}") from exc
         return [c for c in candidates if rx.search(c.text)]
     if spec.mode == "near":
-        anchor = store.get_record(spec.record_id)
-        if anchor is None:
-            raise QueueError(404, f"no record {spec.record_id!r}; copy the id from the item's details")
+        try:
+            anchor = resolve_record(store, spec.record_id)
+        except GoldloopError as exc:
+            raise QueueError(404, f"{exc} (copy the id from the item's details)") from exc
         target = _words(anchor.text)
         out = []
         for c in candidates:
