@@ -253,7 +253,7 @@ def test_line_break_in_label_is_refused(env):
                                        ("\ufeff", "the byte-order mark U+FEFF")])
 def test_other_invisible_characters_are_refused(env, char, what):
     path = _write(env[0] / "c.jsonl", "jsonl", [(f"ab{char}cd", "a"), (f"x{char}y{char}", "b")])
-    msg = _fails(env, path, f"c.jsonl line 1: 'text' holds ", what, "at character 3",
+    msg = _fails(env, path, "c.jsonl line 1: 'text' holds ", what, "at character 3",
                  "c.jsonl line 2:", "at character 2 (2 in all)")
     assert "remove" in msg
 

@@ -2,7 +2,6 @@
 against a real local server: payloads, retries, Retry-After, validation, breaker, rate limits."""
 
 import asyncio
-import json
 import socket
 import time
 

@@ -13,7 +13,7 @@ from ..records import Snapshot, now
 from ..snapshot import resolve_snapshot
 from ..store import Store
 from ._card import policy_json, render_card, synthetic_share
-from ._rows import FORMATS, METADATA_FIELDS, ExportRows, build_rows, guard_heldout
+from ._rows import FORMATS, build_rows, guard_heldout
 from ._write import STORAGES, sha256_file, staged, write_data
 
 EXPORT_FORMAT_VERSION = "goldloop.export.v1"

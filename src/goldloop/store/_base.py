@@ -7,7 +7,7 @@ methods, and the review server through :class:`ReviewQueueStore` and :class:`Acc
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
