@@ -10,6 +10,13 @@ export function el(tag, text, cls) {
   return node;
 }
 
+/** A table row with one cell per item: a string or number (set as text) or a cell node made already. */
+export function row(cells, cls) {
+  const tr = el("tr", null, cls);
+  for (const cell of cells) tr.appendChild(cell instanceof Node ? cell : el("td", cell));
+  return tr;
+}
+
 export function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
 export function notice(text) { $("notice").textContent = text || ""; }

@@ -2,7 +2,7 @@
 // gold seeds and filter verdicts, and undo. Every decision goes into the outbox and the next
 // prefetched item shows at once; the network loop (feed.js) sends it.
 import { renderDiff } from "./diff.js";
-import { $, clear, el, markPaint, notice } from "./dom.js";
+import { $, clear, el, markPaint, notice, row } from "./dom.js";
 import { kick } from "./feed.js";
 import { newClientId } from "./outbox.js";
 import { state } from "./state.js";
@@ -31,13 +31,10 @@ function verdictRows(records) {
   clear(body);
   records.forEach((record, index) => {
     for (const v of record.verdicts) {
-      const tr = el("tr", null, v.keep ? (v.flag ? "flagged" : "") : "dropped");
-      tr.appendChild(el("td", records.length > 1 ? "AB"[index] : ""));
-      tr.appendChild(el("td", v.filter));
-      tr.appendChild(el("td", v.keep ? (v.flag ? "kept, " + v.flag : "kept") : "dropped"));
-      tr.appendChild(el("td", v.score === null || v.score === undefined ? "" : Number(v.score).toFixed(3)));
-      tr.appendChild(el("td", v.reason));
-      body.appendChild(tr);
+      body.appendChild(row([records.length > 1 ? "AB"[index] : "", v.filter,
+                            v.keep ? (v.flag ? "kept, " + v.flag : "kept") : "dropped",
+                            v.score === null || v.score === undefined ? "" : Number(v.score).toFixed(3), v.reason],
+                           v.keep ? (v.flag ? "flagged" : "") : "dropped"));
     }
   });
 }

@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { refreshCounts } from "./counts.js";
 import { renderDiff } from "./diff.js";
-import { $, clear, el, notice } from "./dom.js";
+import { $, clear, el, notice, row } from "./dom.js";
 import { kick } from "./feed.js";
 import { newClientId } from "./outbox.js";
 import { dropDecided } from "./review.js";
@@ -21,18 +21,12 @@ export async function openTools() {
     const data = await api("GET", "/api/agreement");
     const body = $("agreement");
     clear(body);
-    for (const row of data.pairs) {
-      const tr = el("tr");
-      tr.appendChild(el("td", row.a + " · " + row.b));
-      tr.appendChild(el("td", row.items));
-      tr.appendChild(el("td", row.observed.toFixed(3)));
-      tr.appendChild(el("td", row.kappa === null ? "n/a (one category only)" : row.kappa.toFixed(3)));
-      body.appendChild(tr);
+    for (const pair of data.pairs) {
+      body.appendChild(row([pair.a + " · " + pair.b, pair.items, pair.observed.toFixed(3),
+                            pair.kappa === null ? "n/a (one category only)" : pair.kappa.toFixed(3)]));
     }
     if (!data.pairs.length) {
-      const tr = el("tr");
-      tr.appendChild(el("td", "no items decided by two reviewers yet (set [serve] overlap = 2)"));
-      body.appendChild(tr);
+      body.appendChild(row(["no items decided by two reviewers yet (set [serve] overlap = 2)"]));
     }
   } catch (error) { notice(error.message); }
   if (state.me.role === "admin") loadUsers();
@@ -60,17 +54,13 @@ async function previewBulk(event) {
     $("bulk-apply").disabled = data.matches === 0;
     $("bulk-status").textContent = data.matches + " open candidate(s) would be " + (spec.action === "edit" ? "edited" : "rejected") +
       (data.matches > data.items.length ? "; the first " + data.items.length + " are shown" : "");
-    for (const row of data.items) {
-      const tr = el("tr");
-      tr.appendChild(el("td", row.record_id.slice(0, 12)));
-      tr.appendChild(el("td", "[" + row.label + "] " + row.text));
+    for (const item of data.items) {
       const after = el("td", null, "diff");
-      if (row.new_text !== null) {
-        renderDiff(after, row.text, row.new_text);
-        if (row.new_label !== row.label) after.appendChild(el("span", "  [" + row.new_label + "]"));
+      if (item.new_text !== null) {
+        renderDiff(after, item.text, item.new_text);
+        if (item.new_label !== item.label) after.appendChild(el("span", "  [" + item.new_label + "]"));
       } else after.textContent = "rejected";
-      tr.appendChild(after);
-      body.appendChild(tr);
+      body.appendChild(row([item.record_id.slice(0, 12), "[" + item.label + "] " + item.text, after]));
     }
   } catch (error) { $("bulk-status").textContent = error.message; }
 }
@@ -95,13 +85,7 @@ async function loadUsers() {
     const data = await api("GET", "/api/users");
     const body = $("users");
     clear(body);
-    for (const user of data.users) {
-      const tr = el("tr");
-      tr.appendChild(el("td", user.name));
-      tr.appendChild(el("td", user.role));
-      tr.appendChild(el("td", user.active ? "yes" : "no"));
-      body.appendChild(tr);
-    }
+    for (const user of data.users) body.appendChild(row([user.name, user.role, user.active ? "yes" : "no"]));
   } catch (error) { $("user-status").textContent = error.message; }
 }
 
