@@ -1,9 +1,9 @@
 """Human review: decisions on candidates (in the terminal; the web app is goldloop.serve), the one
 rule every edit follows, and what the decisions add up to."""
 
-from ._edit import EditRefused, edit_record, label_hint, project_labels
+from ._edit import EditRefused, check_label, edit_record, project_labels
 from ._state import ReviewState, review_states
 from ._terminal import ReviewSummary, review_queue, run_review
 
-__all__ = ["EditRefused", "ReviewState", "ReviewSummary", "edit_record", "label_hint", "project_labels",
+__all__ = ["EditRefused", "ReviewState", "ReviewSummary", "check_label", "edit_record", "project_labels",
            "review_queue", "review_states", "run_review"]

@@ -29,14 +29,18 @@ def project_labels(store: Store, cfg: Config) -> list[str]:
     return list(cfg.project.labels) or store.labels()
 
 
-def label_hint(label: str, labels: Sequence[str]) -> str:
-    """`` (did you mean 'X'?)`` for a label that looks like a known one, else empty.
+def check_label(label: str, labels: Sequence[str]) -> None:
+    """Refuse a label outside ``labels`` (none: any label), naming a known one it looks like.
 
-    >>> label_hint("billing ", ["Billing", "outage"])
-    " (did you mean 'Billing'?)"
+    >>> check_label("Billing", ["billing"])
+    Traceback (most recent call last):
+    goldloop.review._edit.EditRefused: label 'Billing' is not one of the project's labels (did you mean 'billing'?): billing
     """
-    match = did_you_mean(label, list(labels))
-    return f" (did you mean {match!r}?)" if match is not None else ""
+    if labels and label not in labels:
+        match = did_you_mean(label, list(labels))
+        hint = f" (did you mean {match!r}?)" if match is not None else ""
+        raise EditRefused("label", f"label {label!r} is not one of the project's labels{hint}: "
+                                   f"{', '.join(labels)}")
 
 
 def edit_record(original: Record, text: str | None, label: str | None, *, labels: Sequence[str],
@@ -52,9 +56,7 @@ def edit_record(original: Record, text: str | None, label: str | None, *, labels
     if not new_text:
         raise EditRefused("empty", "an edit needs text; reject the item instead")
     new_label = (label or "").strip() or original.label
-    if labels and new_label not in labels:
-        raise EditRefused("label", f"label {new_label!r} is not one of the project's labels"
-                                   f"{label_hint(new_label, labels)}: {', '.join(labels)}")
+    check_label(new_label, labels)
     if new_text == original.text and new_label == original.label:
         raise EditRefused("unchanged", "the edit changes nothing; accept the item instead")
     return Record.edited(original, new_text, new_label, reviewer, round)

@@ -10,6 +10,6 @@ from ._auth import ROLES, AuthError, User, add_user, authenticate, deactivate_us
 from ._bulk import BulkSpec, apply_bulk, preview_bulk
 from ._queue import QueueError, claim, submit_decision, sync_queue, undo
 
-__all__ = ["ROLES", "AuthError", "BulkSpec", "QueueError", "User", "add_user", "agreement", "apply_bulk", "authenticate",
-           "claim", "cohen_kappa", "create_app", "deactivate_user", "list_users", "preview_bulk", "run_server",
+__all__ = ["ROLES", "AuthError", "BulkSpec", "QueueError", "User", "add_user", "agreement", "apply_bulk",
+           "authenticate", "claim", "cohen_kappa", "create_app", "deactivate_user", "list_users", "preview_bulk", "run_server",
            "submit_decision", "sync_queue", "undo"]

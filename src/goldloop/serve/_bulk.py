@@ -16,9 +16,9 @@ from ..config import Config
 from ..errors import GoldloopError
 from ..lineage import resolve_record
 from ..records import Decision, Record, now
-from ..review import EditRefused, edit_record, label_hint, project_labels
+from ..review import EditRefused, check_label, edit_record, project_labels
 from ..store import Store
-from ._queue import QueueError
+from ._queue import QueueError, earlier_answer
 
 PREVIEW_ROWS = 200
 
@@ -69,9 +69,12 @@ def _matches(store: Store, round: int, spec: BulkSpec) -> list[Record]:
 
 
 def _check_label(spec: BulkSpec, labels: list[str]) -> None:
-    if spec.action == "edit" and spec.label and labels and spec.label not in labels:
-        raise QueueError(422, f"label {spec.label!r} is not one of the project's labels"
-                              f"{label_hint(spec.label, labels)}: {', '.join(labels)}")
+    """An edit's new label is checked for the whole request, before any record is matched."""
+    if spec.action == "edit" and spec.label:
+        try:
+            check_label(spec.label, labels)
+        except EditRefused as exc:
+            raise QueueError(422, str(exc)) from exc
 
 
 def _repaired(record: Record, spec: BulkSpec, cfg: Config, labels: list[str], reviewer: str,
@@ -115,11 +118,9 @@ def apply_bulk(store: Store, cfg: Config, round: int, spec: BulkSpec, reviewer: 
     """Apply ``spec`` to the previewed ``record_ids`` that still match and are open; idempotent by client id."""
     if spec.action not in ("reject", "edit"):
         raise QueueError(422, f"bulk action {spec.action!r} is not reject or edit")
-    earlier = store.review_op(client_id)
+    earlier = earlier_answer(store, client_id, reviewer)
     if earlier is not None:
-        if earlier.reviewer != reviewer:
-            raise QueueError(409, f"operation id {client_id} was used by another reviewer; generate a new one")
-        return earlier.result
+        return earlier
     wanted = set(record_ids)
     labels = project_labels(store, cfg)
     _check_label(spec, labels)

@@ -133,7 +133,7 @@ def item_view(store: Store, slot: Slot) -> dict[str, Any]:
             "records": [_record_view(store, r) for r in records]}
 
 
-def _earlier(store: Store, client_id: str, reviewer: str) -> dict[str, Any] | None:
+def earlier_answer(store: Store, client_id: str, reviewer: str) -> dict[str, Any] | None:
     """The answer a retried operation got the first time, or None for a new one."""
     op = store.review_op(client_id)
     if op is None:
@@ -162,7 +162,7 @@ def submit_decision(store: Store, cfg: Config, reviewer: str, client_id: str, qu
     Idempotent by ``client_id``: a retry gets the first answer and stores nothing more.
     """
     with store.transaction():
-        earlier = _earlier(store, client_id, reviewer)
+        earlier = earlier_answer(store, client_id, reviewer)
         if earlier is not None:
             return earlier
         slot = _held_slot(store, queue_id, reviewer)
@@ -219,7 +219,7 @@ def rank(store: Store, reviewer: str, client_id: str, record_ids: list[str], rou
     if len(set(record_ids)) != len(record_ids) or not 2 <= len(record_ids) <= MAX_RANKED:
         raise QueueError(422, f"a ranking orders 2 to {MAX_RANKED} different candidates, best first")
     with store.transaction():
-        earlier = _earlier(store, client_id, reviewer)
+        earlier = earlier_answer(store, client_id, reviewer)
         if earlier is not None:
             return earlier
         found = {r.id: r for r in store.records(ids=record_ids)}
@@ -286,7 +286,7 @@ def undo(store: Store, reviewer: str, client_id: str, lease_seconds: float) -> d
     pair with winner "undo". Decisions and preferences share one stack per reviewer.
     """
     with store.transaction():
-        earlier = _earlier(store, client_id, reviewer)
+        earlier = earlier_answer(store, client_id, reviewer)
         if earlier is not None:
             return earlier
         op = store.last_undoable_op(reviewer)
