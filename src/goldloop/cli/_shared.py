@@ -88,6 +88,13 @@ class Project:
 pass_project = click.make_pass_decorator(Project)
 
 
+def read_password(prompt: str, from_stdin: bool, confirm: bool = False) -> str:
+    """A password from the first line of standard input, or typed (hidden) at a prompt on stderr."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+
+
 def serve_module() -> Any:
     """goldloop.serve (users, sessions, the web app), or a clear error naming the extra to install."""
     try:

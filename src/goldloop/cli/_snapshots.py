@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 from rich.markup import escape
@@ -12,7 +11,7 @@ from rich.table import Column, Table
 from ..errors import GoldloopError
 from ..governance import RULES, UNOVERRIDABLE, check, use_case
 from ..snapshot import build_snapshot, resolve_snapshot
-from ._shared import Project, fail_cleanly, out, pass_project, serve_module
+from ._shared import Project, fail_cleanly, out, pass_project, read_password, serve_module
 
 
 def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:
@@ -25,10 +24,7 @@ def _verify_approver(project: Project, name: str, password_stdin: bool) -> str:
                             f"goldloop users add {name} --role approver")
     if not user.can("approver"):
         raise GoldloopError(f"{name} is a {user.role}; sign-offs and overrides need the approver or admin role")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt(f"password for {name}", hide_input=True)
+    password = read_password(f"password for {name}", password_stdin)
     if accounts.authenticate(project.store, name, password) is None:
         raise GoldloopError(f"wrong password for {name}")
     return name

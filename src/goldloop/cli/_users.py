@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import click
@@ -10,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import GoldloopError
-from ._shared import Project, err, fail_cleanly, out, pass_project, serve_module
+from ._shared import Project, err, fail_cleanly, out, pass_project, read_password, serve_module
 
 
 @click.command()
@@ -47,10 +46,7 @@ def users_add(project: Project, name: str, role: str, password_stdin: bool) -> N
     """Add a user, or set an existing user's role and password (their open sessions end)."""
     add_user = serve_module().add_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
+    password = read_password("password", password_stdin, confirm=True)
     add_user(project.store, name, role, password)
     out.print(f"user {escape(name)} ({role}) saved")
 
