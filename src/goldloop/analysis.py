@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,34 +34,24 @@ from .errors import StageError
 from .evaluate import scores
 from .records import Record, content_hash
 from .store import Store
-from .train import build_classifier
+from .train import build_classifier, row_weights, stratified_folds
 
 _WORD = re.compile(r"[^\W\d_]{3,}")
 
 
 def train_and_predict(cfg: Config, embedder: CachedEmbedder, train: Sequence[Record],
-                      texts: Sequence[str]) -> list[str]:
-    """Train the `classify` model that ``[train] classifier`` names on ``train`` (synthetic rows
-    weigh ``[train] synthetic_weight``) and predict ``texts``. The one place the loop trains, so
+                      texts: Sequence[str], weights: Mapping[str, float] | None = None) -> list[str]:
+    """Train the `classify` model that ``[train] classifier`` names on ``train`` (a row weighs what
+    ``weights``, a snapshot's stored weights, says, else 1 if real and ``[train] synthetic_weight``
+    if made) and predict ``texts``. The one place the loop trains, so
     every comparison it makes uses one kind of model."""
-    weights = [1.0 if r.origin == "gold" else cfg.train.synthetic_weight for r in train]
-    model = build_classifier(cfg, embedder).fit(list(train), weights)
+    model = build_classifier(cfg, embedder).fit(list(train), row_weights(train, cfg.train.synthetic_weight, weights))
     return model.predict(list(texts)) if texts else []
 
 
 def folds(records: Sequence[Record], k: int, seed: int) -> list[int]:
-    """A stratified fold number (0..k-1) per record: each label's records dealt round-robin
-    after a seeded shuffle, so every fold holds about the same share of every label."""
-    by_label: dict[str, list[int]] = {}
-    for i, rec in enumerate(records):
-        by_label.setdefault(rec.label, []).append(i)
-    out = [0] * len(records)
-    for label, indices in sorted(by_label.items()):
-        order = sorted(indices, key=lambda i: records[i].id)
-        random.Random(content_hash(seed, "folds", label)).shuffle(order)
-        for position, i in enumerate(order):
-            out[i] = position % k
-    return out
+    """A stratified fold number (0..k-1) per record (see :func:`goldloop.train.stratified_folds`)."""
+    return stratified_folds([r.label for r in records], [r.id for r in records], k, seed)
 
 
 def cross_validated(cfg: Config, embedder: CachedEmbedder, gold: Sequence[Record],

@@ -21,6 +21,7 @@ from typing import Any
 import tomli_w
 
 from ._config_fields import build_section, setting as _f, suggest
+from ._config_flywheel import SuggestConfig, SyntheticConfig
 from .errors import ConfigError
 
 CONFIG_FILE = "goldloop.toml"
@@ -104,6 +105,35 @@ class LLMConfig:
     threads: int = _f(0, "CPU threads for `embedded` (0: all cores).", minimum=0)
     context_per_sequence: int = _f(1024, "Context tokens per parallel sequence for `embedded`.", minimum=256)
     fake_delay_s: float = _f(0.0, "For `fake`: seconds each reply takes (to test interruption).", minimum=0)
+    repeat_penalty: float = _f(1.1, "Penalty on tokens already in the recent text. 1.0 is neutral; 1.1 keeps "
+                                    "the default model's drafts out of repetition loops (\"the sda sda sda\"), "
+                                    "which about 4 in 10 fall into without it. Sent only when not 1.0: an "
+                                    "endpoint that refuses it (OpenAI's own API does) needs 1.0.",
+                               minimum=0.1, maximum=5.0)
+    presence_penalty: float = _f(0.0, "Flat penalty on every token already generated. 0 is neutral; sent only "
+                                      "when not 0.", minimum=-2.0, maximum=2.0)
+    frequency_penalty: float = _f(0.0, "Penalty that grows with how often a token was already generated. 0 is "
+                                       "neutral; sent only when not 0.", minimum=-2.0, maximum=2.0)
+    dry_multiplier: float = _f(0.0, "Strength of DRY (\"don't repeat yourself\"): a penalty on tokens that "
+                                    "would extend a sequence already in the text. 0 is neutral (DRY off); sent "
+                                    "only when not 0, and the three dry_ keys below with it.",
+                               minimum=0.0, maximum=10.0)
+    dry_base: float = _f(1.75, "DRY: how fast its penalty grows with the length of the repeat (llama.cpp's "
+                               "default 1.75). Sent only when dry_multiplier is not 0.",
+                         minimum=1.0, maximum=10.0)
+    dry_allowed_length: int = _f(2, "DRY: repeats up to this many tokens go unpenalised (llama.cpp's default "
+                                    "2). Sent only when dry_multiplier is not 0.", minimum=0)
+    dry_penalty_last_n: int = _f(256, "DRY: recent tokens searched for repeats (0: none, DRY off). Sent only "
+                                      "when dry_multiplier is not 0. -1 (the whole context) is not offered: "
+                                      "some llama.cpp builds refuse it.", minimum=0)
+    min_p: float = _f(0.0, "Drops tokens less likely than this share of the likeliest one. 0 is neutral: not "
+                           "sent, so the endpoint's own default applies (llama.cpp's: 0.05); sent only when "
+                           "not 0.", minimum=0.0, maximum=1.0)
+    top_k: int = _f(0, "Samples from the this-many likeliest tokens only. 0 is neutral: not sent, so the "
+                       "endpoint's own default applies (llama.cpp's: 40); sent only when not 0.", minimum=0)
+    typical_p: float = _f(1.0, "Locally typical sampling: keeps the tokens closest to the expected surprise, "
+                               "up to this probability mass. 1.0 is neutral; sent only when not 1.0.",
+                          minimum=0.01, maximum=1.0)
 
 
 @dataclass
@@ -299,6 +329,15 @@ class LoopConfig:
                                       "distinct-2, dispersion or gold-cluster coverage falls by more than this "
                                       "share (0.1: 10 %) from the last kept round.", minimum=0.0, maximum=1.0)
     reject_narrowing: bool = _f(False, "Reject a narrowing round instead of only flagging it.")
+    review_budget: int = _f(0, "Reviewer decisions per loop round, split between the sources (LLM drafts, pool "
+                               "suggestions). 0: no budget (drafts only, reviewed as before).", minimum=0)
+    pool_share: float = _f(0.5, "The pool's share of the first round's budget; later rounds move it toward the "
+                                "source whose new rows lifted held-out macro-F1 more per decision.",
+                           minimum=0.0, maximum=1.0)
+    min_source_share: float = _f(0.1, "Least share of the budget a source keeps while it has candidates, so its "
+                                      "lift stays measured.", minimum=0.0, maximum=0.5)
+    budget_step: float = _f(0.5, "How far one round moves the shares toward the measured lift per decision "
+                                 "(1: all the way).", minimum=0.0, maximum=1.0)
 
 
 @dataclass
@@ -344,6 +383,8 @@ class Config:
     trl: TrlConfig = field(default_factory=TrlConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    suggest: SuggestConfig = field(default_factory=SuggestConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 

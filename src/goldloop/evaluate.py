@@ -16,7 +16,7 @@ from .errors import StageError
 from .governance import enforce
 from .records import Record, Snapshot
 from .store import Store
-from .train import TextClassifier, build_classifier
+from .train import TextClassifier, build_classifier, row_weights
 
 
 def scores(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict[str, Any]:
@@ -94,9 +94,9 @@ class Evaluation:
                 "verdict": self.verdict, "heldout_size": self.heldout_size, "train_sizes": self.train_sizes}
 
 
-def _fit(embedder: CachedEmbedder, records: list[Record], cfg: Config) -> TextClassifier:
-    weights = [1.0 if r.origin == "gold" else cfg.train.synthetic_weight for r in records]
-    return build_classifier(cfg, embedder).fit(records, weights)
+def _fit(embedder: CachedEmbedder, records: list[Record], cfg: Config,
+         weights: dict[str, float] | None = None) -> TextClassifier:
+    return build_classifier(cfg, embedder).fit(records, row_weights(records, cfg.train.synthetic_weight, weights))
 
 
 def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: CachedEmbedder) -> Evaluation:
@@ -107,6 +107,7 @@ def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: C
     gold = [r for r in records if r.origin == "gold"]
     if not gold:
         raise StageError("refusing to train on synthetic data alone: the snapshot has no gold records")
+    stored = snapshot.manifest.get("weights") or {}
     heldout = store.records(origin="gold", split="heldout")
     if not heldout:
         raise StageError("no held-out real data to evaluate on; ingest with a heldout_fraction above 0 "
@@ -116,7 +117,7 @@ def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: C
     test_texts = [r.text for r in heldout]
     y_test = [r.label for r in heldout]
     pred_gold = _fit(embedder, gold, cfg).predict(test_texts)
-    pred_full = _fit(embedder, records, cfg).predict(test_texts) if len(records) > len(gold) else pred_gold
+    pred_full = _fit(embedder, records, cfg, stored).predict(test_texts) if len(records) > len(gold) else pred_gold
     s_gold, s_full = scores(y_test, pred_gold, labels), scores(y_test, pred_full, labels)
     delta = s_full["macro_f1"] - s_gold["macro_f1"]
     low, high = bootstrap_delta(y_test, pred_gold, pred_full, labels, cfg.evaluate.bootstrap,

@@ -80,7 +80,7 @@ def check(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
     rows = records if records is not None else store.records(ids=snapshot.record_ids)
     total = len(rows)
     gold = [r for r in rows if r.origin == "gold"]
-    made = [r for r in rows if r.origin != "gold"]
+    made = [r for r in rows if not r.real]          # drafts and edits; answered pool rows are real
     results: list[PolicyResult] = [_isolation(store, rows)]
 
     results.append(PolicyResult(
@@ -238,9 +238,12 @@ def _ancestors(record_id: str, parents: dict[str, tuple[str, ...]]) -> set[str]:
 
 
 def _review(store: Store, mode: str, rate: float, made: list[Record]) -> PolicyResult:
-    states = review_states(store.decisions())
-    reviewed = [r for r in made if r.origin == "edited" or states.get(r.id) is not None
-                and states[r.id].action == "accept"]
+    """Rows a person accepted or wrote; a simulated reviewer's decisions never count."""
+    decisions = store.decisions()
+    states = review_states(decisions)
+    simulated_edits = {d.new_record_id for d in decisions if d.simulated and d.new_record_id}
+    reviewed = [r for r in made if (r.origin == "edited" and r.id not in simulated_edits)
+                or (states.get(r.id) is not None and states[r.id].action == "accept" and not states[r.id].simulated)]
     if mode == "all":
         missing = len(made) - len(reviewed)
         return PolicyResult(

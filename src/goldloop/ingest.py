@@ -31,7 +31,7 @@ from .records import Record, normalize_text, text_hash
 from .store import IngestRow, Store
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-SPLIT_CHOICES = ("auto", "train", "heldout")
+SPLIT_CHOICES = ("auto", "train", "heldout", "pool")
 
 
 @dataclass
@@ -54,7 +54,7 @@ class _Row:
     label: object
 
 
-def _read_rows(path: Path, text_col: str, label_col: str) -> list[_Row]:
+def _read_rows(path: Path, text_col: str, label_col: str | None) -> list[_Row]:
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise IngestError(f"{path.name}: unsupported file type {path.suffix!r}; use one of "
@@ -67,9 +67,9 @@ def _read_rows(path: Path, text_col: str, label_col: str) -> list[_Row]:
     return list(_read_jsonl(path, text, text_col, label_col))
 
 
-def _missing_columns(path: Path, present: list[str], text_col: str, label_col: str) -> IngestError | None:
+def _missing_columns(path: Path, present: list[str], text_col: str, label_col: str | None) -> IngestError | None:
     missing = [(c, opt) for c, opt in ((text_col, "--text-column"), (label_col, "--label-column"))
-               if c not in present]
+               if c is not None and c not in present]
     if not missing:
         return None
     parts = [f"no column {c!r}; map the right one with {opt}" for c, opt in missing]
@@ -93,7 +93,7 @@ def _csv_field_limit(at_least: int) -> Iterator[None]:
         csv.field_size_limit(old)
 
 
-def _read_csv(path: Path, text: str, text_col: str, label_col: str) -> list[_Row]:
+def _read_csv(path: Path, text: str, text_col: str, label_col: str | None) -> list[_Row]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     # newline="": only \n, \r and \r\n end a line (not U+2028 and kin), and the csv module
     # sees line breaks inside quoted fields as they are.
@@ -102,16 +102,16 @@ def _read_csv(path: Path, text: str, text_col: str, label_col: str) -> list[_Row
         return list(_csv_rows(path, reader, delimiter, text_col, label_col))
 
 
-def _csv_rows(path: Path, reader: Any, delimiter: str, text_col: str, label_col: str) -> Iterator[_Row]:
+def _csv_rows(path: Path, reader: Any, delimiter: str, text_col: str, label_col: str | None) -> Iterator[_Row]:
     header = next(reader, None)
     if header is None:
-        raise IngestError(f"{path.name}: the file is empty; expected a header row with "
-                          f"{text_col!r} and {label_col!r}")
+        raise IngestError(f"{path.name}: the file is empty; expected a header row with {text_col!r}"
+                          + (f" and {label_col!r}" if label_col else ""))
     header = [h.strip() for h in header]
     error = _missing_columns(path, header, text_col, label_col)
     if error:
         raise error
-    ti, li = header.index(text_col), header.index(label_col)
+    ti, li = header.index(text_col), (header.index(label_col) if label_col else None)
     number = 0
     while True:
         start = reader.line_num + 1
@@ -128,10 +128,10 @@ def _csv_rows(path: Path, reader: Any, delimiter: str, text_col: str, label_col:
         if len(values) != len(header):
             raise IngestError(f"{path.name} line {start}: {len(values)} fields where the header has "
                               f"{len(header)}; quote text that contains '{delimiter}'")
-        yield _Row(f"line {start}", number, values[ti], values[li])
+        yield _Row(f"line {start}", number, values[ti], values[li] if li is not None else _MISSING)
 
 
-def _read_jsonl(path: Path, text: str, text_col: str, label_col: str) -> Iterator[_Row]:
+def _read_jsonl(path: Path, text: str, text_col: str, label_col: str | None) -> Iterator[_Row]:
     number = 0
     # Split on \n alone: str.splitlines() would also break at U+2028, U+0085 and others,
     # which JSON allows raw inside a string.
@@ -149,10 +149,11 @@ def _read_jsonl(path: Path, text: str, text_col: str, label_col: str) -> Iterato
             raise IngestError(f"{path.name} line {lineno}: expected a JSON object, got "
                               f"{type(obj).__name__}; each line must be one JSON object")
         number += 1
-        yield _Row(f"line {lineno}", number, obj.get(text_col, _MISSING), obj.get(label_col, _MISSING))
+        yield _Row(f"line {lineno}", number, obj.get(text_col, _MISSING),
+                   obj.get(label_col, _MISSING) if label_col else _MISSING)
 
 
-def _read_parquet(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
+def _read_parquet(path: Path, text_col: str, label_col: str | None) -> Iterator[_Row]:
     import pyarrow.parquet as pq
 
     try:
@@ -163,7 +164,7 @@ def _read_parquet(path: Path, text_col: str, label_col: str) -> Iterator[_Row]:
     if error:
         raise error
     texts = table.column(text_col).to_pylist()
-    labels = table.column(label_col).to_pylist()
+    labels = table.column(label_col).to_pylist() if label_col else [_MISSING] * len(texts)
     for i, (text, label) in enumerate(zip(texts, labels), start=1):
         yield _Row(f"row {i}", i, text, label)
 
@@ -176,12 +177,13 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def _validate(path: Path, rows: list[_Row], cfg: Config, text_col: str, label_col: str, known_labels: list[str],
-              existing_labels: list[str]) -> tuple[list[tuple[_Row, str, str]], list[str]]:
+def _validate(path: Path, rows: list[_Row], cfg: Config, text_col: str, label_col: str | None,
+              known_labels: list[str], existing_labels: list[str]) -> tuple[list[tuple[_Row, str, str]], list[str]]:
     """Check every row; return the clean ones (row, normalised text, label) and the problems, in row order.
 
     ``known_labels`` is the enforced label set (may be empty); ``existing_labels`` what the
     project already holds, against which a new label may not be a respelling or an integer.
+    ``label_col`` None: the rows are unlabelled (the pool); their label is "".
     """
     problems: list[tuple[int, str]] = []
     clean: list[tuple[_Row, str, str]] = []
@@ -198,12 +200,14 @@ def _validate(path: Path, rows: list[_Row], cfg: Config, text_col: str, label_co
                              (" after normalisation" if str(row.text).strip() else "") + "; remove the row"))
             continue
         clean.append((row, text, label))
+    if label_col is None:
+        return clean, [message for _, message in sorted(problems, key=lambda p: p[0])]
     problems += checks.label_type_problems(path.name, [(r.number, r.where, r.label) for r, _, _ in clean])
     problems += checks.label_collision_problems(path.name, [(r.number, r.where, lab) for r, _, lab in clean])
     return clean, [message for _, message in sorted(problems, key=lambda p: p[0])]
 
 
-def _check_row(loc: str, row: _Row, cfg: Config, text_col: str, label_col: str, known: list[str],
+def _check_row(loc: str, row: _Row, cfg: Config, text_col: str, label_col: str | None, known: list[str],
                existing: list[str]) -> tuple[str | None, str, str]:
     """(problem or None, raw text, stripped label) for one row; the first problem found is reported."""
     if row.text is _MISSING or row.text is None:
@@ -211,6 +215,12 @@ def _check_row(loc: str, row: _Row, cfg: Config, text_col: str, label_col: str, 
                 "", "")
     if not isinstance(row.text, str):
         return f"{loc}: {text_col!r} must be text, got {type(row.text).__name__} {row.text!r}", "", ""
+    if label_col is None:                       # an unlabelled pool row: its text is all there is
+        problem = checks.control_problem(loc, text_col, row.text)
+        if problem is None and len(row.text) > cfg.ingest.max_chars:
+            problem = (f"{loc}: {text_col!r} is {len(row.text)} characters, over [ingest] max_chars = "
+                       f"{cfg.ingest.max_chars}; split the text, or raise [ingest] max_chars in goldloop.toml")
+        return problem, row.text, ""
     if row.label is _MISSING or row.label is None or (isinstance(row.label, str) and not row.label.strip()):
         return (f"{loc}: no {label_col!r}; every gold row needs a label (map another column with "
                 "--label-column, or fill it in)", "", "")
@@ -231,7 +241,10 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
     """Validate and ingest one file of gold data; all or nothing.
 
     ``split``: ``auto`` sets a stratified, seeded share aside as held-out real data; ``train`` or
-    ``heldout`` puts every row of the file in that split (e.g. an official test set).
+    ``heldout`` puts every row of the file in that split (e.g. an official test set); ``pool``
+    takes real, unlabelled records (no label column needed; one present is ignored), whose
+    labels the ``suggest`` stage proposes for reviewers to confirm. A pool row with the text of a
+    gold record (held-out ones included) is logged as a duplicate and never stored.
     """
     path = Path(path)
     if split not in SPLIT_CHOICES:
@@ -239,7 +252,7 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     text_col = text_column or cfg.ingest.text_column
-    label_col = label_column or cfg.ingest.label_column
+    label_col = None if split == "pool" else (label_column or cfg.ingest.label_column)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     batch = hashlib.sha256(json.dumps([digest, text_col, label_col, split, cfg.ingest.normalize,
                                        cfg.ingest.heldout_fraction, cfg.project.seed]).encode()).hexdigest()[:16]
@@ -261,6 +274,8 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
                           "was written. Fix these and run the same command again:", problems)
 
     seen = store.text_hashes(origin="gold")
+    if split == "pool":
+        seen = {**store.text_hashes(origin="pool", split="pool"), **seen}
     first_in_file: dict[str, tuple[_Row, str]] = {}
     log: list[IngestRow] = []
     in_file_dups: list[tuple[_Row, _Row, str]] = []     # (row, first row with that text, why)
@@ -269,14 +284,18 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
         h = text_hash(text)
         if h in seen:
             prior = store.get_record(seen[h])
-            why = f"same text as gold record {seen[h]}"
-            if prior is not None and prior.label != label:
+            kind = ("held-out record" if prior is not None and prior.split == "heldout" else
+                    "pool record" if prior is not None and prior.origin == "pool" else "gold record")
+            why = f"same text as {kind} {seen[h]}"
+            if kind == "held-out record" and split == "pool":
+                why += " (held-out data is never shown to a reviewer or trained on)"
+            if prior is not None and split != "pool" and prior.label != label:
                 why += f" (labelled {prior.label!r} there, {label!r} here; the first label is kept)"
             log.append(IngestRow(batch, path.name, row.number, seen[h], "duplicate", why))
         elif h in first_in_file:
             first, first_label = first_in_file[h]
             why = f"same text as {first.where}"
-            if first_label != label:
+            if first_label != label and split != "pool":
                 why += f" (labelled {first_label!r} there, {label!r} here; the first label is kept)"
             in_file_dups.append((row, first, why))
         else:
@@ -287,10 +306,14 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
     records: list[Record] = []
     record_of_row: dict[int, str] = {}
     for (row, text, label), which in zip(fresh, splits):
-        rec = Record.gold(text, label, which, source=f"{path.name} {row.where}")
+        if which == "pool":
+            rec = Record.pool(text, source=f"{path.name} {row.where}")
+        else:
+            rec = Record.gold(text, label, which, source=f"{path.name} {row.where}")
         records.append(rec)
         record_of_row[row.number] = rec.id
-        log.append(IngestRow(batch, path.name, row.number, rec.id, "added", f"gold/{which}"))
+        log.append(IngestRow(batch, path.name, row.number, rec.id, "added",
+                             "pool (unlabelled)" if which == "pool" else f"gold/{which}"))
     log += [IngestRow(batch, path.name, row.number, record_of_row[first.number], "duplicate", why)
             for row, first, why in in_file_dups]
 
@@ -304,8 +327,25 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
     report.duplicates = len(rows) - len(records)
     for rec in records:
         report.by_split[rec.split or ""] = report.by_split.get(rec.split or "", 0) + 1
-        report.by_label[rec.label] = report.by_label.get(rec.label, 0) + 1
+        if rec.label:
+            report.by_label[rec.label] = report.by_label.get(rec.label, 0) + 1
     return report
+
+
+def read_labelled(path: Path | str, cfg: Config, *, text_column: str | None = None,
+                  label_column: str | None = None) -> list[tuple[str, str]]:
+    """(normalised text, label) of every row of a labelled file, checked like ingest but stored
+    nowhere: for the labels a simulated reviewer answers from, or its training data."""
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"{path}: no such file")
+    text_col = text_column or cfg.ingest.text_column
+    label_col = label_column or cfg.ingest.label_column
+    rows = _read_rows(path, text_col, label_col)
+    clean, problems = _validate(path, rows, cfg, text_col, label_col, list(cfg.project.labels), [])
+    if problems:
+        raise IngestError(f"{path.name}: {len(problems)} of {len(rows)} rows cannot be read:", problems)
+    return [(text, label) for _, text, label in clean]
 
 
 def _assign_splits(rows: list[tuple[_Row, str, str]], split: str, cfg: Config) -> list[str]:

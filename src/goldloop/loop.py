@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .analysis import Analysis, analyse, heldout_confusion, train_and_predict
 from .config import Config
@@ -28,6 +28,7 @@ from .embed import CachedEmbedder, Embedder, make_embedder
 from .errors import StageError
 from .evaluate import Evaluation, evaluate_snapshot, scores
 from .filters import FilterReport, run_filters, summarize
+from .flywheel import decisions_by_source, drafts_per_real_row, measure_sources, next_shares, spend_budget
 from .generate import GenerateReport, generate, stored_summary
 from .llm import LLM, make_llm
 from .plan import Plan, make_plan, plan_path, read_plan, write_plan
@@ -35,6 +36,9 @@ from .records import Record, Snapshot, content_hash, now
 from .report import write_loop_report, write_report
 from .snapshot import build_snapshot, describe, store_snapshot
 from .store import RoundInfo, Store
+
+if TYPE_CHECKING:
+    from .simulate import SimulatedReviewer
 
 
 @dataclass
@@ -168,12 +172,20 @@ def kept_round(store: Store) -> RoundInfo | None:
 
 
 def carried_records(store: Store) -> list[Record]:
-    """The synthetic and edited rows of the last kept training set: what the next round builds on."""
+    """The rows beyond gold of the last kept training set (drafts, edits, answered pool records):
+    what the next round builds on."""
     kept = kept_round(store)
     snap = store.get_snapshot(kept.snapshot_id) if kept and kept.snapshot_id else None
     if snap is None:
         return []
     return [r for r in store.records(ids=snap.record_ids) if r.origin != "gold"]
+
+
+def carried_weights(store: Store) -> dict[str, float]:
+    """The training weights the last kept training set stored for its rows."""
+    kept = kept_round(store)
+    snap = store.get_snapshot(kept.snapshot_id) if kept and kept.snapshot_id else None
+    return dict(snap.manifest.get("weights") or {}) if snap is not None else {}
 
 
 def loop_plan(store: Store, cfg: Config, project_dir: Path, number: int, embedder: CachedEmbedder,
@@ -209,7 +221,9 @@ def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carrie
     m = round_snap.manifest
     manifest = describe(records, round_snap.round, m.get("candidates", 0), m.get("excluded", {}),
                         m.get("by_reviewer", {}))
-    manifest.update({"policy": m.get("policy", {}), "carried": len(carried), "round_snapshot": round_snap.id})
+    manifest.update({"policy": m.get("policy", {}), "carried": len(carried), "round_snapshot": round_snap.id,
+                     "weights": dict(sorted({**carried_weights(store), **(m.get("weights") or {})}.items())),
+                     "simulated_reviewers": m.get("simulated_reviewers", [])})
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"loop-round-{round_snap.round}",
                     round=round_snap.round, record_ids=tuple(ids), manifest=manifest, created_at=now())
     return store_snapshot(store, cfg, snap, records)
@@ -224,11 +238,15 @@ def _confusion_cells(y_true: list[str], y_pred: list[str]) -> list[list[Any]]:
 def run_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, llm: LLM | None = None,
              embedder: Embedder | None = None, show_progress: bool = True,
              review: Callable[[int], Any] | None = None, confirm: Callable[[Plan], bool] | None = None,
-             say: Callable[[str], None] = lambda _: None) -> LoopResult:
+             say: Callable[[str], None] = lambda _: None,
+             reviewers: Mapping[str, SimulatedReviewer | None] | None = None) -> LoopResult:
     """Run up to ``rounds`` loop rounds: analyse, plan, generate, filter, review, snapshot, train,
     evaluate, keep or stop. Stops early after ``[loop] patience`` rounds without a gain.
 
     ``confirm`` sees each plan before any generation is spent; returning False stops the loop.
+    With ``[loop] review_budget`` set, each round also has pool records suggested and splits the
+    budget between drafts and pool (see :mod:`goldloop.flywheel`); ``reviewers`` ({"drafts": ...,
+    "pool": ...}) are simulated reviewers that spend it, for demos and forecasts.
     """
     if rounds < 1:
         raise StageError("--rounds must be at least 1")
@@ -257,10 +275,20 @@ def run_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, llm: 
             store.log_event("loop.plan.used", {"round": number, "fingerprint": plan.fingerprint(),
                                                "source": plan.source, "plan": plan.to_json()})
 
-        gen, filt, _ = draft_filter_review(store, cfg, number, llm, show_progress, review, say, timings,
-                                           lambda: cached, plan)
+        budgeted = cfg.loop.review_budget > 0
+        gen, filt, _ = draft_filter_review(store, cfg, number, llm, show_progress, None if budgeted else review, say,
+                                           timings, lambda: cached, plan)
+        budget = None
+        if budgeted:
+            started = time.monotonic()
+            kept = kept_round(store)
+            budget = spend_budget(store, cfg, number, cached, [*store.records(origin="gold", split="train"),
+                                                               *carried_records(store)],
+                                  carried_weights(store), kept.snapshot_id if kept and kept.snapshot_id else "gold only",
+                                  reviewers, review, say)
+            timings["suggest_review"] = time.monotonic() - started
         say(f"round {number}: training and scoring on held-out real data")
-        step = _close_loop_round(store, cfg, project_dir, number, cached, plan, gen, filt, timings)
+        step = _close_loop_round(store, cfg, project_dir, number, cached, plan, gen, filt, timings, budget)
         done.append(step)
         say(f"round {number}: {step.call.reason}" + (f"; narrowing: {'; '.join(step.narrowing)}"
                                                      if step.narrowing else ""))
@@ -279,7 +307,8 @@ def run_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, llm: 
 
 
 def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int, embedder: CachedEmbedder,
-                      plan: Plan, gen: GenerateReport, filt: FilterReport, timings: dict[str, float]) -> LoopRound:
+                      plan: Plan, gen: GenerateReport, filt: FilterReport, timings: dict[str, float],
+                      budget: dict[str, Any] | None = None) -> LoopRound:
     """Snapshot, train, score against the kept model, decide, write the reports, close the round."""
     started = time.monotonic()
     kept = kept_round(store)
@@ -292,9 +321,20 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
     labels = sorted({r.label for r in gold} | {r.label for r in heldout})
     y_true = [r.label for r in heldout]
     texts = [r.text for r in heldout]
-    base_pred = train_and_predict(cfg, embedder, [*gold, *carried], texts)
+    base_pred = train_and_predict(cfg, embedder, [*gold, *carried], texts, carried_weights(store))
     training = store.records(ids=snap.record_ids)
-    cand_pred = train_and_predict(cfg, embedder, training, texts)
+    weights = snap.manifest.get("weights") or {}
+    cand_pred = train_and_predict(cfg, embedder, training, texts, weights)
+    if budget is not None:
+        carried_ids = {r.id for r in carried}
+        new_ids = {r.id for r in training if r.origin != "gold" and r.id not in carried_ids}
+        spent = decisions_by_source(store, number)
+        lifts = measure_sources(cfg, embedder, training, new_ids, weights, texts, y_true, labels,
+                                scores(y_true, cand_pred, labels)["macro_f1"], spent)
+        budget = {**budget, "spent": spent, "sources": {k: v.to_json() for k, v in lifts.items()},
+                  "drafts_per_real_row": drafts_per_real_row(lifts),
+                  "next_shares": next_shares(budget["shares"], {k: v.lift_per_100 for k, v in lifts.items()}, cfg,
+                                             [k for k, v in budget["split"].items() if v > 0])}
     del heldout, texts                              # only labels, predictions and counts from here on
     timings["snapshot_train_evaluate"] = time.monotonic() - started
 
@@ -334,6 +374,7 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
         "funnel": {"planned": gen.planned, "candidates": filt.candidates, "passed_filters": filt.passed,
                    "in_snapshot": new_rows, "kept": new_rows if call.kept else 0},
         "carried": len(carried),
+        **({"budget": budget} if budget is not None else {}),
         "diversity": summary,
         "narrowing": narrowed,
         "plan": {"source": plan.source, "fingerprint": plan.fingerprint(), "total": plan.total,

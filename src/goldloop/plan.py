@@ -9,8 +9,10 @@ Made from an :class:`~goldloop.analysis.Analysis` before any compute is spent:
 
 The plan is written to ``plans/round-N.toml`` in the project, one ``[[line]]`` per label and
 strategy with its reason. The file is the plan: edit counts, delete or add lines, and the
-loop drafts what the file says. A plan read back is checked like any input (known labels
-and strategies, seeds from gold-train only, no held-out text in a weakness).
+loop drafts what the file says; a line may name any registered strategy (``label.v1`` and
+``feedback.v1`` too, which the analysis does not plan by itself). A plan read back is
+checked like any input (known labels and strategies, seeds from gold-train only, no
+held-out text in a weakness).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import tomli_w
 from .analysis import Analysis
 from .config import Config
 from .errors import ConfigError
-from .generate import STRATEGIES, PlannedRequest, Rules
+from .generate import STRATEGIES, PlannedRequest, Rules, accepted_drafts, get_strategy
 from .generate._runner import build_request
 from .llm import LLM
 from .records import Record, content_hash
@@ -97,14 +99,20 @@ class Plan:
     def requests(self, store: Store, cfg: Config, llm: LLM) -> list[PlannedRequest]:
         """The round's generation requests, the same every time for the same plan, store and config.
 
-        Each request shows ``[generate] seeds_per_prompt`` gold-train records of its label: the
-        line's seeds first (drawn at random), then others of the label.
+        Each request draws ``[generate] seeds_per_prompt`` gold-train records of its label: the
+        line's seeds first (drawn at random), then others of the label. The line's strategy
+        then chooses what the prompt shows from those and the drafts reviewers accepted in
+        earlier rounds (:meth:`~goldloop.generate.Strategy.choose_seeds`; only ``feedback.v1``
+        uses the drafts, which are read from the store once, and only when a line needs them).
         """
         by_label: dict[str, list[Record]] = {}
         for rec in store.records(origin="gold", split="train"):
             by_label.setdefault(rec.label, []).append(rec)
         rules = Rules.from_config(cfg.generate)
         per = cfg.generate.seeds_per_prompt
+        strategies = {line.strategy: get_strategy(line.strategy) for line in self.lines}
+        needs_drafts = any(s.reads_accepted for s in strategies.values())
+        accepted = accepted_drafts(store, self.round) if needs_drafts else {}
         used: Counter[tuple[str, str]] = Counter()        # keeps positions distinct across lines
         planned: list[PlannedRequest] = []
         for index, line in enumerate(self.lines):
@@ -115,6 +123,7 @@ class Plan:
             for _ in range(line.count):
                 seeds = rng.sample(preferred, min(per, len(preferred)))
                 seeds += rng.sample(others, min(per - len(seeds), len(others)))
+                seeds = strategies[line.strategy].choose_seeds(rng, seeds, accepted.get(line.label, []), per)
                 position = used[(line.strategy, line.label)]
                 used[(line.strategy, line.label)] += 1
                 planned.append(build_request(cfg, llm, line.strategy, line.label, seeds, self.round, position,

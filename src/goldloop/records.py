@@ -74,6 +74,15 @@ def now() -> float:
     return time.time()
 
 
+#: Origins of real text with a label a person (or, for a simulated reviewer, the data set)
+#: stands behind: gold rows, and pool records whose suggested label a reviewer answered.
+#: Everything else in a training set (drafts, edits) counts toward its synthetic share.
+REAL_ORIGINS = frozenset({"gold", "pool"})
+
+#: Strategy names of pool records: ingested unlabelled, a model's suggested label, a reviewer's correction.
+POOL_INGEST, SUGGEST, CORRECT = "ingest", "suggest.v1", "correct"
+
+
 @dataclass(frozen=True)
 class Provenance:
     """Where a record came from. Complete for every synthetic and edited record."""
@@ -110,19 +119,24 @@ class Provenance:
         if origin == "synthetic":
             required = ("parents", "strategy", "backend", "model", "params", "template_hash",
                         "request_key", "round")
+        elif origin == "pool" and self.strategy == SUGGEST:
+            required = ("parents", "strategy", "backend", "model", "params", "round")
+        elif origin == "pool" and self.strategy == CORRECT:
+            required = ("parents", "reviewer", "round")
         elif origin == "edited":
             required = ("parents", "reviewer")
         else:
             required = ("source",)
         missing = [name for name in required if getattr(self, name) in ("", (), {}, None)]
-        if origin == "synthetic" and self.round < 1:
+        if (origin == "synthetic" or self.strategy in (SUGGEST, CORRECT)) and self.round < 1:
             missing.append("round")
         return sorted(set(missing))
 
 
 @dataclass(frozen=True)
 class Record:
-    """One example. ``split`` is set for gold only (train or heldout)."""
+    """One example. ``split`` is train or heldout for gold, pool for an unlabelled real record,
+    and None for everything made from those (drafts, edits, answered suggestions)."""
 
     id: str
     text: str
@@ -136,6 +150,33 @@ class Record:
     def gold(cls, text: str, label: str, split: str = "train", source: str = "") -> "Record":
         return cls(id=content_hash("gold", text, label), text=text, label=label, origin="gold",
                    split=split, provenance=Provenance(source=source, strategy="ingest", created_at=now()))
+
+    @classmethod
+    def pool(cls, text: str, source: str = "") -> "Record":
+        """A real, unlabelled record (ingested with ``--split pool``): its label is still unknown."""
+        return cls(id=content_hash("pool", text), text=text, label="", origin="pool", split="pool",
+                   provenance=Provenance(source=source, strategy=POOL_INGEST, created_at=now()))
+
+    @classmethod
+    def suggested(cls, parent: "Record", label: str, model: str, params: dict[str, Any], round: int) -> "Record":
+        """A pool record's text under the label ``model`` suggests, for a reviewer to confirm or correct."""
+        prov = Provenance(parents=(parent.id,), strategy=SUGGEST, backend="classifier", model=model,
+                          params=params, round=round, source=f"suggested label for {parent.id}", created_at=now())
+        return cls(id=content_hash("suggested", parent.id, label, round), text=parent.text, label=label,
+                   origin="pool", split=None, provenance=prov, round=round)
+
+    @classmethod
+    def corrected(cls, suggestion: "Record", label: str, reviewer: str, round: int) -> "Record":
+        """A suggestion's real text under the label a reviewer gave instead: still a real row."""
+        prov = Provenance(parents=(suggestion.id,), strategy=CORRECT, backend="human", reviewer=reviewer,
+                          round=round, source=f"label correction of {suggestion.id}", created_at=now())
+        return cls(id=content_hash("corrected", suggestion.text, label, suggestion.id), text=suggestion.text,
+                   label=label, origin="pool", split=None, provenance=prov, round=round)
+
+    @property
+    def real(self) -> bool:
+        """Real text under a label a person stands behind (gold, or an answered pool suggestion)."""
+        return self.origin in REAL_ORIGINS
 
     @classmethod
     def synthetic(cls, text: str, label: str, provenance: Provenance) -> "Record":
@@ -177,6 +218,7 @@ class Decision:
     new_record_id: str | None = None
     created_at: float = 0.0
     id: int | None = None
+    simulated: bool = False         # made by a simulated reviewer: never counts as human review
 
 
 @dataclass(frozen=True)

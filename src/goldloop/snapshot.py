@@ -1,7 +1,9 @@
 """Snapshots: immutable, content-addressed training sets with a manifest.
 
 A round's snapshot holds every gold-train record plus the round's synthetic candidates that
-passed every filter and the review gate, and the records reviewers edited. Every candidate
+passed every filter and the review gate, the records reviewers edited, and the pool records
+whose suggested label a reviewer confirmed or corrected (real rows; an unanswered suggestion
+never trains). Every candidate
 left out has a verdict or a decision saying why; those left out by the review gate get a
 ``review_gate.v1`` verdict here, so nothing is dropped silently.
 """
@@ -16,11 +18,12 @@ from .diversity import dispersion, distinct_n, nearest_gold_distance
 from .errors import StageError
 from .filters import REVIEW_GATE, passing
 from .governance import enforce
-from .records import Record, Snapshot, Verdict, content_hash, now
+from .records import SUGGEST, Record, Snapshot, Verdict, content_hash, now
 from .review import review_states
 from .store import Store
 
 GATE = REVIEW_GATE
+SELECTION = "synthetic_selection.v1"
 
 
 def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None) -> Snapshot:
@@ -35,7 +38,9 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None)
         raise StageError("refusing to build a snapshot without gold-train records: training on "
                          "synthetic data alone is not allowed")
     candidates = store.records(origin="synthetic", round=number)
-    dropped, _, _ = passing(store.verdicts(round=number))
+    suggested = [r for r in store.records(origin="pool", round=number) if r.provenance.strategy == SUGGEST]
+    verdicts = store.verdicts(round=number)
+    dropped, _, _ = passing(verdicts)
     states = review_states(store.decisions(round=number))
     chosen: list[Record] = list(gold)
     excluded: Counter[str] = Counter()
@@ -58,13 +63,28 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None)
             excluded["not reviewed (review.unreviewed_may_train = false)"] += 1
             gate_verdicts.append(Verdict(rec.id, GATE, False, None, "not reviewed by a human, and "
                                          "[review] unreviewed_may_train is false", number))
+    for rec in suggested:
+        state = states.get(rec.id)
+        action = state.action if state else "none"
+        if action == "accept":
+            chosen.append(rec)
+        elif action == "edit" and state and state.new_record_id:
+            edited_ids.append(state.new_record_id)
+        elif action == "reject":
+            excluded["pool record rejected by a reviewer (unusable)"] += 1
+        else:
+            excluded["suggested label not answered by a reviewer"] += 1
+            gate_verdicts.append(Verdict(rec.id, GATE, False, None, "a suggested label trains only once a "
+                                         "reviewer confirms or corrects it", number))
     chosen += store.records(ids=edited_ids)
     if any(r.split == "heldout" for r in chosen):
         raise StageError("a held-out record reached the snapshot; refusing to continue")
 
     ids = sorted(r.id for r in chosen)
     reviewers = Counter(s.reviewer for s in states.values() if s.action != "none")
-    manifest = describe(chosen, number, len(candidates), excluded, dict(reviewers), embedder)
+    manifest = describe(chosen, number, len(candidates) + len(suggested), excluded, dict(reviewers), embedder)
+    manifest["simulated_reviewers"] = sorted({s.reviewer for s in states.values() if s.simulated and s.action != "none"})
+    manifest["weights"] = stored_weights(chosen, verdicts)
     manifest["policy"] = {"unreviewed_may_train": cfg.review.unreviewed_may_train, "heldout_isolated": True}
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,
                     record_ids=tuple(ids), manifest=manifest, created_at=now())
@@ -90,19 +110,33 @@ def store_snapshot(store: Store, cfg: Config, snap: Snapshot, records: list[Reco
     return snap
 
 
+def stored_weights(rows: list[Record], verdicts: list[Verdict]) -> dict[str, float]:
+    """Training weights the selection filter gave the made rows of ``rows`` (an edit inherits its
+    parent's): every trainer reads them from the snapshot."""
+    given = {v.record_id: float(v.score) for v in verdicts if v.filter == SELECTION and v.keep and v.score is not None}
+    out = {}
+    for r in rows:
+        if r.real:
+            continue
+        rid = r.id if r.id in given else next((p for p in r.provenance.parents if p in given), None)
+        if rid is not None:
+            out[r.id] = round(given[rid], 6)
+    return dict(sorted(out.items()))
+
+
 def describe(records: list[Record], number: int, candidates: int, excluded: dict[str, int],
              reviewers: dict[str, int], embedder: Any = None) -> dict[str, Any]:
     """A snapshot's manifest: what it holds, where each row came from, and how varied it is."""
-    made = [r for r in records if r.origin != "gold"]
+    made = [r for r in records if not r.real]
     return {
         "format": "goldloop.snapshot.v2",
         "round": number,
         "records": len(records),
         "by_origin": dict(Counter(r.origin for r in records)),
-        "by_strategy": dict(Counter(r.provenance.strategy for r in made)),
+        "by_strategy": dict(Counter(r.provenance.strategy for r in records if r.origin != "gold")),
         "by_model": dict(Counter(f"{r.provenance.backend}:{r.provenance.model}" for r in made
                                  if r.origin == "synthetic")),
-        "by_round": {str(k): v for k, v in sorted(Counter(r.round for r in made).items())},
+        "by_round": {str(k): v for k, v in sorted(Counter(r.round for r in records if r.origin != "gold").items())},
         "by_label": dict(sorted(Counter(r.label for r in records).items())),
         "by_reviewer": reviewers,
         "synthetic_share": round(len(made) / len(records), 4) if records else 0.0,
@@ -115,8 +149,8 @@ def describe(records: list[Record], number: int, candidates: int, excluded: dict
 def diversity_summary(records: list[Record], embedder: Any = None) -> dict[str, Any]:
     """Distinct word 1- and 2-grams of gold and of made rows; with an embedder, their spread
     (mean cosine distance to the centroid) and the made rows' distance to the nearest gold row."""
-    groups = {"gold": [r for r in records if r.origin == "gold"],
-              "synthetic": [r for r in records if r.origin != "gold"]}
+    groups = {"gold": [r for r in records if r.real],
+              "synthetic": [r for r in records if not r.real]}
     out: dict[str, Any] = {}
     for name, rows in groups.items():
         texts = [r.text for r in rows]

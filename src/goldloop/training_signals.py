@@ -9,7 +9,10 @@ action             signals
 accept             SFT (prompt, completion) and KTO (prompt, completion, label=True)
 reject             KTO (label=False)
 edit               SFT with the corrected text; DPO (chosen = edited, rejected = original);
-                   a reward pair (the same two)
+                   a reward pair (the same two). A corrected label on a pool suggestion (the
+                   text is real and unchanged): SFT under the corrected label, and KTO rows
+                   saying the text is an example of the corrected label and not of the
+                   suggested one
 A over B           DPO (chosen = A, rejected = B); a reward pair
 ranking            a reward pair for every ordered pair (best first)
 skip               nothing
@@ -92,6 +95,7 @@ class SignalRow:
     ranking_id: int | None = None
     rejected_id: str | None = None
     rejected_origin: str | None = None
+    simulated: bool = False         # the action came from a simulated reviewer, not a person
 
     def metadata(self) -> dict[str, Any]:
         """The provenance fields as one dict (the ``metadata`` column of an export)."""
@@ -99,7 +103,7 @@ class SignalRow:
 
 
 _META_FIELDS = ("record_id", "origin", "record_label", "strategy", "reviewer", "round", "prompt_source",
-                "decision_id", "comparison_id", "ranking_id", "rejected_id", "rejected_origin")
+                "decision_id", "comparison_id", "ranking_id", "rejected_id", "rejected_origin", "simulated")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,7 +254,7 @@ def _from_decisions(decisions: list[Decision], prompts: _Prompts, out: Signals) 
             continue
         prompt, source = prompts.of(rec)
         common = {"reviewer": d.reviewer, "round": d.round, "decision_id": decision_id,
-                  "prompt_source": source}
+                  "prompt_source": source, "simulated": d.simulated}
         if state.action in ("accept", "reject"):
             meta = {"record_id": rec.id, "origin": rec.origin, "record_label": rec.label,
                     "strategy": rec.provenance.strategy, **common}
@@ -264,6 +268,13 @@ def _from_decisions(decisions: list[Decision], prompts: _Prompts, out: Signals) 
         new = prompts.record(state.new_record_id)
         meta = {"record_id": new.id, "origin": new.origin, "record_label": new.label,
                 "strategy": rec.provenance.strategy, **common}
+        if new.text == rec.text and new.origin == "pool":       # a label correction of real text
+            right, _ = prompts.of(new)
+            out.sft.append(SFTRow(prompt=right, completion=new.text, **meta))
+            out.kto.append(KTORow(prompt=right, completion=new.text, label=True, **meta))
+            out.kto.append(KTORow(prompt=prompt, completion=rec.text, label=False,
+                                  **{**meta, "record_id": rec.id, "record_label": rec.label}))
+            continue
         pair = {"rejected_id": rec.id, "rejected_origin": rec.origin}
         out.sft.append(SFTRow(prompt=prompt, completion=new.text, **meta))
         out.dpo.append(DPORow(prompt=prompt, chosen=new.text, rejected=rec.text, **meta, **pair))

@@ -61,13 +61,38 @@ def plan_(project: Project, fresh: bool) -> None:
 @click.option("--review/--no-review", "with_review", default=False,
               help="Stop after each round's filtering for a terminal review before the snapshot.")
 @click.option("--confirm", is_flag=True, help="Show each round's plan and ask before spending generation on it.")
+@click.option("--budget", type=click.IntRange(min=0), default=None,
+              help="Reviewer decisions per round, split between drafts and pool suggestions "
+                   "(default: [loop] review_budget).")
+@click.option("--simulate-pool", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="SIMULATED reviewer for pool suggestions: answers from the labels this labelled file gives the "
+                   "same texts. For forecasts and demos only; its decisions are marked simulated.")
+@click.option("--simulate-drafts", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="SIMULATED reviewer for drafts: a TF-IDF classifier trained on this labelled file (keep it apart "
+                   "from the project's data) accepts a draft when it predicts the draft's label.")
 @pass_project
 @fail_cleanly
-def loop_(project: Project, rounds: int, with_review: bool, confirm: bool) -> None:
-    """Run the closed loop: analyse errors, plan, generate, filter, train, and keep a round only if held-out data improves."""
+def loop_(project: Project, rounds: int, with_review: bool, confirm: bool, budget: int | None,
+          simulate_pool: Path | None, simulate_drafts: Path | None) -> None:
+    """Run the closed loop: analyse errors, plan, generate, filter, (suggest, review), train, and keep a round only if held-out data improves."""
+    from ..errors import ConfigError
     from ..loop import run_loop
     from ..plan import plan_path
     from ..review import run_review
+    from ..simulate import DraftJudge, LabelOracle
+
+    if budget is not None:
+        project.cfg.loop.review_budget = budget
+    reviewers = {}
+    if simulate_pool or simulate_drafts:
+        if project.cfg.loop.review_budget <= 0:
+            raise ConfigError("simulated reviewers spend a reviewer budget: give --budget N or set [loop] review_budget")
+        reviewers = {"pool": LabelOracle.from_file(simulate_pool, project.cfg) if simulate_pool else None,
+                     "drafts": DraftJudge.from_file(simulate_drafts, project.cfg, project.store)
+                     if simulate_drafts else None}
+        for r in reviewers.values():
+            if r is not None:
+                project.say(f"{r.name} (SIMULATED): {r.description}")
 
     def review_step(number: int) -> None:
         run_review(project.store, project.cfg, number)
@@ -78,12 +103,35 @@ def loop_(project: Project, rounds: int, with_review: bool, confirm: bool) -> No
 
     result = run_loop(project.store, project.cfg, project.path, rounds, show_progress=not project.quiet,
                       review=review_step if with_review else None, confirm=ask if confirm else None,
-                      say=project.say)
+                      say=project.say, reviewers=reviewers or None)
     for step in result.rounds:
         c = step.call
         out.print(f"round {step.round}: macro-F1 {c.baseline_f1:.3f} -> {c.candidate_f1:.3f}: {escape(c.reason)}")
         for flag in step.narrowing:
             out.print(f"  narrowing: {escape(flag)}")
+        info = next((r for r in project.store.rounds() if r.number == step.round), None)
+        for line in budget_lines(info.metrics.get("loop", {}).get("budget") if info else None):
+            out.print("  " + escape(line))
     out.print(escape(result.stopped))
     if result.report_paths:
         out.print(f"loop report: {result.report_paths[1]}")
+
+
+def budget_lines(budget: dict[str, Any] | None) -> list[str]:
+    """A round's reviewer budget in words: decisions, rows and held-out lift per source."""
+    if not budget:
+        return []
+    lines = []
+    for source, fig in budget.get("sources", {}).items():
+        per = fig.get("lift_per_100_decisions")
+        lift = fig.get("lift")
+        lines.append(f"{source}: {fig['decisions']} decisions, {fig['rows']} new rows, held-out lift "
+                     + ("n/a" if lift is None else f"{lift:+.4f}")
+                     + ("" if per is None else f" ({per:+.4f} per 100 decisions)"))
+    worth = budget.get("drafts_per_real_row")
+    if worth is not None:
+        lines.append(f"one real pool row was worth {worth} accepted drafts this round")
+    nxt = budget.get("next_shares")
+    if nxt:
+        lines.append(f"next round's budget shares: drafts {nxt['drafts']:.2f}, pool {nxt['pool']:.2f}")
+    return lines

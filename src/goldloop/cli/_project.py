@@ -39,13 +39,14 @@ def init(project: Project, name: str | None, labels: str, force: bool) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--text-column", default=None, help="Column or key holding the text (default: [ingest] text_column).")
 @click.option("--label-column", default=None, help="Column or key holding the label (default: [ingest] label_column).")
-@click.option("--split", type=click.Choice(["auto", "train", "heldout"]), default="auto", show_default=True,
+@click.option("--split", type=click.Choice(["auto", "train", "heldout", "pool"]), default="auto", show_default=True,
               help="auto: set a stratified, seeded share aside as held-out real data ([ingest] heldout_fraction); "
-                   "train / heldout: the whole file goes to that split (e.g. an official test set).")
+                   "train / heldout: the whole file goes to that split (e.g. an official test set); pool: real, "
+                   "unlabelled records (no label column needed) whose labels `goldloop suggest` proposes.")
 @pass_project
 @fail_cleanly
 def ingest(project: Project, file: Path, text_column: str | None, label_column: str | None, split: str) -> None:
-    """Validate, normalise, dedup and store real human data (CSV, TSV, JSONL or Parquet)."""
+    """Validate, normalise, dedup and store real human data (CSV, TSV, JSONL or Parquet), labelled or (--split pool) not."""
     from ..ingest import ingest_file
 
     report = ingest_file(project.store, project.cfg, file, text_column=text_column, label_column=label_column,
@@ -55,7 +56,8 @@ def ingest(project: Project, file: Path, text_column: str | None, label_column: 
         return
     splits = ", ".join(f"{n} {s}" for s, n in sorted(report.by_split.items()))
     out.print(f"{file.name}: {report.rows} rows, {report.added} added ({splits}), "
-              f"{report.duplicates} exact duplicates recorded and skipped; {len(report.by_label)} labels")
+              f"{report.duplicates} exact duplicates recorded and skipped"
+              + ("" if split == "pool" else f"; {len(report.by_label)} labels"))
 
 
 @click.command()

@@ -17,12 +17,13 @@ from ._consistency import LabelConsistency
 from ._diversity import CollapseGuard
 from ._judge import Judge
 from ._dedup import Leakage, NearDuplicate, SemanticDuplicate
+from ._selection import SyntheticSelection
 from ._rules import ExactDuplicate, LabelInSet, Language, Length, Patterns, Repetition, distinct_bigram_ratio
 
 # Pipeline order: the funnel attributes each drop to the first filter here that made it.
 FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Length, Repetition, Patterns, LabelInSet, Language,
                                                         Leakage, ExactDuplicate, NearDuplicate, SemanticDuplicate,
-                                                        LabelConsistency, Judge)}
+                                                        LabelConsistency, Judge, SyntheticSelection)}
 _VERSIONED = re.compile(r"^[a-z][a-z0-9_]*\.v[0-9]+$")
 
 
@@ -82,6 +83,8 @@ def active_filters(cfg: Config) -> list[Filter]:
                               f"registered: {', '.join(sorted(FILTERS))} (load yours with [filter] plugins)")
         if name not in {x.name for x in chosen}:
             chosen.append(FILTERS[name]())
+    if cfg.synthetic.selection:
+        chosen.append(SyntheticSelection())
     chosen.append(CollapseGuard())
     return chosen
 
@@ -160,6 +163,6 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
 
 __all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "Judge",
            "LabelConsistency", "LabelInSet", "Language", "Leakage", "Length", "NearDuplicate", "Patterns",
-           "Repetition", "SemanticDuplicate",
+           "Repetition", "SemanticDuplicate", "SyntheticSelection",
            "REVIEW_GATE", "active_filters", "distinct_bigram_ratio", "passing", "register", "run_filters",
            "summarize"]

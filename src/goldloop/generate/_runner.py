@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 from ..config import Config
 from ..errors import Interrupted, StageError
-from ..llm import LLM, CompletionRequest
+from ..llm import LLM, CompletionRequest, sampling_controls
 from ..progress import progress_bar
 from ..records import Provenance, Record, content_hash, normalize_text, now
 from ..interrupts import graceful_stop
 from ..store import GenerationRow, Store
+from ._accepted import accepted_drafts
 from ._strategies import Rules, get_strategy
 
 
@@ -73,7 +74,10 @@ def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[Plann
     """The round's requests, the same every time for the same store, config and round.
 
     Seeds come from gold *train* records only: held-out real data never reaches a prompt.
-    Each strategy picks the labels it drafts for (``targeted.v1``: those in ``[generate]
+    A strategy that learns from review (``feedback.v1``) may add drafts reviewers accepted
+    in earlier rounds, read from the store once here (:func:`accepted_drafts`); each
+    strategy's :meth:`~goldloop.generate.Strategy.choose_seeds` makes the final choice. Each
+    strategy picks the labels it drafts for (``targeted.v1``: those in ``[generate]
     targets``), and the domain rules go into every prompt.
     """
     train = store.records(origin="gold", split="train")
@@ -84,14 +88,16 @@ def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[Plann
         by_label.setdefault(rec.label, []).append(rec)
     g = cfg.generate
     rules = Rules.from_config(g)
+    strategies = {name: get_strategy(name) for name in g.strategies}
+    accepted = accepted_drafts(store, round) if any(s.reads_accepted for s in strategies.values()) else {}
     planned: list[PlannedRequest] = []
-    for strategy_name in g.strategies:
-        strategy = get_strategy(strategy_name)
+    for strategy_name, strategy in strategies.items():
         for label, weakness in strategy.plan_labels(sorted(by_label), g).items():
             pool = by_label[label]
             rng = random.Random(content_hash(cfg.project.seed, round, strategy.name, label))
             for position in range(g.per_label):
-                seeds = rng.sample(pool, min(g.seeds_per_prompt, len(pool)))
+                gold = rng.sample(pool, min(g.seeds_per_prompt, len(pool)))
+                seeds = strategy.choose_seeds(rng, gold, accepted.get(label, []), g.seeds_per_prompt)
                 planned.append(build_request(cfg, llm, strategy_name, label, seeds, round, position,
                                              weakness=weakness, rules=rules))
     return planned
@@ -102,7 +108,9 @@ def build_request(cfg: Config, llm: LLM, strategy_name: str, label: str, seeds: 
     """One request of ``strategy_name`` for ``label`` from the given gold-train seeds.
 
     The key covers everything that shapes the reply (strategy, template, prompt, sampling,
-    model, round, position), so the same request planned twice is sent once.
+    model, round, position), so the same request planned twice is sent once. The ``[llm]``
+    sampling controls join the key only when some are not neutral: with all of them neutral
+    the request is the one sent before they existed, and so is its key.
     """
     g = cfg.generate
     mode = cfg.llm.mode
@@ -111,14 +119,16 @@ def build_request(cfg: Config, llm: LLM, strategy_name: str, label: str, seeds: 
     prompt = strategy.render(mode, label, seeds, item_name=g.item_name,
                              description=g.label_descriptions.get(label, ""), seed_words=g.seed_words,
                              rules=rules if rules is not None else Rules.from_config(g), weakness=weakness)
+    controls = sampling_controls(cfg.llm)
     key = content_hash(strategy.name, template_hash, prompt.text, prompt.messages, llm.backend, llm.model,
                        g.temperature, g.top_p, g.max_tokens, round, position,
-                       cfg.llm.structured_output and mode == "chat")
+                       cfg.llm.structured_output and mode == "chat", *([controls] if controls else []))
     structured = cfg.llm.structured_output and prompt.messages is not None
     request = CompletionRequest(key=key, prompt=prompt.text, messages=prompt.messages, max_tokens=g.max_tokens,
                                 temperature=g.temperature, top_p=g.top_p, stop=prompt.stop,
                                 seed=int(key[:8], 16) & 0x7FFFFFFF,
-                                json_schema=strategy.json_schema if structured else None)
+                                json_schema=strategy.json_schema if structured else None,
+                                controls=tuple(controls.items()))
     return PlannedRequest(request, strategy.name, label, tuple(s.id for s in seeds), template_hash)
 
 

@@ -1,7 +1,8 @@
 """Generation strategies: each turns a few gold-train seeds of one label into LLM requests.
 
 A strategy has a versioned name (``paraphrase.v1``) that goes into every record's
-provenance, declares what it reads and writes, and renders its prompts from sandboxed
+provenance, declares what it reads and writes, chooses the examples each request shows
+(:meth:`Strategy.choose_seeds`), and renders its prompts from sandboxed
 Jinja2 templates in which gold text, domain rules and weaknesses are inserted as data (one
 line, inside fixed markers), so text in the data cannot change a template's structure or
 instructions.
@@ -10,6 +11,7 @@ instructions.
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,6 +109,8 @@ class Strategy:
     inputs: ClassVar[tuple[str, ...]]
     outputs: ClassVar[tuple[str, ...]]
     templates: ClassVar[dict[str, str]]     # part ("completion", "system", "user") -> template file
+    # Whether choose_seeds looks at accepted drafts: the planners read them from the store only then.
+    reads_accepted: ClassVar[bool] = False
 
     def template_hash(self, mode: str) -> str:
         """A hash of every template file the mode renders, shared includes too: it goes into provenance."""
@@ -118,6 +122,20 @@ class Strategy:
     def plan_labels(self, labels: Sequence[str], g: GenerateConfig) -> dict[str, str]:
         """The labels this strategy drafts for in a round, each with the weakness it aims at ("": none)."""
         return dict.fromkeys(labels, "")
+
+    def choose_seeds(self, rng: random.Random, gold: Sequence[Record], accepted: Sequence[Record],
+                     k: int) -> list[Record]:
+        """The examples one request shows, in prompt order; their ids become the draft's ``parents``.
+
+        ``gold``: gold-train records of the label already drawn for this request by the planner
+        (at random, a plan line's own seeds first), at most ``k``. ``accepted``: drafts of the
+        label that reviewers accepted in earlier rounds (see
+        :func:`goldloop.generate.accepted_drafts`), sorted by id. ``rng``: the planner's
+        generator for this strategy and label, so the choice is the same every time the round
+        is planned. The default shows the gold records as drawn and no drafts, which keeps the
+        requests (and their keys) of strategies that do not learn from review unchanged.
+        """
+        return list(gold)[:k]
 
     def render(self, mode: str, label: str, seeds: list[Record], *, item_name: str, description: str,
                seed_words: int, rules: Rules | None = None, weakness: str = "") -> Prompt:
@@ -226,7 +244,55 @@ class Targeted(Strategy):
                               seed_words=seed_words, rules=rules, weakness=weakness)
 
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Paraphrase, Harder, EdgeCase, Targeted)}
+class LabelConditioned(Strategy):
+    """New examples written from the label's name and plain-language meaning first.
+
+    The prompt opens with the label and its ``[generate] label_descriptions`` entry, then shows
+    a few gold-train seeds drawn afresh for every request, so the seeds rotate across a
+    round's requests: the model learns the label from its meaning rather than copying one
+    fixed handful of examples.
+    """
+
+    name = "label.v1"
+    inputs = ("[generate] label_descriptions[label]: the label's meaning, in words", _SEEDS, _RULES)
+    outputs = ("text", "label")
+    templates = _templates(name)
+
+
+class Feedback(LabelConditioned):
+    """Like ``label.v1``, with drafts reviewers accepted in earlier rounds among the examples.
+
+    Up to half of the ``[generate] seeds_per_prompt`` examples are accepted drafts of the label
+    (a synthetic record with a standing accept, or a reviewer's edited copy, from a round
+    before the current one), the rest gold-train seeds: at least one gold seed is always shown,
+    so what reviewers approved steers the drafts without replacing real data. A label with no
+    accepted drafts yet, or a prompt of one example, shows gold seeds only. Every example shown
+    becomes a ``parents`` entry of the draft, so lineage reaches the gold seeds through the
+    accepted drafts too.
+    """
+
+    name = "feedback.v1"
+    inputs = ("[generate] label_descriptions[label]: the label's meaning, in words", _SEEDS,
+              "reviewer-accepted drafts of the label from earlier rounds (synthetic or edited records): text",
+              _RULES)
+    outputs = ("text", "label")
+    templates = _templates(name)
+    reads_accepted = True
+
+    def choose_seeds(self, rng: random.Random, gold: Sequence[Record], accepted: Sequence[Record],
+                     k: int) -> list[Record]:
+        """Gold seeds with up to ``k // 2`` accepted drafts (never more drafts than gold), mixed."""
+        gold = list(gold)
+        drafts = min(k // 2, len(accepted), len(gold))
+        if drafts == 0:
+            return gold[:k]
+        chosen = gold[:k - drafts] + rng.sample(list(accepted), drafts)
+        rng.shuffle(chosen)
+        return chosen
+
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Paraphrase, Harder, EdgeCase, Targeted,
+                                                                    LabelConditioned, Feedback)}
 
 
 def get_strategy(name: str) -> Strategy:

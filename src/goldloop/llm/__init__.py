@@ -10,6 +10,7 @@ from ._flow import Account
 from ._embedded import EmbeddedLLM, default_model_path
 from ._fake import FakeLLM, echo_script
 from ._openai import OpenAICompatibleLLM
+from ._sampling import CONTROL_NAMES, NEUTRAL_CONTROLS, sampling_controls
 
 
 def make_llm(cfg: LLMConfig) -> LLM:
@@ -30,5 +31,6 @@ def make_llm(cfg: LLMConfig) -> LLM:
                        max_retries=cfg.max_retries)
 
 
-__all__ = ["Account", "LLM", "CompletionRequest", "CompletionResult", "EmbeddedLLM", "FakeLLM",
-           "OpenAICompatibleLLM", "default_model_path", "echo_script", "make_llm"]
+__all__ = ["Account", "CONTROL_NAMES", "LLM", "CompletionRequest", "CompletionResult", "EmbeddedLLM", "FakeLLM",
+           "NEUTRAL_CONTROLS", "OpenAICompatibleLLM", "default_model_path", "echo_script", "make_llm",
+           "sampling_controls"]

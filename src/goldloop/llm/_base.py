@@ -21,12 +21,16 @@ class CompletionRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     json_schema: dict[str, Any] | None = None  # structured output: the reply must parse and validate
+    # Sampling controls beyond temperature and top_p, by llama.cpp's names, non-neutral ones only
+    # (see goldloop.llm.sampling_controls): sent as fields of the request body.
+    controls: tuple[tuple[str, float | int], ...] = ()
 
     def sampling(self) -> dict[str, Any]:
-        """The sampling parameters, as stored in provenance."""
+        """The sampling parameters, as stored in provenance (the controls as keys of their own)."""
         return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
                 "stop": list(self.stop), "seed": self.seed,
-                **({"json_schema": self.json_schema} if self.json_schema is not None else {})}
+                **({"json_schema": self.json_schema} if self.json_schema is not None else {}),
+                **dict(self.controls)}
 
 
 @dataclass

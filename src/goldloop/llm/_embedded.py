@@ -2,7 +2,9 @@
 
 The model runs inside this Python process with continuous batching over ``concurrency``
 parallel sequences; requests reach it through the same OpenAI-compatible client as any
-remote endpoint, so both backends share one tested code path.
+remote endpoint, so both backends share one tested code path: the ``[llm]`` sampling
+controls (``repeat_penalty`` ...) travel as fields of the same JSON body, under the names
+llama.cpp's server reads.
 """
 
 from __future__ import annotations

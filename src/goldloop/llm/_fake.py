@@ -35,7 +35,7 @@ class FakeLLM(LLM):
     """Answers every request by calling ``script(request)``; an Exception it returns is a failure.
 
     Every request it receives is appended to ``self.requests`` (thread-safe), so a test can
-    check exactly what was sent.
+    check exactly what was sent, sampling controls included (``request.controls``).
     """
 
     backend = "fake"

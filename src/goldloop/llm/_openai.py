@@ -29,6 +29,7 @@ from ..errors import LLMError
 from ._base import LLM, CompletionRequest, CompletionResult
 from ._flow import Account, CircuitBreaker, EndpointDown, TokenBucket, new_event_loop
 from ._http import AiohttpHTTP, NativeHTTP, TransportError, make_transport
+from ._sampling import controls_hint, refusal_message, refused_control
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 ENDPOINT_FAULTS = {500, 502, 503, 504}
@@ -299,6 +300,8 @@ class OpenAICompatibleLLM(LLM):
             if status in RETRY_STATUS:
                 raise _Retry(f"HTTP {status}", detail, wait_s=_retry_after(retry_after),
                              endpoint_fault=status in ENDPOINT_FAULTS)
+            if status in (400, 422) and req.controls:
+                raise _refusal(dict(req.controls), status, raw_body, detail)
             raise _Fatal(f"HTTP {status}", detail)
         try:
             data = json.loads(raw_body)
@@ -330,11 +333,23 @@ class OpenAICompatibleLLM(LLM):
         if req.json_schema is not None:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "reply", "schema": req.json_schema}}
+        body.update(req.controls)           # repeat_penalty, min_p ...: only the non-neutral ones
         if req.messages is not None:
             body["messages"] = [dict(m) for m in req.messages]
             return "/chat/completions", body
         body["prompt"] = req.prompt or ""
         return "/completions", body
+
+
+def _refusal(controls: dict[str, float | int], status: int, raw_body: bytes, detail: str) -> _Fatal:
+    """The error of a 400 or 422 to a request that carried sampling controls. When the reply
+    names one, the endpoint does not take that field (or not that value): every request carries
+    it, so no retry can help, and the error says which ``[llm]`` key to set to stop sending it."""
+    reply = raw_body[:4000].decode("utf-8", "replace")
+    named = refused_control(controls, reply)
+    if named is None:
+        return _Fatal(f"HTTP {status}", f"{detail}; {controls_hint(controls)}")
+    return _Fatal(f"endpoint refused [llm] {named}", refusal_message(named, controls[named], status, reply[:300]))
 
 
 def _validated(content: str, schema: dict[str, Any]) -> Any:

@@ -7,8 +7,11 @@ Retry-After), a 500, a stall longer than any sane client timeout, invalid JSON, 
 connection. Whether an attempt fails depends only on the request key, the attempt number and
 the seed, so runs are repeatable. With ``drop_after = n`` it also closes every connection,
 without a reply, as its (n+1)-th request arrives: a kept-alive connection lost just as a
-request went out on it, which a client may send again. Every attempt is logged, and
-``attempts`` counts every request received, per key.
+request went out on it, which a client may send again. With ``refuse_fields`` it answers
+any request whose body holds one of those fields with a 400 naming it, in OpenAI's words
+("Unrecognized request argument supplied: repeat_penalty"), as an endpoint does that takes
+no llama.cpp sampling controls. Every attempt is logged, ``attempts`` counts every request
+received, per key, and ``bodies`` holds the last JSON body received for each key.
 
 Run it alone with ``python -m goldloop.llm.fake_server --latency 0.2``; it prints its URL.
 """
@@ -35,7 +38,7 @@ FAULT_KINDS = ("429", "500", "timeout", "invalid_json", "disconnect")
 class LogEntry:
     key: str
     attempt: int
-    outcome: str            # ok | 429 | 500 | timeout | invalid_json | disconnect | dropped
+    outcome: str            # ok | 429 | 500 | timeout | invalid_json | disconnect | dropped | refused
     text: str
 
 
@@ -138,7 +141,8 @@ class FakeOpenAIServer:
 
     def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0,
                  fault_kinds: tuple[str, ...] = FAULT_KINDS, stall_s: float = 30.0, seed: int = 0,
-                 port: int = 0, keep_log: bool = True, drop_after: int = 0) -> None:
+                 port: int = 0, keep_log: bool = True, drop_after: int = 0,
+                 refuse_fields: tuple[str, ...] = ()) -> None:
         unknown = set(fault_kinds) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
@@ -150,7 +154,9 @@ class FakeOpenAIServer:
         self.port = port
         self.keep_log = keep_log
         self.drop_after = drop_after
+        self.refuse_fields = tuple(refuse_fields)
         self.log: list[LogEntry] = []
+        self.bodies: dict[str, dict[str, Any]] = {}
         self.attempts: dict[str, int] = {}
         self.served = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -186,6 +192,16 @@ class FakeOpenAIServer:
             return
         key = headers.get("idempotency-key") or hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         attempt = self.attempts[key] = self.attempts.get(key, 0) + 1
+        if self.keep_log:
+            self.bodies[key] = data
+        refused = [name for name in self.refuse_fields if name in data]
+        if refused:
+            if self.keep_log:
+                self.log.append(LogEntry(key, attempt, "refused", ""))
+            conn.reply(400, json.dumps({"error": {
+                "message": f"Unrecognized request argument supplied: {refused[0]}",
+                "type": "invalid_request_error", "param": None, "code": None}}).encode(), "application/json")
+            return
         if self.drop_after and conn.received > self.drop_after:
             if self.keep_log:
                 self.log.append(LogEntry(key, attempt, "dropped", ""))
@@ -289,9 +305,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drop-after", type=int, default=0,
                         help="close each connection, unanswered, as its request number N+1 arrives (0: never)")
     parser.add_argument("--log", default="", help="append one JSON line per attempt to this file")
+    parser.add_argument("--refuse-field", action="append", default=[], metavar="NAME",
+                        help="answer 400 to any request whose body holds this field (repeatable)")
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(latency_s=args.latency, fault_rate=args.fault_rate, port=args.port,
-                              keep_log=bool(args.log), drop_after=args.drop_after)
+                              keep_log=bool(args.log), drop_after=args.drop_after,
+                              refuse_fields=tuple(args.refuse_field))
     if args.log:
         handle = open(args.log, "a", encoding="utf-8", buffering=1)
         original = server.log

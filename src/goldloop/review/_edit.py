@@ -1,7 +1,8 @@
 """One rule for an edit, wherever a reviewer makes it: the terminal, the web page or a bulk repair.
 
 An edit never changes a record: it makes a new one (origin ``edited``) whose parent is the
-original. Its text is normalised like gold text; its label must be one of the project's labels
+original. A new label on a pool suggestion's unchanged text is a correction: the new record is
+still real (origin ``pool``); a changed text makes it an ``edited`` row like any other. Its text is normalised like gold text; its label must be one of the project's labels
 (so a typo never becomes a new class in the next snapshot); an empty text or an edit that
 changes nothing is refused, with what to do instead.
 """
@@ -59,4 +60,7 @@ def edit_record(original: Record, text: str | None, label: str | None, *, labels
     check_label(new_label, labels)
     if new_text == original.text and new_label == original.label:
         raise EditRefused("unchanged", "the edit changes nothing; accept the item instead")
+    if original.origin == "pool" and new_text == original.text:
+        # a corrected label on real text is still a real row; changed text is no longer real
+        return Record.corrected(original, new_label, reviewer, round)
     return Record.edited(original, new_text, new_label, reviewer, round)

@@ -13,6 +13,7 @@ class ReviewState:
     reviewer: str = ""
     new_record_id: str | None = None
     decision_id: int | None = None
+    simulated: bool = False     # the standing decision came from a simulated reviewer
 
 
 NONE = ReviewState("none")
@@ -34,5 +35,5 @@ def review_states(decisions: list[Decision]) -> dict[str, ReviewState]:
                 stack.pop()
         else:
             stack.append(d)
-    return {rid: (ReviewState(s[-1].action, s[-1].reviewer, s[-1].new_record_id, s[-1].id) if s else NONE)
+    return {rid: (ReviewState(s[-1].action, s[-1].reviewer, s[-1].new_record_id, s[-1].id, s[-1].simulated) if s else NONE)
             for rid, s in stacks.items()}

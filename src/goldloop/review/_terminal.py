@@ -18,10 +18,11 @@ from rich.panel import Panel
 
 from ..config import Config
 from ..filters import passing
-from ..records import Decision, Record, now
+from ..records import SUGGEST, Decision, Record, now
 from ..store import Store
 from ._edit import EditRefused, edit_record, project_labels
 from ._state import NONE, review_states
+from ._suggestion import suggestion_view
 
 HELP = "[a] accept  [r] reject  [e] edit  [s] skip  [u] undo  [q] quit  [?] help"
 KEYS = {"a": "accept", "r": "reject", "x": "reject", "e": "edit", "s": "skip", "u": "undo", "q": "quit",
@@ -39,8 +40,10 @@ class ReviewSummary:
 
 
 def review_queue(store: Store, round: int) -> list[Record]:
-    """Candidates of ``round`` that passed every filter and no one has decided on yet; flagged first."""
-    candidates = store.records(origin="synthetic", round=round)
+    """Candidates of ``round`` (drafts that passed every filter, pool records with a suggested label)
+    that no one has decided on yet; flagged first."""
+    candidates = store.records(origin="synthetic", round=round) + [
+        r for r in store.records(origin="pool", round=round) if r.split is None and r.provenance.strategy == SUGGEST]
     verdicts = store.verdicts(round=round)
     dropped, _, flagged = passing(verdicts)
     states = review_states(store.decisions(round=round))
@@ -84,8 +87,11 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
                               + summary.skip < limit):
         rec = queue[i]
         seeds = store.records(ids=rec.provenance.parents)
-        body = f"[bold]{escape(rec.text)}[/bold]\n\n[dim]label[/dim] {escape(rec.label)}"
+        hint = suggestion_view(rec)
+        body = f"[bold]{escape(rec.text)}[/bold]\n\n[dim]{'suggested label' if hint else 'label'}[/dim] {escape(rec.label)}"
         body += f"   [dim]strategy[/dim] {escape(rec.provenance.strategy)}"
+        if hint:
+            body += f"\n[cyan]{escape(hint['summary'])} · {escape(hint['why'])}[/cyan] (a: confirm, e: correct, r: unusable)"
         if rec.id in flags:
             body += f"\n[yellow]{escape(flags[rec.id].flag)}: {escape(flags[rec.id].reason)}[/yellow]"
         for s in seeds:

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import Config
 from ..filters import passing
 from ..records import Comparison, Decision, Ranking, Record, now
-from ..review import EditRefused, edit_record, project_labels, review_states
+from ..review import EditRefused, edit_record, project_labels, review_states, suggestion_view
 from ..store import QueueEntry, Slot, Store
 
 ACTIONS = ("accept", "reject", "edit", "skip")
@@ -43,7 +43,8 @@ def current_round(store: Store) -> int | None:
 
 
 def sync_queue(store: Store, cfg: Config, round: int) -> int:
-    """Queue the round's candidates that passed every filter and have no standing decision.
+    """Queue the round's candidates (drafts that passed every filter, and pool records with a suggested
+    label) that have no standing decision.
 
     Label-doubt items come first; ``[serve] pairs_per_label`` pairwise items per label come
     last. Items decided elsewhere (e.g. in the terminal) are closed. Returns slots added.
@@ -57,14 +58,16 @@ def sync_queue(store: Store, cfg: Config, round: int) -> int:
     fresh: list[QueueEntry] = []
     by_label: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
     decided: list[str] = []
-    for rid, label, parents in store.drafts(round, ("synthetic",)):
+    suggested = {rid for rid, _, _ in store.drafts(round, ("pool",))}
+    for rid, label, parents in store.drafts(round, ("synthetic", "pool")):
         if rid in dropped:
             continue
         if states.get(rid) is not None and states[rid].action != "none":
             if rid in queued:
                 decided.append(rid)
             continue
-        by_label[(label, parents)].append(rid)
+        if rid not in suggested:                # real texts are not paired against each other
+            by_label[(label, parents)].append(rid)
         if rid not in queued:
             priority = PRIORITY_DOUBT if rid in doubted else PRIORITY_SINGLE
             fresh += [QueueEntry(round, rid, slot, "single", rid, None, priority) for slot in range(overlap)]
@@ -118,7 +121,7 @@ def _record_view(store: Store, record: Record) -> dict[str, Any]:
             "seeds": [{"id": s.id, "text": s.text, "label": s.label} for s in seeds],
             "verdicts": [{"filter": v.filter, "keep": v.keep, "score": v.score, "reason": v.reason, "flag": v.flag}
                          for v in verdicts],
-            "doubt": doubt}
+            "doubt": doubt, "suggestion": suggestion_view(record)}
 
 
 def item_view(store: Store, slot: Slot) -> dict[str, Any]:

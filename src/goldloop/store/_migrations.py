@@ -80,6 +80,8 @@ def migrate(store: SQLStore) -> None:
         for m in known:
             if m.version in applied:
                 continue
+            if m.name == "pool":
+                store._allow_pool_records(db)
             for stmt in statements(m.sql, store.types):
                 db.execute(stmt)
             db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",

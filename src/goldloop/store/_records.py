@@ -105,9 +105,11 @@ class RecordTables(AuditLog):
         return out
 
     def drafts(self, round: int, origins: tuple[str, ...] = ("synthetic",)) -> list[tuple[str, str, tuple[str, ...]]]:
-        """(id, label, gold seeds) of the round's records of these origins, by id."""
+        """(id, label, parents) of the round's candidates of these origins, by id: drafts, and (origin
+        ``pool``) suggested labels; never a reviewer's correction."""
         rows = self.query("SELECT r.id, r.label, p.parents FROM records r JOIN provenance p ON p.record_id = r.id"
-                          f" WHERE r.origin IN ({marks(len(origins))}) AND r.round = ? ORDER BY r.id",
+                          f" WHERE r.origin IN ({marks(len(origins))}) AND r.round = ? AND r.split IS NULL"
+                          " AND p.strategy <> 'correct' ORDER BY r.id",
                           (*origins, round))
         return [(rid, label, tuple(json.loads(parents))) for rid, label, parents in rows]
 

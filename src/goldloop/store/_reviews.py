@@ -17,19 +17,21 @@ class ReviewTables(RecordTables):
             if new_record is not None:
                 self.add_records([new_record])
             new_id = self._insert_id(
-                db, "INSERT INTO decisions (record_id, action, reviewer, round, new_record_id, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                db, "INSERT INTO decisions (record_id, action, reviewer, round, new_record_id, created_at, simulated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (decision.record_id, decision.action, decision.reviewer, decision.round,
-                 decision.new_record_id, decision.created_at or now()))
+                 decision.new_record_id, decision.created_at or now(), int(decision.simulated)))
             self.audit("decision", {"id": new_id, "record": decision.record_id, "action": decision.action,
+                                    **({"simulated": True} if decision.simulated else {}),
                                     "rows": self._digests(db, "decisions", [[new_id]])}, actor=decision.reviewer)
             return new_id
 
     def decisions(self, round: int | None = None, record_id: str | None = None) -> list[Decision]:
         clause, args = where(round=round, record_id=record_id)
         return [Decision(id=r[0], record_id=r[1], action=r[2], reviewer=r[3], round=r[4], new_record_id=r[5],
-                         created_at=r[6])
-                for r in self.query("SELECT id, record_id, action, reviewer, round, new_record_id, created_at"
+                         created_at=r[6], simulated=bool(r[7]))
+                for r in self.query("SELECT id, record_id, action, reviewer, round, new_record_id, created_at,"
+                                    " simulated"
                                     f" FROM decisions {clause} ORDER BY id", args)]
 
     def add_comparison(self, comparison: Comparison) -> int:

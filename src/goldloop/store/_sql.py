@@ -25,6 +25,17 @@ from ._snapshots import SnapshotTables
 from ._users import AccountTables
 
 
+#: The records table's checks once the pool exists, by PostgreSQL's default constraint name:
+#: gold rows are train or held-out; pool rows are unlabelled (split 'pool') or a suggested label
+#: a reviewer answered (no split); drafts and edits have no split.
+POOL_CHECKS = {
+    "records_origin_check": "origin IN ('gold', 'synthetic', 'edited', 'pool')",
+    "records_split_check": "split IN ('train', 'heldout', 'pool')",
+    "records_check": "(origin = 'gold' AND split IN ('train', 'heldout')) OR (origin = 'pool' AND "
+                     "(split IS NULL OR split = 'pool')) OR (origin IN ('synthetic', 'edited') AND split IS NULL)",
+}
+
+
 class SQLStore(ReviewTables, SnapshotTables, QueueTables, AccountTables, Store):
     """A :class:`Store` over any SQL database with a :class:`Connection`; see the module docs."""
 
@@ -38,6 +49,12 @@ class SQLStore(ReviewTables, SnapshotTables, QueueTables, AccountTables, Store):
     def _legacy_v1(self, db: Connection) -> bool:
         """A store made before migrations existed (its schema is migration 0001)."""
         return False
+
+    def _allow_pool_records(self, db: Connection) -> None:
+        """Widen the records table's CHECK constraints for pool records (migration 0004)."""
+        for name, check in POOL_CHECKS.items():
+            db.execute(f"ALTER TABLE records DROP CONSTRAINT IF EXISTS {name}")
+            db.execute(f"ALTER TABLE records ADD CONSTRAINT {name} CHECK ({check})")
 
     def schema_version(self) -> str:
         return schema_version(self)

@@ -9,7 +9,7 @@ fine-tuned on contrastive pairs, then the same regression head).
 SFT, DPO or KTO dataset with TRL and a LoRA adapter (needs the `train` extra).
 """
 
-from ._base import TextClassifier, check_training_data
+from ._base import TextClassifier, check_training_data, row_weights, stratified_folds
 from ._classifier import LinearClassifier, LinearTextClassifier
 from ._contrastive import ContrastiveClassifier
 from ._factory import CLASSIFIERS, build_classifier
@@ -17,5 +17,5 @@ from ._trl import GeneratorTraining, LoraSettings, train_generator
 from ._trl_data import METHODS, load_training_rows
 
 __all__ = ["CLASSIFIERS", "METHODS", "ContrastiveClassifier", "GeneratorTraining", "LinearClassifier", "LinearTextClassifier",
-           "LoraSettings", "TextClassifier", "build_classifier", "check_training_data", "load_training_rows",
+           "LoraSettings", "TextClassifier", "build_classifier", "check_training_data", "load_training_rows", "row_weights", "stratified_folds",
            "train_generator"]

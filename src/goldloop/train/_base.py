@@ -8,13 +8,14 @@ setting, never a code change.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import random
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from ..errors import StageError
-from ..records import Record
+from ..records import Record, content_hash
 
 
 class TextEmbedder(Protocol):
@@ -56,6 +57,39 @@ class TextClassifier(abc.ABC):
             return []
         proba = self.predict_proba(texts)
         return [self.labels[i] for i in proba.argmax(axis=1)]
+
+
+def stratified_folds(labels: Sequence[str], keys: Sequence[str], k: int, seed: int) -> list[int]:
+    """A stratified fold number (0..k-1) per row: each label's rows dealt round-robin after a
+    seeded shuffle (of the rows ordered by ``keys``), so every fold holds about the same share of
+    every label.
+
+    >>> stratified_folds(["a", "a", "b", "b"], ["1", "2", "3", "4"], 2, 0) in ([0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 1, 0], [1, 0, 0, 1])
+    True
+    """
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    out = [0] * len(labels)
+    for label, indices in sorted(by_label.items()):
+        order = sorted(indices, key=lambda i: keys[i])
+        random.Random(content_hash(seed, "folds", label)).shuffle(order)
+        for position, i in enumerate(order):
+            out[i] = position % k
+    return out
+
+
+def row_weights(records: Sequence[Record], synthetic_weight: float,
+                stored: Mapping[str, float] | None = None) -> list[float]:
+    """One training weight per record: the weight a snapshot stored for it, else 1.0 for real rows
+    (gold, answered pool suggestions) and ``synthetic_weight`` for drafts and edits.
+
+    >>> from goldloop.records import Record
+    >>> row_weights([Record.gold("a b", "x")], 0.3)
+    [1.0]
+    """
+    stored = stored or {}
+    return [float(stored[r.id]) if r.id in stored else (1.0 if r.real else synthetic_weight) for r in records]
 
 
 def check_training_data(records: Sequence[Record], weights: Sequence[float] | None) -> np.ndarray:

@@ -64,6 +64,10 @@ export function render(keyAt) {
       $("record-id").textContent = r.id;
       $("doubt").hidden = !r.doubt;
       $("doubt").textContent = r.doubt ? "label-doubt: " + r.doubt : "";
+      // A real pool record: the label is the model's suggestion; accept confirms it, edit corrects it.
+      $("suggestion").hidden = !r.suggestion;
+      $("suggestion").textContent = r.suggestion ? r.suggestion.summary + " · " + r.suggestion.why : "";
+      $("label-kind").textContent = r.suggestion ? "suggested label" : "label";
     }
     seedsList(records);
     verdictRows(records);

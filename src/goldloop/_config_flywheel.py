@@ -1,0 +1,48 @@
+"""The flywheel's sections of goldloop.toml: `[suggest]` (labels proposed for real pool records)
+and `[synthetic]` (which drafts may train, and at what weight). Re-exported by
+:mod:`goldloop.config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._config_fields import setting as _f
+
+
+@dataclass
+class SuggestConfig:
+    typical_share: float = _f(0.5, "Share of a round's pool picks that are typical records of each predicted label "
+                                   "(the record nearest each cluster's centre, TypiClust-style); the rest are the "
+                                   "most uncertain ones (smallest margin between the two likeliest labels).",
+                              minimum=0.0, maximum=1.0)
+    weak_label_boost: float = _f(2.0, "How much more of the pool budget a label gets for being weak: a label's "
+                                      "weight is 1 + weak_label_boost * (1 - its held-out F1).", minimum=0.0)
+    confused_pair_boost: float = _f(0.1, "An uncertain record whose two likeliest labels are a confused pair of the "
+                                         "error analysis ranks as if its margin were this much smaller.",
+                                    minimum=0.0, maximum=1.0)
+    heldout_similarity: float = _f(0.9, "A pool record whose static embedding has at least this cosine similarity "
+                                        "to a held-out record counts as its duplicate: never shown or trained on.",
+                                   minimum=0.5, maximum=1.0)
+    selection_embedder: str = _f("static", "Embeddings that score and pick pool records. `static`: the model2vec "
+                                           "model distilled from MiniLM (thousands of posts a second; needs the "
+                                           "`semantic` extra). `trainer`: the `[embed]` embedder (slow on big pools). "
+                                           "The trainer's embedder always gives the label a reviewer sees.",
+                                 choices=("static", "trainer"))
+
+
+
+@dataclass
+class SyntheticConfig:
+    selection: bool = _f(False, "Run `synthetic_selection.v1`: drop drafts whose label a cross-validated gold "
+                               "classifier finds unlikely (a per-label threshold) or whose nearest gold rows carry "
+                               "another label, cap each label's drafts, and weight each kept draft by "
+                               "p_real(y|x) / p_syn(y|x). The weights are stored on the snapshot and used by every "
+                               "trainer.")
+    confidence_quantile: float = _f(0.2, "A label's confidence threshold: this quantile of its gold rows' cross-"
+                                         "validated probability of their own label.", minimum=0.0, maximum=1.0)
+    knn_k: int = _f(3, "Nearest gold rows (cosine) that must mostly share a draft's label.", minimum=1)
+    weight_cap: float = _f(3.0, "Cap of the p_real / p_syn weight ratio (before [train] synthetic_weight).",
+                           minimum=1.0)
+    max_per_gold: float = _f(3.0, "Per label, at most this many drafts per gold-train row in a round (the most "
+                                  "confident are kept).", minimum=0.0)

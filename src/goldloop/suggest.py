@@ -1,0 +1,244 @@
+"""The `suggest` stage: the current model proposes labels for real, unlabelled pool records and
+picks the ones a reviewer should see.
+
+Picking follows what works from a cold start with pretrained embeddings: first the typical
+records of each predicted label (the record nearest the centre of each cluster, after
+TypiClust, Hacohen et al. 2022), then the most uncertain ones (smallest margin between the two
+likeliest labels, Schröder et al. 2022). The budget leans toward the labels the error analysis
+found weak, and an uncertain record whose two likeliest labels are a confused pair ranks first.
+
+Scoring a big pool uses cheap static (model2vec) embeddings; only the records picked are
+embedded by the trainer's embedder, whose model gives the label the reviewer sees. A pool
+record whose text duplicates a held-out record (exactly, or by static-embedding similarity) is
+never picked: held-out isolation holds for the pool too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import Config
+from .embed import CachedEmbedder, Embedder, HashingEmbedder
+from .errors import StageError
+from .records import SUGGEST, Record, text_hash
+from .review import review_states
+from .store import Store
+from .train import LinearClassifier, build_classifier, row_weights
+
+
+@dataclass
+class SuggestReport:
+    """What one round's suggest stage found and picked (counts and ids only, no text)."""
+
+    round: int
+    pool: int = 0                     # unlabelled pool records in the store
+    answered: int = 0                 # answered in an earlier round (a training row, or unusable)
+    heldout_excluded: int = 0         # duplicates of a held-out record: never shown
+    eligible: int = 0
+    picked: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    by_label: dict[str, int] = field(default_factory=dict)
+    agreement: float | None = None    # share of picks where static and trainer models agree
+    seconds: dict[str, float] = field(default_factory=dict)
+    already: bool = False             # the round's suggestions were made by an earlier run
+
+    def to_json(self) -> dict[str, Any]:
+        return {"round": self.round, "pool": self.pool, "answered": self.answered,
+                "heldout_excluded": self.heldout_excluded, "eligible": self.eligible, "picked": self.picked,
+                "by_reason": self.by_reason, "by_label": self.by_label, "agreement": self.agreement,
+                "seconds": self.seconds, "already": self.already}
+
+
+def selection_embedder(cfg: Config, trainer: CachedEmbedder) -> Embedder | CachedEmbedder:
+    """The embedder that scores the whole pool: static vectors, or the trainer's (``[suggest]
+    selection_embedder``). With the test embedder configured, its own fast hashing vectors."""
+    if cfg.suggest.selection_embedder == "trainer":
+        return trainer
+    if cfg.embed.backend == "fake":
+        return HashingEmbedder()
+    from .embed_static import StaticEmbedder
+
+    return StaticEmbedder()
+
+
+def suggestions(store: Store, round: int | None = None) -> list[Record]:
+    """Suggestion records (a pool record's text under a model's label), of one round or all."""
+    return [r for r in store.records(origin="pool", round=round)
+            if r.split is None and r.provenance.strategy == SUGGEST]
+
+
+def answered_pool_ids(store: Store) -> tuple[set[str], set[str]]:
+    """Pool record ids answered by a reviewer: (confirmed or corrected, rejected as unusable)."""
+    states = review_states(store.decisions())
+    used, unusable = set(), set()
+    for rec in suggestions(store):
+        state = states.get(rec.id)
+        if state is None:
+            continue
+        if state.action in ("accept", "edit"):
+            used.add(rec.provenance.parents[0])
+        elif state.action == "reject":
+            unusable.add(rec.provenance.parents[0])
+    return used, unusable - used
+
+
+def heldout_duplicates(store: Store, cfg: Config, pool: Sequence[Record], pool_vecs: np.ndarray,
+                       embed: Any) -> set[str]:
+    """Ids of pool records that repeat a held-out text, exactly or by embedding similarity."""
+    heldout = store.records(origin="gold", split="heldout")
+    if not heldout or not pool:
+        return set()
+    hashes = {text_hash(r.text) for r in heldout}
+    out = {r.id for r in pool if text_hash(r.text) in hashes}
+    held_vecs = embed.embed([r.text for r in heldout])
+    for start in range(0, len(pool), 2048):
+        sims = pool_vecs[start:start + 2048] @ held_vecs.T
+        for i in np.flatnonzero(sims.max(axis=1) >= cfg.suggest.heldout_similarity):
+            out.add(pool[start + int(i)].id)
+    return out
+
+
+def label_weights(labels: Sequence[str], f1: Mapping[str, float] | None, boost: float) -> dict[str, float]:
+    """A label's share of the pool budget: 1 + boost * (1 - its held-out F1); 1 when unknown.
+
+    >>> label_weights(["a", "b"], {"a": 1.0, "b": 0.5}, 2.0)
+    {'a': 1.0, 'b': 2.0}
+    """
+    f1 = f1 or {}
+    return {label: 1.0 + boost * (1.0 - float(f1[label])) if label in f1 else 1.0 for label in labels}
+
+
+def typical_picks(vecs: np.ndarray, n: int, seed: int) -> list[tuple[int, int]]:
+    """(row, cluster size) of the ``n`` most typical rows: one per k-means cluster, the row most
+    similar to its cluster's mean, biggest clusters first."""
+    if n <= 0 or len(vecs) == 0:
+        return []
+    if n >= len(vecs):
+        return [(i, 1) for i in range(len(vecs))]
+    from sklearn.cluster import KMeans
+
+    assign = KMeans(n_clusters=n, n_init=3, random_state=seed).fit_predict(vecs)
+    picks = []
+    for c in range(n):
+        members = np.flatnonzero(assign == c)
+        if len(members) == 0:
+            continue
+        centre = vecs[members].mean(axis=0)
+        picks.append((int(members[int(np.argmax(vecs[members] @ centre))]), len(members)))
+    return sorted(picks, key=lambda p: -p[1])
+
+
+def pick(proba: np.ndarray, labels: Sequence[str], vecs: np.ndarray, budget: int, cfg: Config,
+         f1: Mapping[str, float] | None = None, confused: Sequence[tuple[str, str]] = ()) -> list[tuple[int, str]]:
+    """(row, reason) of up to ``budget`` rows: per predicted label, its typical rows first, then the
+    most uncertain; a label's share follows :func:`label_weights`; what a label cannot use goes to
+    the most uncertain rows overall."""
+    from .plan import allocate
+
+    if budget <= 0 or len(proba) == 0:
+        return []
+    order = np.argsort(-proba, axis=1)
+    top, second = order[:, 0], order[:, 1] if proba.shape[1] > 1 else order[:, 0]
+    rows = np.arange(len(proba))
+    margin = proba[rows, top] - proba[rows, second]
+    pairs = {frozenset(p) for p in confused}
+    boosted = np.array([frozenset((labels[a], labels[b])) in pairs for a, b in zip(top, second)])
+    urgency = margin - cfg.suggest.confused_pair_boost * boosted
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(top):
+        by_label[labels[t]].append(i)
+    weights = label_weights([lab for lab in labels if by_label.get(lab)], f1, cfg.suggest.weak_label_boost)
+    quota = allocate(min(budget, len(proba)), weights, minimum=1)
+    chosen: dict[int, str] = {}
+    for label, n in sorted(quota.items()):
+        members = np.array(by_label[label])
+        n_typical = min(len(members), round(n * cfg.suggest.typical_share))
+        for row, size in typical_picks(vecs[members], n_typical, cfg.project.seed):
+            chosen[int(members[row])] = f"typical of {label} (cluster of {size})"
+        rest = [int(i) for i in members[np.argsort(urgency[members], kind="stable")] if int(i) not in chosen]
+        for i in rest[:n - n_typical]:
+            chosen[i] = _uncertain(i, labels, top, second, margin, boosted)
+    for i in np.argsort(urgency, kind="stable"):
+        if len(chosen) >= budget:
+            break
+        if int(i) not in chosen:
+            chosen[int(i)] = _uncertain(int(i), labels, top, second, margin, boosted)
+    return list(chosen.items())
+
+
+def _uncertain(i: int, labels: Sequence[str], top: np.ndarray, second: np.ndarray, margin: np.ndarray,
+               boosted: np.ndarray) -> str:
+    why = f"uncertain: {labels[top[i]]} vs {labels[second[i]]} (margin {margin[i]:.2f})"
+    return why + ("; a confused pair" if boosted[i] else "")
+
+
+def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: CachedEmbedder, training: Sequence[Record],
+            *, weights: Mapping[str, float] | None = None, f1: Mapping[str, float] | None = None,
+            confused: Sequence[tuple[str, str]] = (), model_name: str = "gold only") -> SuggestReport:
+    """Propose labels for up to ``budget`` pool records and store them as round ``number``'s
+    suggestions (once: a second run of the same round reports what the first stored)."""
+    report = SuggestReport(round=number)
+    made = suggestions(store, number)
+    if made:
+        report.already, report.picked = True, len(made)
+        report.by_label = dict(Counter(r.label for r in made))
+        report.by_reason = dict(Counter(str(r.provenance.params.get("picked_as", "")) for r in made))
+        return report
+    pool = store.records(origin="pool", split="pool")
+    report.pool = len(pool)
+    if budget <= 0 or not pool:
+        return report
+    if not training or len({r.label for r in training}) < 2:
+        raise StageError("suggesting labels needs a model: ingest gold data with at least two labels first")
+    used, unusable = answered_pool_ids(store)
+    open_pool = [r for r in pool if r.id not in used and r.id not in unusable]
+    report.answered = len(pool) - len(open_pool)
+    started = time.monotonic()
+    embed = selection_embedder(cfg, trainer)
+    vecs = embed.embed([r.text for r in open_pool]) if open_pool else np.zeros((0, 1), dtype=np.float32)
+    excluded = heldout_duplicates(store, cfg, open_pool, vecs, embed)
+    keep = [i for i, r in enumerate(open_pool) if r.id not in excluded]
+    report.heldout_excluded = len(excluded)
+    eligible, vecs = [open_pool[i] for i in keep], vecs[keep]
+    report.eligible = len(eligible)
+    if not eligible:
+        return report
+    train_vecs = embed.embed([r.text for r in training])
+    scorer = LinearClassifier(C=cfg.train.C, seed=cfg.project.seed).fit(
+        train_vecs, [r.label for r in training], row_weights(training, cfg.train.synthetic_weight, weights))
+    proba = scorer.predict_proba(vecs)
+    picked = pick(proba, scorer.labels, vecs, budget, cfg, f1, confused)
+    report.seconds["score_and_pick"] = round(time.monotonic() - started, 2)
+
+    started = time.monotonic()
+    chosen = [eligible[i] for i, _ in picked]
+    model = build_classifier(cfg, trainer).fit(list(training), row_weights(training, cfg.train.synthetic_weight,
+                                                                           weights))
+    final = model.predict_proba([r.text for r in chosen])
+    records, agree = [], 0
+    for (i, why), rec, p in zip(picked, chosen, final):
+        order = np.argsort(-p)
+        label = model.labels[int(order[0])]
+        runner_up = model.labels[int(order[1])] if len(order) > 1 else label
+        static_label = scorer.labels[int(np.argmax(proba[i]))]
+        agree += static_label == label
+        params = {"confidence": round(float(p[order[0]]), 4), "runner_up": runner_up,
+                  "margin": round(float(p[order[0]] - (p[order[1]] if len(order) > 1 else 0.0)), 4),
+                  "picked_as": why.split(":")[0].split(" of ")[0], "why": why, "training_set": model_name,
+                  "selection_label": static_label}
+        records.append(Record.suggested(rec, label, f"{cfg.train.classifier}:{trainer.name}", params, number))
+    report.seconds["label"] = round(time.monotonic() - started, 2)
+    report.picked = len(records)
+    report.by_label = dict(Counter(r.label for r in records))
+    report.by_reason = dict(Counter(str(r.provenance.params["picked_as"]) for r in records))
+    report.agreement = round(agree / len(records), 4) if records else None
+    with store.transaction():
+        store.add_records(records)
+        store.log_event("suggest", {**report.to_json(), "excluded_ids": sorted(excluded)[:1000]})
+    return report
