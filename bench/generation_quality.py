@@ -51,7 +51,7 @@ from goldloop.demo import build_demo_project, demo_config, newsgroups_pools
 from goldloop.diversity import distinct_n
 from goldloop.filters import distinct_bigram_ratio
 from goldloop.generate import PlannedRequest, get_strategy, plan_requests
-from goldloop.llm import LLM, NEUTRAL_CONTROLS, CompletionRequest, make_llm, sampling_controls
+from goldloop.llm import CONTROL_NAMES, LLM, NEUTRAL_CONTROLS, CompletionRequest, make_llm, sampling_controls
 from goldloop.records import normalize_text
 from goldloop.store import open_store
 
@@ -134,6 +134,9 @@ def main() -> None:
     parser.add_argument("--backend", default="embedded", choices=("embedded", "fake"), help="LLM backend.")
     parser.add_argument("--work", type=Path, default=None,
                         help="Folder for the demo project (default: a temporary one).")
+    parser.add_argument("--control", action="append", default=[], metavar="NAME=VALUE",
+                        help="Set one [llm] sampling control for the 'after' condition (repeatable); the others "
+                             "keep their defaults. E.g. --control dry_multiplier=0.8")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -147,6 +150,11 @@ def main() -> None:
         after = demo_config(candidates_per_label=args.per_label)
         after.llm.backend = args.backend
         after.embed.backend = "fake"                # nothing here embeds; keep MiniLM unloaded
+        for item in args.control:
+            name, _, value = item.partition("=")
+            if name not in CONTROL_NAMES or not value:
+                parser.error(f"--control {item!r}: give NAME=VALUE with NAME one of {', '.join(CONTROL_NAMES)}")
+            setattr(after.llm, name, type(getattr(after.llm, name))(float(value)))
         store = open_store(work)
         build_demo_project(work, store, after)
         before = neutral(after)

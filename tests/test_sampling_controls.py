@@ -18,6 +18,8 @@ from goldloop.llm.fake_server import FakeOpenAIServer
 from .http_support import ThreadedApp
 
 ALL_NEUTRAL = {**NEUTRAL_CONTROLS, "dry_base": 1.75, "dry_allowed_length": 2, "dry_penalty_last_n": 256}
+DEFAULT_DRY = {"dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2, "dry_penalty_last_n": 256}
+DEFAULT_CONTROLS = {"repeat_penalty": 1.1, **DEFAULT_DRY}
 
 
 def neutral_llm() -> LLMConfig:
@@ -26,13 +28,22 @@ def neutral_llm() -> LLMConfig:
 
 # -- configuration -----------------------------------------------------------------------------
 
-def test_defaults_send_only_the_repeat_penalty():
+def test_defaults_send_the_repeat_penalty_and_dry():
+    """repeat_penalty 1.1 and DRY 0.8 are on by default: together they keep the embedded model's
+    drafts out of repetition loops (bench/generation_quality.py)."""
     cfg = LLMConfig()
     assert (cfg.repeat_penalty, cfg.presence_penalty, cfg.frequency_penalty) == (1.1, 0.0, 0.0)
-    assert (cfg.dry_multiplier, cfg.dry_base, cfg.dry_allowed_length, cfg.dry_penalty_last_n) == (0.0, 1.75, 2, 256)
+    assert (cfg.dry_multiplier, cfg.dry_base, cfg.dry_allowed_length, cfg.dry_penalty_last_n) == (0.8, 1.75, 2, 256)
     assert (cfg.min_p, cfg.top_k, cfg.typical_p) == (0.0, 0, 1.0)
-    assert sampling_controls(cfg) == {"repeat_penalty": 1.1}
+    assert sampling_controls(cfg) == DEFAULT_CONTROLS
+    assert list(sampling_controls(cfg)) == ["repeat_penalty", *DEFAULT_DRY], "in CONTROL_NAMES order"
     assert sampling_controls(neutral_llm()) == {}
+
+
+def test_dry_off_leaves_only_the_repeat_penalty():
+    assert sampling_controls(LLMConfig(dry_multiplier=0.0)) == {"repeat_penalty": 1.1}
+    assert sampling_controls(Config.from_dict({"llm": {"dry_multiplier": 0}}).llm) == {"repeat_penalty": 1.1}
+    assert sampling_controls(LLMConfig(dry_multiplier=0.0, repeat_penalty=1.0)) == {}
 
 
 def test_every_control_is_a_documented_llm_key():
@@ -88,26 +99,31 @@ def test_build_request_carries_the_controls_and_keys_on_them(project):
         return build_request(cfg, FakeLLM(), "paraphrase.v1", seeds[0].label, seeds, 1, 0).request
 
     default = planned()
-    assert default.controls == (("repeat_penalty", 1.1),)
-    assert default.sampling()["repeat_penalty"] == 1.1 and "min_p" not in default.sampling()
+    assert default.controls == tuple(DEFAULT_CONTROLS.items())
+    assert {k: default.sampling()[k] for k in DEFAULT_CONTROLS} == DEFAULT_CONTROLS
+    assert "min_p" not in default.sampling()
     assert planned().key == default.key, "the same controls make the same request"
-    with_min_p = planned(min_p=0.1)
+    # with DRY off, only repeat_penalty is sent
+    no_dry = planned(dry_multiplier=0.0)
+    assert no_dry.controls == (("repeat_penalty", 1.1),) and no_dry.key != default.key
+    with_min_p = planned(dry_multiplier=0.0, min_p=0.1)
     assert with_min_p.controls == (("repeat_penalty", 1.1), ("min_p", 0.1))
     assert with_min_p.prompt == default.prompt
-    assert len({default.key, with_min_p.key, planned(repeat_penalty=1.2).key, planned(repeat_penalty=1.0).key}) == 4
-    # a setting that is not sent does not make a new request
-    assert planned(dry_base=3.0).key == default.key
-    assert planned(dry_multiplier=0.8).key != planned(dry_multiplier=0.8, dry_base=3.0).key
+    assert len({no_dry.key, with_min_p.key, planned(dry_multiplier=0.0, repeat_penalty=1.2).key,
+                planned(dry_multiplier=0.0, repeat_penalty=1.0).key}) == 4
+    # a setting that is not sent does not make a new request; one that is sent does
+    assert planned(dry_multiplier=0.0, dry_base=3.0).key == no_dry.key
+    assert planned(dry_base=3.0).key != default.key
+    assert planned(dry_multiplier=1.2).key != default.key
 
 
 def test_controls_reach_the_backend_and_every_drafts_provenance(project):
     _, cfg, store = project
-    cfg.llm.min_p, cfg.llm.dry_multiplier = 0.05, 0.8
+    cfg.llm.min_p = 0.05
     llm = FakeLLM()
     report = generate(store, cfg, llm, round=1, show_progress=False)
     assert report.succeeded == len(llm.requests) == 12
-    expected = {"repeat_penalty": 1.1, "dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2,
-                "dry_penalty_last_n": 256, "min_p": 0.05}
+    expected = {**DEFAULT_CONTROLS, "min_p": 0.05}
     assert all(dict(r.controls) == expected for r in llm.requests)
     synthetic = store.records(origin="synthetic")
     assert len(synthetic) == 12
@@ -121,9 +137,10 @@ def test_controls_reach_the_backend_and_every_drafts_provenance(project):
 # -- what the OpenAI-compatible client sends ---------------------------------------------------
 
 @pytest.mark.parametrize("http_client", ["native", "aiohttp"])
-def test_the_body_holds_the_non_neutral_controls_and_nothing_else(project, http_client):
+@pytest.mark.parametrize("dry_multiplier, dry_sent", [(0.8, DEFAULT_DRY), (0.0, {})], ids=["dry-default", "dry-off"])
+def test_the_body_holds_the_non_neutral_controls_and_nothing_else(project, http_client, dry_multiplier, dry_sent):
     _, cfg, store = project
-    cfg.llm.top_k, cfg.llm.typical_p = 40, 0.95
+    cfg.llm.top_k, cfg.llm.typical_p, cfg.llm.dry_multiplier = 40, 0.95, dry_multiplier
     with FakeOpenAIServer() as server:
         llm = OpenAICompatibleLLM(server.url, "m", concurrency=4, http_client=http_client)
         report = generate(store, cfg, llm, round=1, show_progress=False)
@@ -132,7 +149,7 @@ def test_the_body_holds_the_non_neutral_controls_and_nothing_else(project, http_
     assert report.succeeded == len(bodies) == 12
     for body in bodies:
         sent = {k: body[k] for k in CONTROL_NAMES if k in body}
-        assert sent == {"repeat_penalty": 1.1, "top_k": 40, "typical_p": 0.95}
+        assert sent == {"repeat_penalty": 1.1, **dry_sent, "top_k": 40, "typical_p": 0.95}
         assert body["temperature"] == 0.9 and body["prompt"]
 
 
@@ -172,6 +189,43 @@ def test_a_refused_control_fails_at_once_naming_the_field_and_the_fix(project):
         llm = OpenAICompatibleLLM(server.url, "m", concurrency=4)
         assert generate(store, cfg, llm, round=1, show_progress=False).succeeded == 12
         llm.close()
+
+
+OPENAI_REFUSES = ("repeat_penalty", "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n")
+
+
+def test_an_endpoint_refusing_every_control_needs_repeat_penalty_and_dry_neutral(project):
+    """OpenAI's own API takes neither repeat_penalty nor the DRY fields: with the defaults each
+    refusal names the next key to set, and with both neutral every request goes through."""
+    _, cfg, store = project
+
+    seen: set[str] = set()
+
+    def refusal(cause: str) -> str:
+        """Run against the refusing endpoint; every request fails for ``cause``; its new error."""
+        with FakeOpenAIServer(refuse_fields=OPENAI_REFUSES) as server:
+            llm = OpenAICompatibleLLM(server.url, "m", concurrency=4, max_retries=3, backoff_s=0.001)
+            report = generate(store, cfg, llm, round=1, show_progress=False)
+            llm.close()
+        assert report.errors == {cause: 12} and report.succeeded == 0
+        new = {row.error for row in store.generations(round=1)} - seen
+        seen.update(new)
+        return " | ".join(sorted(new))
+
+    error = refusal("endpoint refused [llm] repeat_penalty")
+    assert "set [llm] repeat_penalty = 1.0 (its neutral value)" in error, error
+    cfg.llm.repeat_penalty = 1.0
+    error = refusal("endpoint refused [llm] dry_multiplier")
+    assert "[llm] dry_multiplier = 0.8" in error, error
+    assert "set [llm] dry_multiplier = 0.0 (its neutral value) in goldloop.toml" in error, error
+    cfg.llm.repeat_penalty, cfg.llm.dry_multiplier = 1.1, 0.0
+    refusal("endpoint refused [llm] repeat_penalty")
+    cfg.llm.repeat_penalty = 1.0
+    with FakeOpenAIServer(refuse_fields=OPENAI_REFUSES) as server:
+        llm = OpenAICompatibleLLM(server.url, "m", concurrency=4)
+        assert generate(store, cfg, llm, round=1, show_progress=False).succeeded == 12
+        llm.close()
+        assert not set(CONTROL_NAMES) & {k for body in server.bodies.values() for k in body}
 
 
 class RefusingApp(ThreadedApp):

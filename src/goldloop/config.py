@@ -105,18 +105,24 @@ class LLMConfig:
     threads: int = _f(0, "CPU threads for `embedded` (0: all cores).", minimum=0)
     context_per_sequence: int = _f(1024, "Context tokens per parallel sequence for `embedded`.", minimum=256)
     fake_delay_s: float = _f(0.0, "For `fake`: seconds each reply takes (to test interruption).", minimum=0)
-    repeat_penalty: float = _f(1.1, "Penalty on tokens already in the recent text. 1.0 is neutral; 1.1 keeps "
-                                    "the default model's drafts out of repetition loops (\"the sda sda sda\"), "
-                                    "which about 4 in 10 fall into without it. Sent only when not 1.0: an "
-                                    "endpoint that refuses it (OpenAI's own API does) needs 1.0.",
+    repeat_penalty: float = _f(1.1, "Penalty on tokens already in the recent text. 1.0 is neutral; sent only "
+                                    "when not 1.0. It keeps drafts out of repetition loops (\"the sda sda "
+                                    "sda\"): the default model loops in 45 % of drafts with neither it nor DRY, "
+                                    "7 % with 1.1 alone, 1 % with 1.1 and dry_multiplier 0.8. An endpoint that "
+                                    "refuses it and the dry_ fields (OpenAI's own API) needs repeat_penalty = "
+                                    "1.0 and dry_multiplier = 0.",
                                minimum=0.1, maximum=5.0)
     presence_penalty: float = _f(0.0, "Flat penalty on every token already generated. 0 is neutral; sent only "
                                       "when not 0.", minimum=-2.0, maximum=2.0)
     frequency_penalty: float = _f(0.0, "Penalty that grows with how often a token was already generated. 0 is "
                                        "neutral; sent only when not 0.", minimum=-2.0, maximum=2.0)
-    dry_multiplier: float = _f(0.0, "Strength of DRY (\"don't repeat yourself\"): a penalty on tokens that "
+    dry_multiplier: float = _f(0.8, "Strength of DRY (\"don't repeat yourself\"): a penalty on tokens that "
                                     "would extend a sequence already in the text. 0 is neutral (DRY off); sent "
-                                    "only when not 0, and the three dry_ keys below with it.",
+                                    "only when not 0, and the three dry_ keys below with it. With 0.8 and "
+                                    "repeat_penalty 1.1 the default model's drafts loop 1 % of the time, 45 % "
+                                    "with neither (and it writes 103 tokens/s, against 78). An endpoint that "
+                                    "refuses the dry_ fields (OpenAI's own API) needs dry_multiplier = 0 and "
+                                    "repeat_penalty = 1.0.",
                                minimum=0.0, maximum=10.0)
     dry_base: float = _f(1.75, "DRY: how fast its penalty grows with the length of the repeat (llama.cpp's "
                                "default 1.75). Sent only when dry_multiplier is not 0.",
@@ -330,7 +336,9 @@ class LoopConfig:
                                       "share (0.1: 10 %) from the last kept round.", minimum=0.0, maximum=1.0)
     reject_narrowing: bool = _f(False, "Reject a narrowing round instead of only flagging it.")
     review_budget: int = _f(0, "Reviewer decisions per loop round, split between the sources (LLM drafts, pool "
-                               "suggestions). 0: no budget (drafts only, reviewed as before).", minimum=0)
+                               "suggestions from `goldloop ingest --split pool` records). With a budget, a draft "
+                               "trains only once a reviewer accepted or edited it. 0: no budget (drafts only, "
+                               "[review] unreviewed_may_train decides).", minimum=0)
     pool_share: float = _f(0.5, "The pool's share of the first round's budget; later rounds move it toward the "
                                 "source whose new rows lifted held-out macro-F1 more per decision.",
                            minimum=0.0, maximum=1.0)

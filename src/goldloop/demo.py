@@ -13,6 +13,7 @@ import importlib.metadata
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 from .errors import StageError
@@ -63,33 +64,76 @@ def newsgroups_pools() -> dict[str, dict[str, list[str]]]:
     return pools
 
 
+def _write(path: Path, rows: list[tuple[str, str]], with_label: bool = True) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"] if with_label else ["text"])
+        writer.writerows(rows if with_label else [(t,) for t, _ in rows])
+    return path
+
+
 def build_demo_project(project_dir: Path, store: Store, cfg: Config, gold_per_label: int = 10,
-                       heldout_per_label: int = 100) -> dict[str, int]:
-    """Write gold.csv and heldout.csv into the project and ingest them; return row counts."""
+                       heldout_per_label: int = 100, pool_per_label: int = 0) -> dict[str, int]:
+    """Write the project's data files and ingest them; return row counts per split.
+
+    gold.csv (train) and heldout.csv (test posts); with ``pool_per_label``, also pool.csv (other
+    train posts without labels, ingested as the real pool), and, for the SIMULATED reviewers and
+    never ingested, pool-labels.csv (the pool's 20 Newsgroups labels) and judge.csv (the remaining
+    train posts, on which the simulated draft reviewer is trained).
+    """
     pools = newsgroups_pools()
     rng = random.Random(cfg.project.seed)
-    gold, heldout = [], []
+    gold, heldout, pool, judge = [], [], [], []
     for label in sorted(pools["train"]):
-        gold += [(t, label) for t in rng.sample(pools["train"][label], min(gold_per_label, len(pools["train"][label])))]
+        order = rng.sample(pools["train"][label], len(pools["train"][label]))
+        gold += [(t, label) for t in order[:gold_per_label]]
+        pool += [(t, label) for t in order[gold_per_label:gold_per_label + pool_per_label]]
+        judge += [(t, label) for t in order[gold_per_label + pool_per_label:]]
         heldout += [(t, label) for t in rng.sample(pools["test"][label], min(heldout_per_label,
                                                                               len(pools["test"][label])))]
     counts = {}
     for name, rows, split in (("gold.csv", gold, "train"), ("heldout.csv", heldout, "heldout")):
-        path = project_dir / name
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text", "label"])
-            writer.writerows(rows)
-        report = ingest_file(store, cfg, path, split=split)
-        counts[split] = report.added
+        counts[split] = ingest_file(store, cfg, _write(project_dir / name, rows), split=split).added
+    if pool_per_label:
+        counts["pool"] = ingest_file(store, cfg, _write(project_dir / "pool.csv", pool, False), split="pool").added
+        _write(project_dir / "pool-labels.csv", pool)
+        _write(project_dir / "judge.csv", judge)
     return counts
 
 
-def demo_config(name: str = "20newsgroups-demo", candidates_per_label: int = 12) -> Config:
+def demo_config(name: str = "20newsgroups-demo", candidates_per_label: int = 12, rounds: int = 2,
+                budget: int = 100) -> Config:
     cfg = Config()
     cfg.project.name = name
     cfg.ingest.normalize = "letters"          # the posts are lower-case letters only; drafts must match
     cfg.ingest.max_chars = 200_000            # a few posts are whole FAQs
     cfg.generate.item_name = "Post"
     cfg.generate.per_label = candidates_per_label
+    cfg.loop.candidates_per_round = candidates_per_label * 20
+    cfg.loop.review_budget = budget
+    cfg.loop.patience = rounds                # run the rounds asked for; keep-or-stop still decides each
     return cfg
+
+
+def demo_reviewers(project_dir: Path, cfg: Config, store: Store) -> dict[str, Any]:
+    """The demo's SIMULATED reviewers: the pool's known labels, and a draft judge trained on judge.csv."""
+    from .simulate import DraftJudge, LabelOracle
+
+    return {"pool": LabelOracle.from_file(project_dir / "pool-labels.csv", cfg),
+            "drafts": DraftJudge.from_file(project_dir / "judge.csv", cfg, store)}
+
+
+def lift_by_source(store: Store) -> dict[str, dict[str, float]]:
+    """Per source, over the kept loop rounds: decisions, new rows and the held-out lift its rows bought."""
+    out: dict[str, dict[str, float]] = {}
+    for info in store.rounds():
+        loop = info.metrics.get("loop", {})
+        if not loop.get("kept") or not loop.get("budget"):
+            continue
+        for source, fig in loop["budget"].get("sources", {}).items():
+            acc = out.setdefault(source, {"decisions": 0, "rows": 0, "lift": 0.0})
+            acc["decisions"] += fig.get("decisions") or 0
+            if source not in loop["budget"].get("dropped_source", {}).get("source", ""):
+                acc["rows"] += fig.get("rows") or 0
+                acc["lift"] += fig.get("lift") or 0.0
+    return out

@@ -11,7 +11,7 @@ under ``[loop] min_source_share``, so its lift stays measured.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config
@@ -135,6 +135,7 @@ class SourceLift:
     decisions: int
     macro_f1_without: float | None
     lift: float | None
+    pred_without: list[str] | None = field(default=None, repr=False)   # held-out predictions without it
 
     @property
     def lift_per_100(self) -> float | None:
@@ -224,5 +225,24 @@ def measure_sources(cfg: Config, embedder: Any, training: Sequence[Record], new_
         rest = [r for r in training if r.id not in mine]
         pred = train_and_predict(cfg, embedder, rest, texts, weights)
         without = scores(list(y_true), pred, list(labels))["macro_f1"]
-        out[source] = SourceLift(source, len(mine), spent.get(source, 0), without, full_f1 - without)
+        out[source] = SourceLift(source, len(mine), spent.get(source, 0), without, full_f1 - without, list(pred))
     return out
+
+
+def without_rows(store: Store, cfg: Config, snap: Any, drop: set[str], why: str) -> Any:
+    """``snap`` less the rows in ``drop``, stored as its own snapshot (policy-checked), each dropped
+    row with a ``source_lift.v1`` verdict saying why."""
+    from .records import Snapshot, Verdict, content_hash, now
+    from .snapshot import describe, store_snapshot
+
+    records = [r for r in store.records(ids=snap.record_ids) if r.id not in drop]
+    ids = sorted(r.id for r in records)
+    m = snap.manifest
+    manifest = describe(records, snap.round, m.get("candidates", 0), m.get("excluded", {}), m.get("by_reviewer", {}))
+    manifest.update({k: m[k] for k in ("policy", "carried", "round_snapshot", "simulated_reviewers") if k in m})
+    manifest["weights"] = {k: v for k, v in (m.get("weights") or {}).items() if k not in drop}
+    manifest["dropped_by_source_lift"] = len(drop)
+    new = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"{snap.name}-without-drafts", round=snap.round,
+                   record_ids=tuple(ids), manifest=manifest, created_at=now())
+    verdicts = [Verdict(rid, "source_lift.v1", False, None, why, snap.round) for rid in sorted(drop)]
+    return store_snapshot(store, cfg, new, records, verdicts)

@@ -244,18 +244,22 @@ def _review(store: Store, mode: str, rate: float, made: list[Record]) -> PolicyR
     simulated_edits = {d.new_record_id for d in decisions if d.simulated and d.new_record_id}
     reviewed = [r for r in made if (r.origin == "edited" and r.id not in simulated_edits)
                 or (states.get(r.id) is not None and states[r.id].action == "accept" and not states[r.id].simulated)]
+    by_sim = sum(1 for r in made if states.get(r.id) is not None and states[r.id].simulated
+                 and states[r.id].action == "accept")
+    sim_note = (f" ({by_sim} accepted by a simulated reviewer only, which never counts as human review)"
+                if by_sim else "")
     if mode == "all":
         missing = len(made) - len(reviewed)
         return PolicyResult(
             "human_review", missing == 0,
             (f"all {len(made)} synthetic rows were reviewed by a human" if missing == 0 else
-             f"{missing} of {len(made)} synthetic rows were not accepted by a reviewer; the policy requires "
-             "human review of every synthetic row. Review them (goldloop review or goldloop serve)."),
+             f"{missing} of {len(made)} synthetic rows were not accepted by a reviewer{sim_note}; the policy "
+             "requires human review of every synthetic row. Review them (goldloop review or goldloop serve)."),
             {"synthetic": len(made), "reviewed": len(reviewed), "required": len(made)})
     need = math.ceil(rate * len(made))
     return PolicyResult(
         "human_review", len(reviewed) >= need,
-        f"{len(reviewed)} of {len(made)} synthetic rows were reviewed; the policy samples {rate:.0%}, "
+        f"{len(reviewed)} of {len(made)} synthetic rows were reviewed{sim_note}; the policy samples {rate:.0%}, "
         f"so {need} must be" + ("" if len(reviewed) >= need else ". Review more of them."),
         {"synthetic": len(made), "reviewed": len(reviewed), "required": need, "rate": rate})
 

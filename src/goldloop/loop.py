@@ -28,7 +28,8 @@ from .embed import CachedEmbedder, Embedder, make_embedder
 from .errors import StageError
 from .evaluate import Evaluation, evaluate_snapshot, scores
 from .filters import FilterReport, run_filters, summarize
-from .flywheel import decisions_by_source, drafts_per_real_row, measure_sources, next_shares, spend_budget
+from .flywheel import (decisions_by_source, drafts_per_real_row, measure_sources, next_shares, source_of,
+                       spend_budget, without_rows)
 from .generate import GenerateReport, generate, stored_summary
 from .llm import LLM, make_llm
 from .plan import Plan, make_plan, plan_path, read_plan, write_plan
@@ -313,7 +314,7 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
     started = time.monotonic()
     kept = kept_round(store)
     carried = carried_records(store)
-    round_snap = build_snapshot(store, cfg, number)
+    round_snap = build_snapshot(store, cfg, number, reviewed_only=budget is not None)
     snap = accumulated_snapshot(store, cfg, round_snap, carried)
     evaluation = evaluate_snapshot(store, cfg, snap, embedder)
     gold = store.records(origin="gold", split="train")
@@ -331,6 +332,20 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
         spent = decisions_by_source(store, number)
         lifts = measure_sources(cfg, embedder, training, new_ids, weights, texts, y_true, labels,
                                 scores(y_true, cand_pred, labels)["macro_f1"], spent)
+        drafts = lifts["drafts"]
+        if drafts.lift is not None and drafts.lift < 0 and lifts["pool"].rows and drafts.pred_without:
+            # The round's drafts lowered held-out macro-F1: its confirmed real pool rows go on without them.
+            drop = {r.id for r in training if r.id in new_ids and source_of(r) == "drafts"}
+            snap = without_rows(store, cfg, snap, drop, f"the round's drafts lowered held-out macro-F1 by "
+                                                        f"{-drafts.lift:.4f}; the round is kept without them")
+            training = [r for r in training if r.id not in drop]
+            cand_pred = drafts.pred_without
+            evaluation = evaluate_snapshot(store, cfg, snap, embedder)
+            budget = {**budget, "dropped_source": {"source": "drafts", "rows": len(drop),
+                                                   "lift": round(drafts.lift, 4)}}
+            say_drop = f"round {number}: its {len(drop)} draft rows lowered held-out macro-F1; kept without them"
+            store.log_event("loop.source_dropped", {"round": number, "source": "drafts", "rows": len(drop),
+                                                    "lift": round(drafts.lift, 4), "message": say_drop})
         budget = {**budget, "spent": spent, "sources": {k: v.to_json() for k, v in lifts.items()},
                   "drafts_per_real_row": drafts_per_real_row(lifts),
                   "next_shares": next_shares(budget["shares"], {k: v.lift_per_100 for k, v in lifts.items()}, cfg,

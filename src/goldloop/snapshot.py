@@ -26,12 +26,14 @@ GATE = REVIEW_GATE
 SELECTION = "synthetic_selection.v1"
 
 
-def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None) -> Snapshot:
+def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None, reviewed_only: bool = False) -> Snapshot:
     """Select, check and store the round's training set; the same inputs give the same id.
 
     The ``[policy]`` rules are checked before anything is stored (a failure raises
     :class:`goldloop.governance.PolicyError` naming the rule and its numbers). With an
     ``embedder``, the manifest's diversity summary also has embedding-space figures.
+    ``reviewed_only``: drafts train only when a reviewer accepted or edited them (a round that
+    spends a reviewer budget), whatever ``[review] unreviewed_may_train`` says.
     """
     gold = store.records(origin="gold", split="train")
     if not gold:
@@ -57,8 +59,12 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None)
             excluded["replaced by a reviewer's edit"] += 1
             if state and state.new_record_id:
                 edited_ids.append(state.new_record_id)
-        elif action == "accept" or cfg.review.unreviewed_may_train:
+        elif action == "accept" or (cfg.review.unreviewed_may_train and not reviewed_only):
             chosen.append(rec)
+        elif reviewed_only:
+            excluded["not reviewed (the round spends a reviewer budget)"] += 1
+            gate_verdicts.append(Verdict(rec.id, GATE, False, None, "not reviewed, and the round spends a reviewer "
+                                         "budget ([loop] review_budget): only reviewed drafts train", number))
         else:
             excluded["not reviewed (review.unreviewed_may_train = false)"] += 1
             gate_verdicts.append(Verdict(rec.id, GATE, False, None, "not reviewed by a human, and "
@@ -85,7 +91,8 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None)
     manifest = describe(chosen, number, len(candidates) + len(suggested), excluded, dict(reviewers), embedder)
     manifest["simulated_reviewers"] = sorted({s.reviewer for s in states.values() if s.simulated and s.action != "none"})
     manifest["weights"] = stored_weights(chosen, verdicts)
-    manifest["policy"] = {"unreviewed_may_train": cfg.review.unreviewed_may_train, "heldout_isolated": True}
+    manifest["policy"] = {"unreviewed_may_train": cfg.review.unreviewed_may_train and not reviewed_only,
+                          "heldout_isolated": True}
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,
                     record_ids=tuple(ids), manifest=manifest, created_at=now())
     return store_snapshot(store, cfg, snap, chosen, gate_verdicts)

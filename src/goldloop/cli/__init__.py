@@ -43,6 +43,7 @@ main.add_command(_project.demo)
 # the stages of a round, and whole rounds
 main.add_command(_stages.generate)
 main.add_command(_stages.filter_)
+main.add_command(_stages.suggest)
 main.add_command(_stages.review)
 main.add_command(_stages.evaluate)
 main.add_command(_stages.report)

@@ -12,6 +12,7 @@ from rich.table import Table
 from ..config import CONFIG_FILE, Config
 from ..config_reference import reference_markdown
 from ..errors import GoldloopError
+from ..embed import CachedEmbedder, make_embedder
 from ..store import open_store
 from ._shared import Project, err, fail_cleanly, out, pass_project, print_scores
 
@@ -72,8 +73,14 @@ def status(project: Project) -> None:
         table.add_row(escape(label), str(sum(r.label == label and r.split == "train" for r in gold)),
                       str(sum(r.label == label and r.split == "heldout" for r in gold)))
     out.print(table)
+    decisions = store.decisions()
+    pool = store.records(origin="pool")
     out.print(f"synthetic records: {len(store.records(origin='synthetic'))}; edited: "
-              f"{len(store.records(origin='edited'))}; decisions: {len(store.decisions())}")
+              f"{len(store.records(origin='edited'))}; decisions: {len(decisions)} "
+              f"({sum(d.simulated for d in decisions)} by simulated reviewers)")
+    if pool:
+        out.print(f"pool: {sum(r.split == 'pool' for r in pool)} unlabelled real records; "
+                  f"{sum(r.split is None and r.provenance.strategy == 'suggest.v1' for r in pool)} suggested labels")
     for r in store.rounds():
         ev = r.metrics.get("evaluation", {})
         score = (f"; macro-F1 {ev['gold_only']['macro_f1']:.3f} -> {ev['with_synthetic']['macro_f1']:.3f} "
@@ -93,37 +100,64 @@ def config_reference() -> None:
 @click.option("--gold-per-label", type=int, default=10, show_default=True, help="Gold training posts per label.")
 @click.option("--heldout-per-label", type=int, default=100, show_default=True,
               help="Held-out real test posts per label.")
-@click.option("--candidates-per-label", type=int, default=12, show_default=True,
-              help="Synthetic candidates drafted per label.")
+@click.option("--pool-per-label", type=int, default=50, show_default=True,
+              help="Real, unlabelled pool posts per label (other train posts, their labels hidden).")
+@click.option("--candidates-per-label", type=int, default=6, show_default=True,
+              help="Synthetic candidates drafted per label and round.")
+@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True, help="Flywheel rounds.")
+@click.option("--budget", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Reviewer decisions per round (made by the SIMULATED reviewers).")
 @click.option("--backend", type=click.Choice(["embedded", "fake"]), default="embedded", show_default=True,
               help="LLM backend (fake: a scripted model, for a quick dry run).")
 @click.option("--embedder", type=click.Choice(["minilm", "fake"]), default="minilm", show_default=True,
               help="Embedder for filters and the classifier.")
 @pass_project
 @fail_cleanly
-def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_label: int,
-         candidates_per_label: int, backend: str, embedder: str) -> None:
-    """Build a project from 20 Newsgroups (real posts), run one round, print held-out scores."""
+def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_label: int, pool_per_label: int,
+         candidates_per_label: int, rounds: int, budget: int, backend: str, embedder: str) -> None:
+    """Run the flywheel on 20 Newsgroups (real posts) with SIMULATED reviewers; print held-out scores."""
     import shutil
 
-    from ..demo import build_demo_project, demo_config
-    from ..loop import run_round
+    from ..demo import build_demo_project, demo_config, demo_reviewers, lift_by_source
+    from ..evaluate import evaluate_snapshot
+    from ..loop import run_loop
 
-    quiet = project.quiet
     started = time.monotonic()
     if (demo_dir / CONFIG_FILE).exists():
         shutil.rmtree(demo_dir)
     demo_dir.mkdir(parents=True, exist_ok=True)
-    cfg = demo_config(candidates_per_label=candidates_per_label)
+    cfg = demo_config(candidates_per_label=candidates_per_label, rounds=rounds, budget=budget)
     cfg.llm.backend = backend
     cfg.embed.backend = embedder
     cfg.save(demo_dir)
     store = open_store(demo_dir)
-    counts = build_demo_project(demo_dir, store, cfg, gold_per_label, heldout_per_label)
-    if not quiet:
-        err.print(f"[dim]20 Newsgroups: {counts.get('train', 0)} gold-train posts, "
-                  f"{counts.get('heldout', 0)} held-out real posts in {demo_dir}[/dim]")
-    result = run_round(store, cfg, demo_dir, show_progress=not quiet,
-                       say=(lambda m: None) if quiet else (lambda m: err.print(f"[dim]{escape(m)}[/dim]")))
-    print_scores(result.round, result.evaluation, result.report_paths)
+    counts = build_demo_project(demo_dir, store, cfg, gold_per_label, heldout_per_label, pool_per_label)
+    say = (lambda m: None) if project.quiet else (lambda m: err.print(f"[dim]{escape(m)}[/dim]"))
+    say(f"20 Newsgroups: {counts.get('train', 0)} gold-train posts, {counts.get('heldout', 0)} held-out real posts, "
+        f"{counts.get('pool', 0)} unlabelled pool posts in {demo_dir}")
+    reviewers = demo_reviewers(demo_dir, cfg, store)
+    out.print("SIMULATED reviewers (a demo stand-in for people; every decision they make is marked simulated):")
+    for r in reviewers.values():
+        out.print(f"  {escape(r.name)}: {escape(r.description)}")
+    result = run_loop(store, cfg, demo_dir, rounds, show_progress=not project.quiet, say=say, reviewers=reviewers)
+    kept = store.get_snapshot(result.kept_snapshot) if result.kept_snapshot else None
+    if kept is None:
+        out.print(f"no round was kept: {escape(result.stopped)}; the model stays gold only")
+    else:
+        ev = evaluate_snapshot(store, cfg, kept, CachedEmbedder(make_embedder(cfg.embed), store))
+        low, high = ev.interval
+        interval = "" if low != low else f", interval {low:+.3f} … {high:+.3f}"
+        out.print(f"on {ev.heldout_size} held-out real posts:")
+        out.print(f"  gold only  macro-F1 {ev.gold_only['macro_f1']:.3f}  ({ev.train_sizes['gold_only']} rows)")
+        out.print(f"  flywheel   macro-F1 {ev.with_synthetic['macro_f1']:.3f}  ({ev.train_sizes['with_synthetic']} rows: "
+                  + ", ".join(f"{n} {o}" for o, n in sorted(kept.manifest["by_origin"].items())) + ")")
+        out.print(f"  change {ev.delta_macro_f1:+.3f}{interval}: {ev.verdict}")
+    parts = lift_by_source(store)
+    total = sum(max(p["lift"], 0.0) for p in parts.values())
+    for source, p in sorted(parts.items()):
+        share = f"{max(p['lift'], 0.0) / total:.0%} of the lift" if total > 0 else "no lift"
+        out.print(f"  {source:<7} {int(p['decisions'])} decisions, {int(p['rows'])} rows kept, held-out lift "
+                  f"{p['lift']:+.3f} ({share})")
+    if result.report_paths:
+        out.print(f"  loop report: {result.report_paths[1]}")
     out.print(f"demo finished in {time.monotonic() - started:.0f} s")

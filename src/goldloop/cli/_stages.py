@@ -81,6 +81,35 @@ def _explain(project: Project, ref: str) -> None:
 
 
 @click.command()
+@click.option("--budget", type=click.IntRange(min=1), required=True,
+              help="Pool records to pick for review in the open round.")
+@pass_project
+@fail_cleanly
+def suggest(project: Project, budget: int) -> None:
+    """Have the current model suggest labels for real pool records and queue the ones worth a reviewer's look."""
+    from ..flywheel import analysis_focus
+    from ..loop import carried_records, carried_weights, kept_round
+    from ..suggest import suggest as run_suggest
+
+    store = project.store
+    number = store.open_round()
+    kept = kept_round(store)
+    f1, confused = analysis_focus(store, number)
+    report = run_suggest(store, project.cfg, number, budget, project.embedder(),
+                         [*store.records(origin="gold", split="train"), *carried_records(store)],
+                         weights=carried_weights(store), f1=f1, confused=confused,
+                         model_name=kept.snapshot_id if kept and kept.snapshot_id else "gold only")
+    if report.already:
+        out.print(f"round {number} has its {report.picked} suggestions already; review them with "
+                  "`goldloop review` or `goldloop serve`")
+        return
+    reasons = ", ".join(f"{n} {k}" for k, n in sorted(report.by_reason.items())) or "none"
+    out.print(f"round {number}: {report.picked} of {report.eligible} open pool records picked ({reasons}); "
+              f"{report.heldout_excluded} left out as duplicates of held-out records, {report.answered} answered "
+              "before. Review them with `goldloop review` or `goldloop serve`.")
+
+
+@click.command()
 @click.option("--reviewer", default=None, help="Name stored with each decision (default: [review] reviewer or the login name).")
 @click.option("--limit", type=int, default=None, help="Stop after this many decisions.")
 @pass_project

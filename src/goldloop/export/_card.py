@@ -185,7 +185,10 @@ def render_card(rows: ExportRows, snapshot: Snapshot, records: dict[str, Record]
         or ["- none: no synthetic rows"]
     body += ["", "## Reviewers", ""]
     reviewers = Counter(row["metadata"].get("reviewer") for row in rows.rows if row["metadata"].get("reviewer"))
-    body += [f"- {_md(r)}: {n} rows" for r, n in sorted(reviewers.items())] or ["- none: no reviewed rows"]
+    simulated = {row["metadata"].get("reviewer") for row in rows.rows if row["metadata"].get("simulated")}
+    body += [f"- {_md(r)}: {n} rows" + (" (SIMULATED reviewer: not a person; its decisions are not human review)"
+                                        if r in simulated else "")
+             for r, n in sorted(reviewers.items())] or ["- none: no reviewed rows"]
 
     body += ["", "## Policy results", ""]
     if policy_results is None:

@@ -41,6 +41,7 @@ METADATA_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("strategy", pa.string()), ("model", pa.string()), ("round", pa.int64()), ("reviewer", pa.string()),
     ("prompt_source", pa.string()), ("decision_id", pa.int64()), ("comparison_id", pa.int64()),
     ("ranking_id", pa.int64()), ("rejected_id", pa.string()), ("rejected_origin", pa.string()),
+    ("simulated", pa.bool_()),
 )
 METADATA_TYPE = pa.struct([pa.field(name, kind) for name, kind in METADATA_FIELDS])
 _MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
@@ -178,10 +179,10 @@ def _classification(ctx: _Context) -> ExportRows:
     by_new = {s.new_record_id: s for s in decided.values() if s.action == "edit" and s.new_record_id}
     out = ExportRows("classification", SCHEMAS["classification"], [], [])
     for rec in ctx.members:
-        state = by_new.get(rec.id) if rec.origin == "edited" else decided.get(rec.id)
+        state = by_new.get(rec.id) if rec.id in by_new else decided.get(rec.id)
         extra: dict[str, Any] = {}
         if state is not None and state.action in ("accept", "edit"):
-            extra = {"decision_id": state.decision_id, "reviewer": state.reviewer}
+            extra = {"decision_id": state.decision_id, "reviewer": state.reviewer, "simulated": state.simulated}
         out.rows.append({"text": rec.text, "label": rec.label, "metadata": _meta(rec, ctx.records, **extra)})
         out.sides.append((rec,))
     unreviewed = sum(1 for rec in ctx.members if rec.origin == "synthetic"

@@ -2,9 +2,11 @@
 
 Each control has a neutral value: the one that leaves sampling as the endpoint does it
 without the field. Only controls set to something else are sent, so an endpoint that knows
-none of them (OpenAI's own API refuses ``repeat_penalty``) still works once they are all
-neutral, and a request with no controls is byte for byte what goldloop sent before they
-existed. The names are llama.cpp server's.
+none of them (OpenAI's own API refuses ``repeat_penalty`` and the DRY fields) still works once
+they are all neutral, and a request with no controls is byte for byte what goldloop sent
+before they existed. The names are llama.cpp server's. Two are on by default,
+``repeat_penalty`` 1.1 and ``dry_multiplier`` 0.8, because together they keep the embedded
+model's drafts out of repetition loops; such an endpoint therefore needs both set neutral.
 
 The four DRY ("don't repeat yourself") settings act together: ``dry_base``,
 ``dry_allowed_length`` and ``dry_penalty_last_n`` only shape a penalty that
@@ -38,9 +40,11 @@ def sampling_controls(llm_cfg: "LLMConfig") -> dict[str, Control]:
 
     >>> from goldloop.config import LLMConfig
     >>> sampling_controls(LLMConfig())
-    {'repeat_penalty': 1.1}
-    >>> sampling_controls(LLMConfig(repeat_penalty=1.0, dry_multiplier=0.8, top_k=40))
-    {'dry_multiplier': 0.8, 'dry_base': 1.75, 'dry_allowed_length': 2, 'dry_penalty_last_n': 256, 'top_k': 40}
+    {'repeat_penalty': 1.1, 'dry_multiplier': 0.8, 'dry_base': 1.75, 'dry_allowed_length': 2, 'dry_penalty_last_n': 256}
+    >>> sampling_controls(LLMConfig(dry_multiplier=0.0, dry_base=3.0, top_k=40))
+    {'repeat_penalty': 1.1, 'top_k': 40}
+    >>> sampling_controls(LLMConfig(repeat_penalty=1.0, dry_multiplier=0.0))
+    {}
     """
     dry_on = llm_cfg.dry_multiplier != NEUTRAL_CONTROLS["dry_multiplier"]
     out: dict[str, Control] = {}

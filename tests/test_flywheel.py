@@ -1,0 +1,240 @@
+"""The flywheel: the real pool, suggested labels, simulated reviewers and the reviewer budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from goldloop.config import Config
+from goldloop.embed import CachedEmbedder, HashingEmbedder
+from goldloop.flywheel import SourceLift, measure_sources, next_shares, split_budget
+from goldloop.governance import check
+from goldloop.ingest import ingest_file
+from goldloop.loop import run_loop
+from goldloop.records import Decision, Record, now, text_hash
+from goldloop.review import edit_record, review_queue
+from goldloop.serve import sync_queue
+from goldloop.simulate import DraftJudge, LabelOracle, apply_simulated
+from goldloop.snapshot import build_snapshot
+from goldloop.store import open_store
+from goldloop.suggest import suggest, suggestions
+from goldloop.training_signals import derive
+
+from .conftest import fake_config, make_rows, write_csv
+
+
+@pytest.fixture
+def pooled(tmp_path: Path):
+    """Gold-train and held-out rows of three labels, and an unlabelled pool with its true labels on the side."""
+    rows = make_rows(per_label=50, seed=3)
+    by = {label: [r for r in rows if r[1] == label] for label in ("billing", "outage", "account")}
+    gold = [r for rs in by.values() for r in rs[:6]]
+    held = [r for rs in by.values() for r in rs[6:16]]
+    pool = [r for rs in by.values() for r in rs[16:50]]
+    cfg = fake_config(loop={"review_budget": 24, "candidates_per_round": 18})
+    cfg.save(tmp_path)
+    store = open_store(tmp_path)
+    ingest_file(store, cfg, write_csv(tmp_path / "gold.csv", gold), split="train")
+    ingest_file(store, cfg, write_csv(tmp_path / "held.csv", held), split="heldout")
+    write_csv(tmp_path / "pool-labels.csv", pool)
+    write_csv(tmp_path / "pool.csv", [(t, "") for t, _ in pool], header=("text", "note"))
+    ingest_file(store, cfg, tmp_path / "pool.csv", split="pool")
+    yield tmp_path, cfg, store, held
+    store.close()
+
+
+def _embedder(store):
+    return CachedEmbedder(HashingEmbedder(), store)
+
+
+def test_pool_ingest_needs_no_label_and_keeps_heldout_texts_out(pooled, tmp_path: Path) -> None:
+    _, cfg, store, held = pooled
+    pool = store.records(origin="pool", split="pool")
+    assert len(pool) == 102 and all(r.label == "" and r.real for r in pool)
+    # a pool file repeating a held-out text: logged as a duplicate, never stored as a pool record
+    report = ingest_file(store, cfg, write_csv(tmp_path / "more.csv", [(held[0][0], ""), ("a brand new text", "")]),
+                         split="pool")
+    assert report.added == 1 and report.duplicates == 1
+    why = [r.reason for r in store.ingest_rows(report.batch) if r.status == "duplicate"]
+    assert "held-out record" in why[0] and "never shown" in why[0]
+
+
+def test_suggest_never_picks_a_pool_record_that_duplicates_a_heldout_one(pooled, tmp_path: Path) -> None:
+    _, cfg, store, held = pooled
+    # the held-out set grows after the pool was ingested: the pool now holds a held-out text
+    twin = store.records(origin="pool", split="pool")[0]
+    ingest_file(store, cfg, write_csv(tmp_path / "late.csv", [(twin.text, "billing")]), split="heldout")
+    gold = store.records(origin="gold", split="train")
+    report = suggest(store, cfg, 1, 500, _embedder(store), gold)
+    assert report.heldout_excluded >= 1
+    picked = {r.provenance.parents[0] for r in suggestions(store, 1)}
+    assert twin.id not in picked
+    assert report.picked == report.eligible == len(store.records(origin="pool", split="pool")) - report.heldout_excluded
+
+
+def test_suggestions_reach_the_queue_and_an_accept_becomes_a_real_row(pooled) -> None:
+    path, cfg, store, _ = pooled
+    number = store.open_round()
+    gold = store.records(origin="gold", split="train")
+    report = suggest(store, cfg, number, 9, _embedder(store), gold)
+    assert report.picked == 9 and set(report.by_reason) <= {"typical", "uncertain"}
+    made = suggestions(store, number)
+    assert {r.id for r in review_queue(store, number)} == {r.id for r in made}
+    assert sync_queue(store, cfg, number) == 9
+    rec = made[0]
+    assert rec.provenance.strategy == "suggest.v1" and rec.provenance.parents and "confidence" in rec.provenance.params
+    store.add_decision(Decision(rec.id, "accept", "ann", number, created_at=now()))
+    snap = build_snapshot(store, cfg, number)
+    assert rec.id in snap.record_ids
+    assert snap.manifest["by_origin"].get("pool") == 1
+    assert snap.manifest["synthetic_share"] == 0.0                   # real text, a person's label: not synthetic
+    assert snap.manifest["excluded"]["suggested label not answered by a reviewer"] == 8
+    policies = {r.rule: r for r in check(store, cfg, snap, "snapshot")}
+    assert policies["max_synthetic_share"].numbers["synthetic"] == 0
+    # a second run of the stage adds nothing
+    again = suggest(store, cfg, number, 9, _embedder(store), gold)
+    assert again.already and len(suggestions(store, number)) == 9
+
+
+def test_a_corrected_suggestion_is_a_real_row_under_the_new_label_and_a_signal(pooled) -> None:
+    _, cfg, store, _ = pooled
+    number = store.open_round()
+    suggest(store, cfg, number, 3, _embedder(store), store.records(origin="gold", split="train"))
+    rec = suggestions(store, number)[0]
+    other = next(label for label in ("billing", "outage", "account") if label != rec.label)
+    fixed = edit_record(rec, None, other, labels=["billing", "outage", "account"], normalize="whitespace",
+                        reviewer="ann", round=number)
+    assert fixed.origin == "pool" and fixed.real and fixed.label == other and fixed.text == rec.text
+    store.add_decision(Decision(rec.id, "edit", "ann", number, new_record_id=fixed.id, created_at=now()), new_record=fixed)
+    snap = build_snapshot(store, cfg, number)
+    assert fixed.id in snap.record_ids and rec.id not in snap.record_ids
+    signals = derive(store, number, prompt_mode="instruction")
+    assert [(r.completion, r.record_label) for r in signals.sft] == [(rec.text, other)]
+    assert sorted((r.record_label, r.label) for r in signals.kto) == sorted([(other, True), (rec.label, False)])
+    assert not signals.dpo                        # the same text on both sides would teach nothing
+    # a changed text is no longer real text: an ordinary edited row
+    rewritten = edit_record(rec, "a rewritten text", None, labels=[], normalize="whitespace", reviewer="ann",
+                            round=number)
+    assert rewritten.origin == "edited" and not rewritten.real
+
+
+def test_simulated_decisions_are_marked_and_never_count_as_human_review(pooled) -> None:
+    path, cfg, store, _ = pooled
+    cfg.policy.review_required = "all"
+    number = store.open_round()
+    drafts = [Record.synthetic(f"my invoice charge refund payment card bill {i} please help", "billing",
+                               _provenance(store, number, i)) for i in range(3)]
+    store.add_records(drafts)
+    judge = DraftJudge.from_file(path / "pool-labels.csv", cfg, store)
+    assert judge.name.startswith("simulated:") and 0.0 <= judge.figures["accuracy"] <= 1.0
+    counts = apply_simulated(store, cfg, number, judge, drafts)
+    assert sum(counts.values()) == 3
+    assert all(d.simulated for d in store.decisions(round=number))
+    accepted = [d.record_id for d in store.decisions(round=number) if d.action == "accept"]
+    assert accepted, "the judge should accept on-label billing drafts"
+    from goldloop.governance import PolicyError
+
+    with pytest.raises(PolicyError, match="simulated reviewer only, which never counts as human review"):
+        build_snapshot(store, cfg, number)
+    cfg.policy.review_required = "none"
+    snap = build_snapshot(store, cfg, number)
+    assert snap.manifest["simulated_reviewers"] == ["simulated:draft-judge"]
+    cfg.policy.review_required = "all"
+    review = next(r for r in check(store, cfg, snap, "snapshot") if r.rule == "human_review")
+    assert not review.passed and review.numbers["reviewed"] == 0
+    signals = derive(store, number, prompt_mode="instruction")
+    assert signals.sft and all(r.simulated for r in signals.sft)
+    # a person accepting the same kind of row does count
+    person = Record.synthetic("my invoice refund card payment please help now", "billing", _provenance(store, number, 9))
+    store.add_records([person])
+    store.add_decision(Decision(person.id, "accept", "ann", number, created_at=now()))
+    cfg.policy.review_required = "none"
+    snap = build_snapshot(store, cfg, number)
+    cfg.policy.review_required = "all"
+    review = next(r for r in check(store, cfg, snap, "snapshot") if r.rule == "human_review")
+    assert review.numbers["reviewed"] == 1
+
+
+def test_label_oracle_confirms_corrects_and_skips(pooled) -> None:
+    path, cfg, store, _ = pooled
+    number = store.open_round()
+    suggest(store, cfg, number, 30, _embedder(store), store.records(origin="gold", split="train"))
+    oracle = LabelOracle.from_file(path / "pool-labels.csv", cfg)
+    made = suggestions(store, number)
+    counts = apply_simulated(store, cfg, number, oracle, made)
+    assert counts["accept"] + counts["edit"] == 30 and counts["skip"] == 0
+    snap = build_snapshot(store, cfg, number)
+    rows = [r for r in store.records(ids=snap.record_ids) if r.origin == "pool"]
+    assert len(rows) == 30 and all(oracle.labels[text_hash(r.text)] == r.label for r in rows)
+    assert counts["edit"] == sum(r.provenance.strategy == "correct" for r in rows)
+
+
+def test_budget_split_and_shares() -> None:
+    cfg = Config()
+    assert split_budget(10, {"drafts": 0.5, "pool": 0.5}, {"drafts": 2, "pool": 100}) == {"drafts": 2, "pool": 8}
+    assert split_budget(10, {"drafts": 0.5, "pool": 0.5}, {"drafts": 0, "pool": 0}) == {"drafts": 0, "pool": 0}
+    moved = next_shares({"drafts": 0.5, "pool": 0.5}, {"drafts": 5.0, "pool": 0.0}, cfg)
+    assert moved["drafts"] > 0.5 and abs(sum(moved.values()) - 1) < 1e-6
+    floor = next_shares({"drafts": 0.15, "pool": 0.85}, {"drafts": 0.0, "pool": 9.0}, cfg)
+    assert floor["drafts"] == cfg.loop.min_source_share
+    assert next_shares({"drafts": 0.3, "pool": 0.7}, {"drafts": -1.0, "pool": None}, cfg) == {"drafts": 0.3, "pool": 0.7}
+
+
+def test_measured_lift_follows_a_planted_source_that_helps(tmp_path: Path) -> None:
+    """Pool rows carry the right labels, drafts the wrong ones: the pool's measured lift is higher,
+    and the next round's budget moves toward it."""
+    cfg = fake_config(train={"synthetic_weight": 1.0})
+    store = open_store(tmp_path)
+    rows = make_rows(per_label=40, seed=5)
+    gold = [Record.gold(t, y) for t, y in rows[0:3] + rows[40:43] + rows[80:83]]
+    test = rows[20:40] + rows[60:80] + rows[100:120]
+    good = [Record.gold(t, y) for t, y in rows[3:20] + rows[43:60] + rows[83:100]]
+    pool_rows = [Record(id="p" + r.id, text=r.text, label=r.label, origin="pool", split=None,
+                        provenance=r.provenance) for r in good[::3]]
+    flip = {"billing": "outage", "outage": "account", "account": "billing"}
+    draft_rows = [Record(id="d" + r.id, text=r.text + " again", label=flip[r.label], origin="synthetic", split=None,
+                         provenance=r.provenance) for r in good]
+    training = gold + pool_rows + draft_rows
+    labels = sorted(flip)
+    from goldloop.analysis import train_and_predict
+    from goldloop.evaluate import scores
+
+    emb = _embedder(store)
+    texts, y = [t for t, _ in test], [l for _, l in test]
+    full = scores(y, train_and_predict(cfg, emb, training, texts), labels)["macro_f1"]
+    new = {r.id for r in pool_rows + draft_rows}
+    lifts = measure_sources(cfg, emb, training, new, None, texts, y, labels, full, {"drafts": 50, "pool": 50})
+    assert lifts["pool"].lift > lifts["drafts"].lift
+    assert lifts["pool"].lift_per_100 > 0 > lifts["drafts"].lift_per_100
+    shares = next_shares({"drafts": 0.5, "pool": 0.5}, {k: v.lift_per_100 for k, v in lifts.items()}, cfg)
+    assert shares["pool"] > 0.5 > shares["drafts"]
+    assert isinstance(lifts["pool"], SourceLift) and lifts["pool"].to_json()["rows"] == len(pool_rows)
+
+
+def test_loop_with_a_budget_and_simulated_reviewers(pooled) -> None:
+    path, cfg, store, _ = pooled
+    reviewers = {"pool": LabelOracle.from_file(path / "pool-labels.csv", cfg),
+                 "drafts": DraftJudge.from_file(path / "pool-labels.csv", cfg, store)}
+    result = run_loop(store, cfg, path, 2, show_progress=False, reviewers=reviewers)
+    assert result.rounds
+    budgets = [r.metrics["loop"]["budget"] for r in store.rounds() if "budget" in r.metrics.get("loop", {})]
+    assert len(budgets) == len(result.rounds)
+    first = budgets[0]
+    assert sum(first["spent"].values()) <= cfg.loop.review_budget
+    assert first["spent"]["pool"] > 0 and set(first["sources"]) == {"drafts", "pool"}
+    assert abs(sum(first["next_shares"].values()) - 1) < 1e-6
+    assert {r["name"] for r in first["simulated_reviewers"]} == {"simulated:label-oracle", "simulated:draft-judge"}
+    # running the finished loop's last round again spends nothing more
+    decided = len(store.decisions())
+    assert decided == sum(sum(b["spent"].values()) for b in budgets) + sum(
+        b["simulated"].get("pool", {}).get("skip", 0) + b["simulated"].get("drafts", {}).get("skip", 0) for b in budgets)
+
+
+def _provenance(store, number: int, i: int):
+    from goldloop.records import Provenance
+
+    seed = store.records(origin="gold", split="train")[0]
+    return Provenance(parents=(seed.id,), strategy="paraphrase.v1", backend="fake", model="fake", params={"t": 1},
+                      template_hash="h", request_key=f"k{number}-{i}", round=number, source="generate",
+                      created_at=now())
