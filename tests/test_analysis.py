@@ -185,3 +185,34 @@ def test_a_plan_file_is_checked_like_any_input(confusable):
 def test_plan_config_keys_are_validated():
     with pytest.raises(ConfigError, match=r"\[loop\] patience must be at least 1"):
         Config.from_dict({"loop": {"patience": 0}})
+
+
+def test_cross_validation_leaves_out_rows_descended_from_the_predicted_fold(monkeypatch):
+    """A draft seeded by an accepted draft of gold record g (g's grandchild) must not train the model
+    that predicts g: the ancestry, not only the direct parents, decides."""
+    from goldloop import analysis
+    from goldloop.records import Provenance, Record
+
+    cfg = fake_config()
+    cfg.loop.cv_folds = 2
+    gold = [Record.gold(f"text {i}", "a" if i % 2 else "b") for i in range(8)]
+    child = Record.synthetic("child", "a", Provenance(parents=(gold[1].id,), strategy="paraphrase.v1", round=1))
+    grandchild = Record.synthetic("grandchild", "a", Provenance(parents=(child.id,), strategy="feedback.v1", round=2))
+    seen: list[tuple[set[str], list[str]]] = []
+
+    def fake_train(cfg, embedder, train, texts, weights=None):
+        seen.append(({r.id for r in train}, list(texts)))
+        return ["a"] * len(texts)
+
+    monkeypatch.setattr(analysis, "train_and_predict", fake_train)
+    ancestors = {child.id: {gold[1].id}, grandchild.id: {child.id, gold[1].id}}
+    analysis.cross_validated(cfg, None, gold, [child, grandchild], ancestors)
+    for train_ids, texts in seen:
+        if gold[1].text in texts:
+            assert child.id not in train_ids and grandchild.id not in train_ids
+        else:
+            assert {child.id, grandchild.id} <= train_ids
+    # with direct parents only, the grandchild would have leaked
+    seen.clear()
+    analysis.cross_validated(cfg, None, gold, [child, grandchild])
+    assert any(gold[1].text in texts and grandchild.id in ids for ids, texts in seen)

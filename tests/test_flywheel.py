@@ -238,3 +238,42 @@ def _provenance(store, number: int, i: int):
     return Provenance(parents=(seed.id,), strategy="paraphrase.v1", backend="fake", model="fake", params={"t": 1},
                       template_hash="h", request_key=f"k{number}-{i}", round=number, source="generate",
                       created_at=now())
+
+
+def test_pool_records_and_simulated_decisions_on_every_store(any_store) -> None:
+    """Migration 0004 widens the records checks on SQLite and PostgreSQL alike, and no further."""
+    pool = Record.pool("where is my refund", source="pool.csv line 2")
+    hint = Record.suggested(pool, "billing", "linear:fake", {"confidence": 0.61}, 1)
+    fixed = Record.corrected(hint, "account", "ann", 1)
+    any_store.add_records([pool, hint, fixed])
+    assert [r.id for r in any_store.records(origin="pool", split="pool")] == [pool.id]
+    assert {r.id for r in any_store.records(origin="pool", round=1)} == {hint.id, fixed.id}
+    any_store.add_decision(Decision(hint.id, "edit", "simulated:label-oracle", 1, new_record_id=fixed.id,
+                                    created_at=now(), simulated=True))
+    assert [d.simulated for d in any_store.decisions(round=1)] == [True]
+    odd = Record(id="x" * 32, text="t", label="billing", origin="pool", split="train", provenance=pool.provenance)
+    with pytest.raises(Exception, match="(?i)check"):
+        any_store.add_records([odd])                 # a pool record is never a gold split: the CHECK refuses it
+
+
+def test_self_training_is_off_by_default_and_counts_as_machine_labelled(pooled) -> None:
+    _, cfg, store, _ = pooled
+    gold = store.records(origin="gold", split="train")
+    number = store.open_round()
+    assert suggest(store, cfg, number, 3, _embedder(store), gold).self_trained == 0
+    cfg.suggest.self_training, cfg.suggest.self_training_confidence, cfg.suggest.self_training_max = True, 0.5, 10
+    number = 2
+    report = suggest(store, cfg, number, 3, _embedder(store), gold)
+    assert 0 < report.self_trained <= 10
+    machine = [r for r in store.records(origin="pool", round=number) if r.provenance.strategy == "self_train.v1"]
+    assert len(machine) == report.self_trained and not any(r.real for r in machine)
+    assert not {r.id for r in machine} & {r.id for r in review_queue(store, number)}     # never queued for review
+    snap = build_snapshot(store, cfg, number)
+    assert {r.id for r in machine} <= set(snap.record_ids)
+    assert snap.manifest["synthetic_share"] > 0 and snap.manifest["by_origin"]["pool"] == len(machine)
+    assert all(snap.manifest["weights"][r.id] == cfg.suggest.self_training_weight for r in machine)
+    # a later round does not self-train the same pool records again
+    again = suggest(store, cfg, 3, 3, _embedder(store), gold)
+    later = [r for r in store.records(origin="pool", round=3) if r.provenance.strategy == "self_train.v1"]
+    assert not {r.provenance.parents[0] for r in later} & {r.provenance.parents[0] for r in machine}
+    assert again.self_trained == len(later)

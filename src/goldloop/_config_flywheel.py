@@ -29,6 +29,13 @@ class SuggestConfig:
                                            "`semantic` extra). `trainer`: the `[embed]` embedder (slow on big pools). "
                                            "The trainer's embedder always gives the label a reviewer sees.",
                                  choices=("static", "trainer"))
+    self_training: bool = _f(False, "Also train on confident pool records no reviewer answered (self-training), at "
+                                    "self_training_weight. Off by default: such rows are machine-labelled, so they "
+                                    "count toward the synthetic share and never as reviewed.")
+    self_training_confidence: float = _f(0.9, "Least confidence of the selection model for a self-training row.",
+                                         minimum=0.5, maximum=1.0)
+    self_training_weight: float = _f(0.2, "Training weight of a self-training row.", minimum=0.0, maximum=1.0)
+    self_training_max: int = _f(200, "Most self-training rows a round adds.", minimum=0)
 
 
 

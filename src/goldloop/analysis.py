@@ -18,7 +18,6 @@ described in words by the terms that set its records apart from the rest of gold
 
 from __future__ import annotations
 
-import random
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,8 @@ from .config import Config
 from .embed import CachedEmbedder
 from .errors import StageError
 from .evaluate import scores
-from .records import Record, content_hash
+from .lineage import ancestry
+from .records import Record
 from .store import Store
 from .train import build_classifier, row_weights, stratified_folds
 
@@ -55,11 +55,14 @@ def folds(records: Sequence[Record], k: int, seed: int) -> list[int]:
 
 
 def cross_validated(cfg: Config, embedder: CachedEmbedder, gold: Sequence[Record],
-                    synthetic: Sequence[Record] = ()) -> dict[str, str]:
+                    synthetic: Sequence[Record] = (), ancestors: Mapping[str, set[str]] | None = None
+                    ) -> dict[str, str]:
     """Record id -> the label a model that never saw that record predicts for it.
 
     ``synthetic`` rows (the kept snapshot's) join every fold's training set except those
-    drafted from a gold record of the fold being predicted, which would leak it.
+    descended from a gold record of the fold being predicted, which would leak it: through
+    ``ancestors`` (id -> every ancestor id, e.g. a draft seeded by an accepted draft of that
+    gold record), else through their direct parents.
     """
     k = max(2, min(cfg.loop.cv_folds, len(gold)))
     fold_of = folds(gold, k, cfg.project.seed)
@@ -70,7 +73,8 @@ def cross_validated(cfg: Config, embedder: CachedEmbedder, gold: Sequence[Record
             continue
         held = {r.id for r in test}
         train = [r for r, f in zip(gold, fold_of) if f != fold]
-        train += [s for s in synthetic if not held & set(s.provenance.parents)]
+        train += [s for s in synthetic
+                  if not held & (ancestors[s.id] if ancestors and s.id in ancestors else set(s.provenance.parents))]
         if len({r.label for r in train}) < 2:
             continue
         predicted.update(zip((r.id for r in test), train_and_predict(cfg, embedder, train, [r.text for r in test])))
@@ -188,7 +192,7 @@ def analyse(store: Store, cfg: Config, embedder: CachedEmbedder, round: int,
     held_confusion = heldout_confusion(y_true, y_pred)
     del heldout, y_pred                     # only the figures above go further
 
-    cv = cross_validated(cfg, embedder, gold, synthetic)
+    cv = cross_validated(cfg, embedder, gold, synthetic, ancestry(store, synthetic) if synthetic else None)
     cv_true = [r.label for r in gold if r.id in cv]
     cv_scores = scores(cv_true, [cv[r.id] for r in gold if r.id in cv], labels)
     texts = [r.text for r in gold]

@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import Config
 from .filters import passing
-from .records import SUGGEST, Record
+from .records import SELF_TRAIN, SUGGEST, Record
 from .review import review_states
 from .store import Store
 
@@ -25,6 +25,8 @@ SOURCES = ("drafts", "pool")
 
 def source_of(record: Record) -> str:
     """Which source a made row came from: real pool text ("pool") or an LLM draft or its edit ("drafts")."""
+    if record.provenance.strategy == SELF_TRAIN:
+        return "self_training"                     # no reviewer decisions: not a budget source
     return "pool" if record.origin == "pool" else "drafts"
 
 

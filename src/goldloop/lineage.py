@@ -21,6 +21,7 @@ decision, the snapshots holding it and the models trained on those snapshots.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import GoldloopError
@@ -88,3 +89,26 @@ def lineage(store: Store, record: Record) -> dict[str, Any]:
         parent = store.get_record(parent_id)
         node["parents"].append(lineage(store, parent) if parent else {"id": parent_id, "missing": True})
     return node
+
+
+def ancestry(store: Store, rows: Sequence[Record]) -> dict[str, set[str]]:
+    """Record id -> every ancestor id (parents, their parents, ...) of each of ``rows``, read from
+    the store a generation at a time."""
+    parents = {r.id: tuple(r.provenance.parents) for r in rows}
+    todo = {p for ps in parents.values() for p in ps} - parents.keys()
+    while todo:
+        found = store.records(ids=sorted(todo))
+        parents.update({r.id: tuple(r.provenance.parents) for r in found})
+        parents.update({rid: () for rid in todo - {r.id for r in found}})
+        todo = {p for r in found for p in r.provenance.parents} - parents.keys()
+    out: dict[str, set[str]] = {}
+    for r in rows:
+        seen: set[str] = set()
+        stack = list(parents.get(r.id, ()))
+        while stack:
+            rid = stack.pop()
+            if rid not in seen:
+                seen.add(rid)
+                stack.extend(parents.get(rid, ()))
+        out[r.id] = seen
+    return out

@@ -80,7 +80,7 @@ def now() -> float:
 REAL_ORIGINS = frozenset({"gold", "pool"})
 
 #: Strategy names of pool records: ingested unlabelled, a model's suggested label, a reviewer's correction.
-POOL_INGEST, SUGGEST, CORRECT = "ingest", "suggest.v1", "correct"
+POOL_INGEST, SUGGEST, CORRECT, SELF_TRAIN = "ingest", "suggest.v1", "correct", "self_train.v1"
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class Provenance:
         if origin == "synthetic":
             required = ("parents", "strategy", "backend", "model", "params", "template_hash",
                         "request_key", "round")
-        elif origin == "pool" and self.strategy == SUGGEST:
+        elif origin == "pool" and self.strategy in (SUGGEST, SELF_TRAIN):
             required = ("parents", "strategy", "backend", "model", "params", "round")
         elif origin == "pool" and self.strategy == CORRECT:
             required = ("parents", "reviewer", "round")
@@ -128,7 +128,7 @@ class Provenance:
         else:
             required = ("source",)
         missing = [name for name in required if getattr(self, name) in ("", (), {}, None)]
-        if (origin == "synthetic" or self.strategy in (SUGGEST, CORRECT)) and self.round < 1:
+        if (origin == "synthetic" or self.strategy in (SUGGEST, CORRECT, SELF_TRAIN)) and self.round < 1:
             missing.append("round")
         return sorted(set(missing))
 
@@ -166,6 +166,15 @@ class Record:
                    origin="pool", split=None, provenance=prov, round=round)
 
     @classmethod
+    def self_trained(cls, parent: "Record", label: str, model: str, params: dict[str, Any], round: int) -> "Record":
+        """A pool record under a label the model is confident of and no reviewer answered:
+        machine-labelled (self-training), so it counts as synthetic, never as real."""
+        prov = Provenance(parents=(parent.id,), strategy=SELF_TRAIN, backend="classifier", model=model,
+                          params=params, round=round, source=f"self-training label for {parent.id}", created_at=now())
+        return cls(id=content_hash("self-trained", parent.id, label, round), text=parent.text, label=label,
+                   origin="pool", split=None, provenance=prov, round=round)
+
+    @classmethod
     def corrected(cls, suggestion: "Record", label: str, reviewer: str, round: int) -> "Record":
         """A suggestion's real text under the label a reviewer gave instead: still a real row."""
         prov = Provenance(parents=(suggestion.id,), strategy=CORRECT, backend="human", reviewer=reviewer,
@@ -175,8 +184,9 @@ class Record:
 
     @property
     def real(self) -> bool:
-        """Real text under a label a person stands behind (gold, or an answered pool suggestion)."""
-        return self.origin in REAL_ORIGINS
+        """Real text under a label a person stands behind (gold, or an answered pool suggestion); a
+        self-trained pool row's label is the machine's, so it is not."""
+        return self.origin in REAL_ORIGINS and self.provenance.strategy != SELF_TRAIN
 
     @classmethod
     def synthetic(cls, text: str, label: str, provenance: Provenance) -> "Record":

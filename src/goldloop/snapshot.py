@@ -18,7 +18,7 @@ from .diversity import dispersion, distinct_n, nearest_gold_distance
 from .errors import StageError
 from .filters import REVIEW_GATE, passing
 from .governance import enforce
-from .records import SUGGEST, Record, Snapshot, Verdict, content_hash, now
+from .records import SELF_TRAIN, SUGGEST, Record, Snapshot, Verdict, content_hash, now
 from .review import review_states
 from .store import Store
 
@@ -83,6 +83,11 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
             gate_verdicts.append(Verdict(rec.id, GATE, False, None, "a suggested label trains only once a "
                                          "reviewer confirms or corrects it", number))
     chosen += store.records(ids=edited_ids)
+    answered = {r.provenance.parents[0] for r in suggested if states.get(r.id) is not None
+                and states[r.id].action != "none"}
+    machine = [r for r in store.records(origin="pool", round=number) if r.provenance.strategy == SELF_TRAIN
+               and r.provenance.parents[0] not in answered] if cfg.suggest.self_training else []
+    chosen += machine
     if any(r.split == "heldout" for r in chosen):
         raise StageError("a held-out record reached the snapshot; refusing to continue")
 
@@ -90,7 +95,10 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     reviewers = Counter(s.reviewer for s in states.values() if s.action != "none")
     manifest = describe(chosen, number, len(candidates) + len(suggested), excluded, dict(reviewers), embedder)
     manifest["simulated_reviewers"] = sorted({s.reviewer for s in states.values() if s.simulated and s.action != "none"})
-    manifest["weights"] = stored_weights(chosen, verdicts)
+    manifest["weights"] = {**stored_weights(chosen, verdicts),
+                           **{r.id: cfg.suggest.self_training_weight for r in machine}}
+    if machine:
+        manifest["self_trained"] = len(machine)
     manifest["policy"] = {"unreviewed_may_train": cfg.review.unreviewed_may_train and not reviewed_only,
                           "heldout_isolated": True}
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,

@@ -26,7 +26,7 @@ import numpy as np
 from .config import Config
 from .embed import CachedEmbedder, Embedder, HashingEmbedder
 from .errors import StageError
-from .records import SUGGEST, Record, text_hash
+from .records import SELF_TRAIN, SUGGEST, Record, text_hash
 from .review import review_states
 from .store import Store
 from .train import LinearClassifier, build_classifier, row_weights
@@ -47,12 +47,13 @@ class SuggestReport:
     agreement: float | None = None    # share of picks where static and trainer models agree
     seconds: dict[str, float] = field(default_factory=dict)
     already: bool = False             # the round's suggestions were made by an earlier run
+    self_trained: int = 0             # confident unreviewed pool rows added as machine-labelled ([suggest] self_training)
 
     def to_json(self) -> dict[str, Any]:
         return {"round": self.round, "pool": self.pool, "answered": self.answered,
                 "heldout_excluded": self.heldout_excluded, "eligible": self.eligible, "picked": self.picked,
                 "by_reason": self.by_reason, "by_label": self.by_label, "agreement": self.agreement,
-                "seconds": self.seconds, "already": self.already}
+                "seconds": self.seconds, "already": self.already, "self_trained": self.self_trained}
 
 
 def selection_embedder(cfg: Config, trainer: CachedEmbedder) -> Embedder | CachedEmbedder:
@@ -215,6 +216,11 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
     proba = scorer.predict_proba(vecs)
     picked = pick(proba, scorer.labels, vecs, budget, cfg, f1, confused)
     report.seconds["score_and_pick"] = round(time.monotonic() - started, 2)
+    before = {r.provenance.parents[0] for r in store.records(origin="pool")
+              if r.split is None and r.provenance.strategy == SELF_TRAIN} if cfg.suggest.self_training else set()
+    machine = self_training_rows(cfg, number, eligible, proba, scorer.labels,
+                                 {i for i, _ in picked} | {i for i, r in enumerate(eligible) if r.id in before},
+                                 model_name)
 
     started = time.monotonic()
     chosen = [eligible[i] for i, _ in picked]
@@ -238,7 +244,22 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
     report.by_label = dict(Counter(r.label for r in records))
     report.by_reason = dict(Counter(str(r.provenance.params["picked_as"]) for r in records))
     report.agreement = round(agree / len(records), 4) if records else None
+    report.self_trained = len(machine)
     with store.transaction():
-        store.add_records(records)
+        store.add_records(records + machine)
         store.log_event("suggest", {**report.to_json(), "excluded_ids": sorted(excluded)[:1000]})
     return report
+
+
+def self_training_rows(cfg: Config, number: int, eligible: Sequence[Record], proba: np.ndarray,
+                       labels: Sequence[str], picked: set[int], model_name: str) -> list[Record]:
+    """With ``[suggest] self_training``: the most confident pool records not picked for review, under
+    the selection model's label, as machine-labelled rows (they count as synthetic, never as real)."""
+    s = cfg.suggest
+    if not s.self_training or s.self_training_max <= 0 or len(proba) == 0:
+        return []
+    confidence = proba.max(axis=1)
+    order = [int(i) for i in np.argsort(-confidence, kind="stable")
+             if int(i) not in picked and confidence[i] >= s.self_training_confidence][:s.self_training_max]
+    return [Record.self_trained(eligible[i], labels[int(np.argmax(proba[i]))], f"selection:{model_name}",
+                                {"confidence": round(float(confidence[i]), 4)}, number) for i in order]

@@ -109,7 +109,7 @@ class RecordTables(AuditLog):
         ``pool``) suggested labels; never a reviewer's correction."""
         rows = self.query("SELECT r.id, r.label, p.parents FROM records r JOIN provenance p ON p.record_id = r.id"
                           f" WHERE r.origin IN ({marks(len(origins))}) AND r.round = ? AND r.split IS NULL"
-                          " AND p.strategy <> 'correct' ORDER BY r.id",
+                          " AND p.strategy NOT IN ('correct', 'self_train.v1') ORDER BY r.id",
                           (*origins, round))
         return [(rid, label, tuple(json.loads(parents))) for rid, label, parents in rows]
 
