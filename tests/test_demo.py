@@ -1,5 +1,7 @@
 """The demo on 20 Newsgroups, with fake backends (fast); the real models run in test_models.py."""
 
+import re
+
 from click.testing import CliRunner
 
 from goldloop.cli import main
@@ -13,10 +15,22 @@ def test_newsgroups_data_is_read_normalised():
     assert all(text == text.lower() and text.replace(" ", "").isalpha() for text, _ in rows[:200])
 
 
-def test_demo_runs_end_to_end(tmp_path):
+def test_demo_runs_the_flywheel_with_marked_simulated_reviewers(tmp_path):
     result = CliRunner().invoke(main, ["-q", "demo", "--dir", str(tmp_path / "demo"), "--backend", "fake",
-                                       "--embedder", "fake", "--heldout-per-label", "10",
-                                       "--candidates-per-label", "3"])
+                                       "--embedder", "fake", "--heldout-per-label", "10", "--pool-per-label", "6",
+                                       "--candidates-per-label", "3", "--rounds", "1", "--budget", "40"])
     assert result.exit_code == 0, result.output
-    assert "gold only         macro-F1" in result.output and "gold + synthetic  macro-F1" in result.output
-    assert "on 200 held-out real records" in result.output
+    out = " ".join(result.output.split())
+    assert "SIMULATED reviewers" in out
+    assert "simulated:label-oracle: answers pool suggestions" in out
+    assert "simulated:draft-judge: TF-IDF" in out and "accuracy" in out
+    if "no round was kept" not in out:
+        assert "on 200 held-out real posts" in out and "gold only macro-F1" in out and "flywheel macro-F1" in out
+        assert re.search(r"pool \d+ decisions, \d+ rows kept, held-out lift [+-]\d\.\d{3} \(", out), out
+    assert "demo finished in" in out
+    from goldloop.store import open_store
+
+    store = open_store(tmp_path / "demo")
+    decisions = store.decisions()
+    assert decisions and all(d.simulated and d.reviewer.startswith("simulated:") for d in decisions)
+    assert len(store.records(origin="pool", split="pool")) == 120
