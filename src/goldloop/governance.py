@@ -33,6 +33,7 @@ from typing import Any
 
 from .config import CONFIG_FILE, Config
 from .errors import GoldloopError
+from .lineage import ancestry
 from .records import Record, Snapshot, text_hash
 from .review import review_states
 from .store import Store
@@ -196,8 +197,8 @@ def _isolation(store: Store, rows: list[Record]) -> PolicyResult:
     held_ids = {r.id for r in heldout}
     held_hashes = {text_hash(r.text) for r in heldout}
     in_set = [r.id for r in rows if r.id in held_ids or r.split == "heldout"]
-    parents = _parent_map(store, [r for r in rows if r.origin != "gold"])
-    seeded = [r.id for r in rows if r.origin != "gold" and _ancestors(r.id, parents) & held_ids]
+    lines = ancestry(store, [r for r in rows if r.origin != "gold"])
+    seeded = [r.id for r in rows if r.origin != "gold" and lines[r.id] & held_ids]
     same_text = [r.id for r in rows if r.origin != "gold" and text_hash(r.text) in held_hashes]
     bad = len(in_set) + len(seeded) + len(same_text)
     if not bad:
@@ -212,29 +213,6 @@ def _isolation(store: Store, rows: list[Record]) -> PolicyResult:
         parts.append(f"{len(same_text)} row(s) repeat a held-out text (e.g. {same_text[0]})")
     return PolicyResult("heldout_isolation", False, "; ".join(parts) + ". Held-out data must never reach training.",
                         {"heldout_in_set": len(in_set), "heldout_seeded": len(seeded), "heldout_text": len(same_text)})
-
-
-def _parent_map(store: Store, rows: list[Record]) -> dict[str, tuple[str, ...]]:
-    """Record id -> parent ids for ``rows`` and all their ancestors, fetched a generation at a time."""
-    parents = {r.id: r.provenance.parents for r in rows}
-    todo = {p for ps in parents.values() for p in ps} - parents.keys()
-    while todo:
-        found = store.records(ids=sorted(todo))
-        parents.update({r.id: r.provenance.parents for r in found})
-        parents.update({rid: () for rid in todo - {r.id for r in found}})     # not in the store
-        todo = {p for r in found for p in r.provenance.parents} - parents.keys()
-    return parents
-
-
-def _ancestors(record_id: str, parents: dict[str, tuple[str, ...]]) -> set[str]:
-    seen: set[str] = set()
-    todo = list(parents.get(record_id, ()))
-    while todo:
-        rid = todo.pop()
-        if rid not in seen:
-            seen.add(rid)
-            todo.extend(parents.get(rid, ()))
-    return seen
 
 
 def _review(store: Store, mode: str, rate: float, made: list[Record]) -> PolicyResult:

@@ -182,6 +182,13 @@ def carried_records(store: Store) -> list[Record]:
     return [r for r in store.records(ids=snap.record_ids) if r.origin != "gold"]
 
 
+def kept_reviewers(store: Store) -> list[str]:
+    """The simulated reviewers behind the last kept training set's rows."""
+    kept = kept_round(store)
+    snap = store.get_snapshot(kept.snapshot_id) if kept and kept.snapshot_id else None
+    return list(snap.manifest.get("simulated_reviewers") or []) if snap is not None else []
+
+
 def carried_weights(store: Store) -> dict[str, float]:
     """The training weights the last kept training set stored for its rows."""
     kept = kept_round(store)
@@ -224,7 +231,7 @@ def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carrie
                         m.get("by_reviewer", {}))
     manifest.update({"policy": m.get("policy", {}), "carried": len(carried), "round_snapshot": round_snap.id,
                      "weights": dict(sorted({**carried_weights(store), **(m.get("weights") or {})}.items())),
-                     "simulated_reviewers": m.get("simulated_reviewers", [])})
+                     "simulated_reviewers": sorted(set(m.get("simulated_reviewers", [])) | set(kept_reviewers(store)))})
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"loop-round-{round_snap.round}",
                     round=round_snap.round, record_ids=tuple(ids), manifest=manifest, created_at=now())
     return store_snapshot(store, cfg, snap, records)

@@ -14,7 +14,7 @@ from ..config_reference import reference_markdown
 from ..errors import GoldloopError
 from ..embed import CachedEmbedder, make_embedder
 from ..store import open_store
-from ._shared import Project, err, fail_cleanly, out, pass_project, print_scores
+from ._shared import Project, err, fail_cleanly, out, pass_project
 
 
 @click.command()

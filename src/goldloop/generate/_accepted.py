@@ -8,8 +8,7 @@ built from these drafts is as free of held-out text as one built from gold-train
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from ..lineage import ancestry
 from ..records import Record
 from ..store import Store
 
@@ -35,34 +34,10 @@ def accepted_drafts(store: Store, round: int) -> dict[str, list[Record]]:
               or (r.origin == "edited" and r.id in edits
                   and (r.id not in states or states[r.id].action not in ("reject", "edit")))]
     held = {r.id for r in store.records(split="heldout")}
-    tainted = _descends_from(store, chosen, held)
+    lines = ancestry(store, chosen)
+    tainted = {r.id for r in chosen if r.id in held or lines[r.id] & held}
     out: dict[str, list[Record]] = {}
     for rec in sorted(chosen, key=lambda r: r.id):
         if rec.id not in tainted:
             out.setdefault(rec.label, []).append(rec)
     return out
-
-
-def _descends_from(store: Store, records: Iterable[Record], held: set[str]) -> set[str]:
-    """Ids of ``records`` that are in ``held`` or have an ancestor in it, following ``parents`` in the store."""
-    records = list(records)
-    parents: dict[str, tuple[str, ...]] = {r.id: r.provenance.parents for r in records}
-    todo = {p for ps in parents.values() for p in ps} - parents.keys()
-    while todo:
-        found = store.records(ids=sorted(todo))
-        parents.update({r.id: r.provenance.parents for r in found})
-        parents.update({rid: () for rid in todo - {r.id for r in found}})       # not in the store
-        todo = {p for r in found for p in r.provenance.parents} - parents.keys()
-    tainted: set[str] = set()
-    for rec in records:
-        seen: set[str] = set()
-        stack = [rec.id]
-        while stack:
-            rid = stack.pop()
-            if rid in seen:
-                continue
-            seen.add(rid)
-            stack.extend(parents.get(rid, ()))
-        if seen & held:
-            tainted.add(rec.id)
-    return tainted
