@@ -21,8 +21,11 @@ class SuggestConfig:
     confused_pair_boost: float = _f(0.1, "An uncertain record whose two likeliest labels are a confused pair of the "
                                          "error analysis ranks as if its margin were this much smaller.",
                                     minimum=0.0, maximum=1.0)
-    heldout_similarity: float = _f(0.9, "A pool record whose static embedding has at least this cosine similarity "
-                                        "to a held-out record counts as its duplicate: never shown or trained on.",
+    heldout_similarity: float = _f(0.98, "A pool record whose selection embedding has at least this cosine "
+                                         "similarity to a held-out record counts as its duplicate: never shown or "
+                                         "trained on (so does an exact or MinHash near-duplicate, at [filter] "
+                                         "near_dup_threshold). Static vectors of long posts are close to one another: "
+                                         "on 20 Newsgroups 0.9 caught 21 % of the pool, 0.98 0.05 %.",
                                    minimum=0.5, maximum=1.0)
     selection_embedder: str = _f("static", "Embeddings that score and pick pool records. `static`: the model2vec "
                                            "model distilled from MiniLM (thousands of posts a second; needs the "

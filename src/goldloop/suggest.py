@@ -91,12 +91,19 @@ def answered_pool_ids(store: Store) -> tuple[set[str], set[str]]:
 
 def heldout_duplicates(store: Store, cfg: Config, pool: Sequence[Record], pool_vecs: np.ndarray,
                        embed: Any) -> set[str]:
-    """Ids of pool records that repeat a held-out text, exactly or by embedding similarity."""
+    """Ids of pool records that repeat a held-out text: exactly, as a near-duplicate (MinHash
+    Jaccard of word sets at ``[filter] near_dup_threshold``, as the leakage filter judges drafts),
+    or by embedding similarity at ``[suggest] heldout_similarity``."""
+    from .filters._neardup import NearDupIndex
+
     heldout = store.records(origin="gold", split="heldout")
     if not heldout or not pool:
         return set()
     hashes = {text_hash(r.text) for r in heldout}
     out = {r.id for r in pool if text_hash(r.text) in hashes}
+    index = NearDupIndex(threshold=cfg.filter.near_dup_threshold, seed=cfg.project.seed)
+    index.add([r.id for r in heldout], [r.text for r in heldout])
+    out |= {r.id for r, hits in zip(pool, index.query([r.text for r in pool])) if hits}
     held_vecs = embed.embed([r.text for r in heldout])
     for start in range(0, len(pool), 2048):
         sims = pool_vecs[start:start + 2048] @ held_vecs.T
