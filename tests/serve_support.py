@@ -26,6 +26,7 @@ def filtered_round(project: tuple[Path, Config, Store], per_label: int = 4, **se
     cfg.generate.per_label = per_label
     cfg.filter.label_consistency = "off"
     cfg.filter.min_distinct_bigrams = 0.0
+    cfg.filter.near_dup_threshold = 1.0         # the fake model's short drafts share most words: only exact repeats
     for key, value in serve.items():
         setattr(cfg.serve, key, value)
     cfg.save(path)

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from goldloop.cli import main
+from goldloop.filters import passing
 from goldloop.records import Verdict
 from goldloop.review import review_states
 from goldloop.serve import AuthError, add_user, cohen_kappa, create_app, list_users
@@ -115,7 +116,8 @@ def test_leases_keep_items_apart_and_expire(served):
 
 def test_label_doubt_first_and_what_an_item_shows(team_project):
     path, cfg, store = filtered_round(team_project, per_label=4)
-    candidates = store.records(origin="synthetic", round=1)
+    dropped, _, _ = passing(store.verdicts(round=1))
+    candidates = [c for c in store.records(origin="synthetic", round=1) if c.id not in dropped]
     last = candidates[-1]
     store.add_verdicts([Verdict(last.id, "label_consistency.v1", True, 0.2, "reads as outage", 1, flag="label-doubt")])
     add_users(store)
@@ -232,7 +234,8 @@ def test_the_ranking_screen_offers_each_candidate_once_per_reviewer(served):
 def test_bulk_repair_previews_then_applies(served):
     _, _, store, app = served
     cat = _client(app, "cat")
-    target = store.records(origin="synthetic", round=1)[0]
+    dropped, _, _ = passing(store.verdicts(round=1))
+    target = next(c for c in store.records(origin="synthetic", round=1) if c.id not in dropped)
     word = target.text.split()[1]
     spec = {"mode": "pattern", "pattern": rf"\b{word}\b", "action": "edit", "replacement": "REDACTED"}
     preview = cat.post("/api/bulk/preview", json=spec).json()
