@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,37 @@ def test_self_training_is_off_by_default_and_counts_as_machine_labelled(pooled) 
     later = [r for r in store.records(origin="pool", round=3) if r.provenance.strategy == "self_train.v1"]
     assert not {r.provenance.parents[0] for r in later} & {r.provenance.parents[0] for r in machine}
     assert again.self_trained == len(later)
+
+
+def test_cli_ingests_a_pool_suggests_and_runs_a_simulated_flywheel(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from goldloop.cli import main
+
+    rows = make_rows(per_label=40, seed=11)
+    by = {label: [r for r in rows if r[1] == label] for label in ("billing", "outage", "account")}
+    fake_config().save(tmp_path)
+    write_csv(tmp_path / "gold.csv", [r for rs in by.values() for r in rs[:12]])
+    write_csv(tmp_path / "pool-labels.csv", [r for rs in by.values() for r in rs[12:40]])
+    write_csv(tmp_path / "pool.csv", [(t, "") for rs in by.values() for t, _ in rs[12:40]], header=("text", "note"))
+    run = CliRunner()
+
+    def ok(*args: str) -> str:
+        result = run.invoke(main, ["-p", str(tmp_path), *args])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    ok("ingest", str(tmp_path / "gold.csv"))
+    assert "84 added (84 pool)" in ok("ingest", str(tmp_path / "pool.csv"), "--split", "pool")
+    said = ok("suggest", "--budget", "6")
+    found = re.search(r"round 1: 6 of (\d+) open pool records picked \(\d typical, \d uncertain\); (\d+) left out as "
+                      r"duplicates of held-out records", said)
+    assert found and int(found.group(1)) + int(found.group(2)) == 84, said
+    assert "pool: 84 unlabelled real records; 6 suggested labels" in ok("status")
+    refused = run.invoke(main, ["-p", str(tmp_path), "loop", "--rounds", "1", "--simulate-pool",
+                                str(tmp_path / "pool-labels.csv")])
+    assert refused.exit_code != 0 and "--budget" in refused.output
+    out = ok("loop", "--rounds", "1", "--budget", "12", "--simulate-pool", str(tmp_path / "pool-labels.csv"),
+             "--simulate-drafts", str(tmp_path / "pool-labels.csv"))
+    assert "pool: " in out and "decisions" in out and "next round's budget shares" in out
+    assert "by simulated reviewers" in ok("status")
