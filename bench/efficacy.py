@@ -39,7 +39,6 @@ Usage (the full configuration; about 12 minutes per seed on two cores):
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import statistics
@@ -52,7 +51,7 @@ import numpy as np
 
 from goldloop.analysis import train_and_predict
 from goldloop.config import Config
-from goldloop.demo import newsgroups_pools
+from goldloop.demo import newsgroups_pools, write_csv
 from goldloop.embed import CachedEmbedder, Embedder, make_embedder
 from goldloop.evaluate import scores
 from goldloop.ingest import ingest_file
@@ -73,14 +72,6 @@ class SharedCache(Embedder):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.cached.embed(texts)
-
-
-def write_csv(path: Path, rows: list[tuple[str, str]], with_label: bool = True) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"] if with_label else ["text"])
-        writer.writerows(rows if with_label else [(t,) for t, _ in rows])
-    return path
 
 
 def project_config(name: str, seed: int, args: argparse.Namespace, budget: int, pool_share: float,

@@ -16,7 +16,6 @@ Usage: python bench/pool_selection.py [--pool 10000] [--budget 200] [--baseline 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import tempfile
@@ -24,20 +23,12 @@ import time
 from pathlib import Path
 
 from goldloop.config import Config
-from goldloop.demo import newsgroups_pools
+from goldloop.demo import newsgroups_pools, write_csv
 from goldloop.embed import CachedEmbedder, make_embedder
 from goldloop.embed_static import StaticEmbedder
 from goldloop.ingest import ingest_file
 from goldloop.store import open_store
 from goldloop.suggest import suggest
-
-
-def write(path: Path, rows: list[tuple[str, str]], with_label: bool) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"] if with_label else ["text"])
-        writer.writerows(rows if with_label else [(t,) for t, _ in rows])
-    return path
 
 
 def main() -> None:
@@ -68,11 +59,11 @@ def main() -> None:
             cfg.ingest.max_chars = 200_000
             cfg.suggest.selection_embedder = mode
             store = open_store(work)
-            ingest_file(store, cfg, write(work / "gold.csv", gold, True), split="train")
-            ingest_file(store, cfg, write(work / "heldout.csv", [(t, y) for y, ts in sorted(pools["test"].items())
+            ingest_file(store, cfg, write_csv(work / "gold.csv", gold, True), split="train")
+            ingest_file(store, cfg, write_csv(work / "heldout.csv", [(t, y) for y, ts in sorted(pools["test"].items())
                                                                  for t in ts[:20]], True), split="heldout")
             rows = pool if mode == "static" else pool[:args.baseline]
-            ingest_file(store, cfg, write(work / "pool.csv", rows, False), split="pool")
+            ingest_file(store, cfg, write_csv(work / "pool.csv", rows, False), split="pool")
             trainer = CachedEmbedder(make_embedder(cfg.embed), store)
             trainer.embed([t for t, _ in gold])            # the trainer's gold vectors are cached in a real project
             started = time.perf_counter()

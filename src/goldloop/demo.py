@@ -64,7 +64,8 @@ def newsgroups_pools() -> dict[str, dict[str, list[str]]]:
     return pools
 
 
-def _write(path: Path, rows: list[tuple[str, str]], with_label: bool = True) -> Path:
+def write_csv(path: Path, rows: list[tuple[str, str]], with_label: bool = True) -> Path:
+    """(text, label) rows as a CSV file with a header; ``with_label=False`` writes the text column only."""
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label"] if with_label else ["text"])
@@ -93,11 +94,11 @@ def build_demo_project(project_dir: Path, store: Store, cfg: Config, gold_per_la
                                                                               len(pools["test"][label])))]
     counts = {}
     for name, rows, split in (("gold.csv", gold, "train"), ("heldout.csv", heldout, "heldout")):
-        counts[split] = ingest_file(store, cfg, _write(project_dir / name, rows), split=split).added
+        counts[split] = ingest_file(store, cfg, write_csv(project_dir / name, rows), split=split).added
     if pool_per_label:
-        counts["pool"] = ingest_file(store, cfg, _write(project_dir / "pool.csv", pool, False), split="pool").added
-        _write(project_dir / "pool-labels.csv", pool)
-        _write(project_dir / "judge.csv", judge)
+        counts["pool"] = ingest_file(store, cfg, write_csv(project_dir / "pool.csv", pool, False), split="pool").added
+        write_csv(project_dir / "pool-labels.csv", pool)
+        write_csv(project_dir / "judge.csv", judge)
     return counts
 
 

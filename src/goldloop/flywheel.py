@@ -16,8 +16,8 @@ from typing import Any
 
 from .config import Config
 from .filters import passing
-from .records import SELF_TRAIN, SUGGEST, Record
-from .review import review_states
+from .records import SELF_TRAIN, Record
+from .review import review_states, suggestions
 from .store import Store
 
 SOURCES = ("drafts", "pool")
@@ -109,9 +109,7 @@ def pending_drafts(store: Store, round: int, f1: Mapping[str, float] | None = No
 def pending_suggestions(store: Store, round: int) -> list[Record]:
     """The round's suggestions that await a decision, in the order they were picked (typical first)."""
     states = review_states(store.decisions(round=round))
-    made = [r for r in store.records(origin="pool", round=round)
-            if r.split is None and r.provenance.strategy == SUGGEST
-            and (r.id not in states or states[r.id].action == "none")]
+    made = [r for r in suggestions(store, round) if r.id not in states or states[r.id].action == "none"]
     return sorted(made, key=lambda r: (r.provenance.params.get("picked_as") != "typical", r.id))
 
 
@@ -234,17 +232,13 @@ def measure_sources(cfg: Config, embedder: Any, training: Sequence[Record], new_
 def without_rows(store: Store, cfg: Config, snap: Any, drop: set[str], why: str) -> Any:
     """``snap`` less the rows in ``drop``, stored as its own snapshot (policy-checked), each dropped
     row with a ``source_lift.v1`` verdict saying why."""
-    from .records import Snapshot, Verdict, content_hash, now
-    from .snapshot import describe, store_snapshot
+    from .records import Verdict
+    from .snapshot import derived_snapshot
 
     records = [r for r in store.records(ids=snap.record_ids) if r.id not in drop]
-    ids = sorted(r.id for r in records)
     m = snap.manifest
-    manifest = describe(records, snap.round, m.get("candidates", 0), m.get("excluded", {}), m.get("by_reviewer", {}))
-    manifest.update({k: m[k] for k in ("policy", "carried", "round_snapshot", "simulated_reviewers") if k in m})
+    manifest = {k: m[k] for k in ("policy", "carried", "round_snapshot", "simulated_reviewers") if k in m}
     manifest["weights"] = {k: v for k, v in (m.get("weights") or {}).items() if k not in drop}
     manifest["dropped_by_source_lift"] = len(drop)
-    new = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"{snap.name}-without-drafts", round=snap.round,
-                   record_ids=tuple(ids), manifest=manifest, created_at=now())
     verdicts = [Verdict(rid, "source_lift.v1", False, None, why, snap.round) for rid in sorted(drop)]
-    return store_snapshot(store, cfg, new, records, verdicts)
+    return derived_snapshot(store, cfg, snap, records, f"{snap.name}-without-drafts", manifest, verdicts)

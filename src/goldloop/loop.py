@@ -33,9 +33,9 @@ from .flywheel import (decisions_by_source, drafts_per_real_row, measure_sources
 from .generate import GenerateReport, generate, stored_summary
 from .llm import LLM, make_llm
 from .plan import Plan, make_plan, plan_path, read_plan, write_plan
-from .records import Record, Snapshot, content_hash, now
+from .records import Record, Snapshot
 from .report import write_loop_report, write_report
-from .snapshot import build_snapshot, describe, store_snapshot
+from .snapshot import build_snapshot, derived_snapshot
 from .store import RoundInfo, Store
 
 if TYPE_CHECKING:
@@ -172,28 +172,31 @@ def kept_round(store: Store) -> RoundInfo | None:
     return kept[-1] if kept else None
 
 
+def kept_snapshot(store: Store) -> Snapshot | None:
+    """The last kept training set (None: none yet, the model is gold-only)."""
+    kept = kept_round(store)
+    return store.get_snapshot(kept.snapshot_id) if kept and kept.snapshot_id else None
+
+
 def carried_records(store: Store) -> list[Record]:
     """The rows beyond gold of the last kept training set (drafts, edits, answered pool records):
     what the next round builds on."""
-    kept = kept_round(store)
-    snap = store.get_snapshot(kept.snapshot_id) if kept and kept.snapshot_id else None
-    if snap is None:
-        return []
-    return [r for r in store.records(ids=snap.record_ids) if r.origin != "gold"]
-
-
-def kept_reviewers(store: Store) -> list[str]:
-    """The simulated reviewers behind the last kept training set's rows."""
-    kept = kept_round(store)
-    snap = store.get_snapshot(kept.snapshot_id) if kept and kept.snapshot_id else None
-    return list(snap.manifest.get("simulated_reviewers") or []) if snap is not None else []
+    snap = kept_snapshot(store)
+    return [] if snap is None else [r for r in store.records(ids=snap.record_ids) if r.origin != "gold"]
 
 
 def carried_weights(store: Store) -> dict[str, float]:
     """The training weights the last kept training set stored for its rows."""
-    kept = kept_round(store)
-    snap = store.get_snapshot(kept.snapshot_id) if kept and kept.snapshot_id else None
+    snap = kept_snapshot(store)
     return dict(snap.manifest.get("weights") or {}) if snap is not None else {}
+
+
+def kept_training(store: Store) -> tuple[list[Record], dict[str, float], str]:
+    """What the kept model trains on: gold-train and the carried rows, their stored weights, and its
+    name (the kept snapshot's id, or "gold only")."""
+    snap = kept_snapshot(store)
+    return ([*store.records(origin="gold", split="train"), *carried_records(store)], carried_weights(store),
+            snap.id if snap is not None else "gold only")
 
 
 def loop_plan(store: Store, cfg: Config, project_dir: Path, number: int, embedder: CachedEmbedder,
@@ -225,16 +228,13 @@ def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carrie
     if not carried:
         return round_snap
     records = store.records(ids=sorted(set(round_snap.record_ids) | {r.id for r in carried}))
-    ids = sorted(r.id for r in records)
     m = round_snap.manifest
-    manifest = describe(records, round_snap.round, m.get("candidates", 0), m.get("excluded", {}),
-                        m.get("by_reviewer", {}))
-    manifest.update({"policy": m.get("policy", {}), "carried": len(carried), "round_snapshot": round_snap.id,
-                     "weights": dict(sorted({**carried_weights(store), **(m.get("weights") or {})}.items())),
-                     "simulated_reviewers": sorted(set(m.get("simulated_reviewers", [])) | set(kept_reviewers(store)))})
-    snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"loop-round-{round_snap.round}",
-                    round=round_snap.round, record_ids=tuple(ids), manifest=manifest, created_at=now())
-    return store_snapshot(store, cfg, snap, records)
+    kept = kept_snapshot(store)
+    before = kept.manifest if kept is not None else {}
+    return derived_snapshot(store, cfg, round_snap, records, f"loop-round-{round_snap.round}", {
+        "policy": m.get("policy", {}), "carried": len(carried), "round_snapshot": round_snap.id,
+        "weights": dict(sorted({**(before.get("weights") or {}), **(m.get("weights") or {})}.items())),
+        "simulated_reviewers": sorted(set(m.get("simulated_reviewers", [])) | set(before.get("simulated_reviewers") or []))})
 
 
 def _confusion_cells(y_true: list[str], y_pred: list[str]) -> list[list[Any]]:
@@ -289,11 +289,8 @@ def run_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, llm: 
         budget = None
         if budgeted:
             started = time.monotonic()
-            kept = kept_round(store)
-            budget = spend_budget(store, cfg, number, cached, [*store.records(origin="gold", split="train"),
-                                                               *carried_records(store)],
-                                  carried_weights(store), kept.snapshot_id if kept and kept.snapshot_id else "gold only",
-                                  reviewers, review, say)
+            training, weights, model_name = kept_training(store)
+            budget = spend_budget(store, cfg, number, cached, training, weights, model_name, reviewers, review, say)
             timings["suggest_review"] = time.monotonic() - started
         say(f"round {number}: training and scoring on held-out real data")
         step = _close_loop_round(store, cfg, project_dir, number, cached, plan, gen, filt, timings, budget)

@@ -18,8 +18,8 @@ from .diversity import dispersion, distinct_n, nearest_gold_distance
 from .errors import StageError
 from .filters import REVIEW_GATE, passing
 from .governance import enforce
-from .records import SELF_TRAIN, SUGGEST, Record, Snapshot, Verdict, content_hash, now
-from .review import review_states
+from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now
+from .review import review_states, suggestions
 from .store import Store
 
 GATE = REVIEW_GATE
@@ -40,7 +40,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
         raise StageError("refusing to build a snapshot without gold-train records: training on "
                          "synthetic data alone is not allowed")
     candidates = store.records(origin="synthetic", round=number)
-    suggested = [r for r in store.records(origin="pool", round=number) if r.provenance.strategy == SUGGEST]
+    suggested = suggestions(store, number)
     verdicts = store.verdicts(round=number)
     dropped, _, _ = passing(verdicts)
     states = review_states(store.decisions(round=number))
@@ -137,6 +137,20 @@ def stored_weights(rows: list[Record], verdicts: list[Verdict]) -> dict[str, flo
         if rid is not None:
             out[r.id] = round(given[rid], 6)
     return dict(sorted(out.items()))
+
+
+def derived_snapshot(store: Store, cfg: Config, base: Snapshot, records: list[Record], name: str,
+                     manifest: dict[str, Any], verdicts: list[Verdict] = ()) -> Snapshot:
+    """A snapshot of ``records`` made from ``base`` (the loop's merged or trimmed training sets): its
+    manifest described afresh, with ``base``'s candidates, exclusions and reviewers and the entries
+    of ``manifest``; content-addressed and policy-checked like any other."""
+    ids = sorted(r.id for r in records)
+    m = base.manifest
+    out = describe(records, base.round, m.get("candidates", 0), m.get("excluded", {}), m.get("by_reviewer", {}))
+    out.update(manifest)
+    snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=name, round=base.round, record_ids=tuple(ids),
+                    manifest=out, created_at=now())
+    return store_snapshot(store, cfg, snap, records, verdicts)
 
 
 def describe(records: list[Record], number: int, candidates: int, excluded: dict[str, int],

@@ -26,8 +26,8 @@ import numpy as np
 from .config import Config
 from .embed import CachedEmbedder, Embedder, HashingEmbedder
 from .errors import StageError
-from .records import SELF_TRAIN, SUGGEST, Record, text_hash
-from .review import review_states
+from .records import SELF_TRAIN, Record, text_hash
+from .review import review_states, suggestions
 from .store import Store
 from .train import LinearClassifier, build_classifier, row_weights
 
@@ -66,12 +66,6 @@ def selection_embedder(cfg: Config, trainer: CachedEmbedder) -> Embedder | Cache
     from .embed_static import StaticEmbedder
 
     return StaticEmbedder()
-
-
-def suggestions(store: Store, round: int | None = None) -> list[Record]:
-    """Suggestion records (a pool record's text under a model's label), of one round or all."""
-    return [r for r in store.records(origin="pool", round=round)
-            if r.split is None and r.provenance.strategy == SUGGEST]
 
 
 def answered_pool_ids(store: Store) -> tuple[set[str], set[str]]:

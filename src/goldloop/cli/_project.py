@@ -66,6 +66,8 @@ def ingest(project: Project, file: Path, text_column: str | None, label_column: 
 @fail_cleanly
 def status(project: Project) -> None:
     """What the project holds: gold by split and label, candidates, decisions, rounds."""
+    from ..review import is_suggestion
+
     store = project.store
     gold = store.records(origin="gold")
     table = Table("label", "train", "held-out", title=f"{escape(project.cfg.project.name)}: gold data")
@@ -80,7 +82,7 @@ def status(project: Project) -> None:
               f"({sum(d.simulated for d in decisions)} by simulated reviewers)")
     if pool:
         out.print(f"pool: {sum(r.split == 'pool' for r in pool)} unlabelled real records; "
-                  f"{sum(r.split is None and r.provenance.strategy == 'suggest.v1' for r in pool)} suggested labels")
+                  f"{sum(is_suggestion(r) for r in pool)} suggested labels")
     for r in store.rounds():
         ev = r.metrics.get("evaluation", {})
         score = (f"; macro-F1 {ev['gold_only']['macro_f1']:.3f} -> {ev['with_synthetic']['macro_f1']:.3f} "

@@ -88,17 +88,15 @@ def _explain(project: Project, ref: str) -> None:
 def suggest(project: Project, budget: int) -> None:
     """Have the current model suggest labels for real pool records and queue the ones worth a reviewer's look."""
     from ..flywheel import analysis_focus
-    from ..loop import carried_records, carried_weights, kept_round
+    from ..loop import kept_training
     from ..suggest import suggest as run_suggest
 
     store = project.store
     number = store.open_round()
-    kept = kept_round(store)
+    training, weights, model_name = kept_training(store)
     f1, confused = analysis_focus(store, number)
-    report = run_suggest(store, project.cfg, number, budget, project.embedder(),
-                         [*store.records(origin="gold", split="train"), *carried_records(store)],
-                         weights=carried_weights(store), f1=f1, confused=confused,
-                         model_name=kept.snapshot_id if kept and kept.snapshot_id else "gold only")
+    report = run_suggest(store, project.cfg, number, budget, project.embedder(), training, weights=weights, f1=f1,
+                         confused=confused, model_name=model_name)
     if report.already:
         out.print(f"round {number} has its {report.picked} suggestions already; review them with "
                   "`goldloop review` or `goldloop serve`")

@@ -1,4 +1,4 @@
-"""How a reviewer is told that a label is a model's suggestion for a real pool record."""
+"""Suggested labels for real pool records: which records they are, and how a reviewer is told."""
 
 from __future__ import annotations
 
@@ -6,11 +6,22 @@ import math
 from typing import Any
 
 from ..records import SUGGEST, Record
+from ..store import Store
+
+
+def is_suggestion(record: Record) -> bool:
+    """A pool record's text under a model's suggested label, awaiting (or given) a reviewer's answer."""
+    return record.origin == "pool" and record.split is None and record.provenance.strategy == SUGGEST
+
+
+def suggestions(store: Store, round: int | None = None) -> list[Record]:
+    """The suggestion records of one round, or of every round."""
+    return [r for r in store.records(origin="pool", round=round) if is_suggestion(r)]
 
 
 def suggestion_view(record: Record) -> dict[str, Any] | None:
     """What a reviewer is told about a suggested label (None for any other record)."""
-    if record.origin != "pool" or record.provenance.strategy != SUGGEST:
+    if not is_suggestion(record):
         return None
     p = record.provenance.params
     conf = p.get("confidence")

@@ -18,11 +18,11 @@ from rich.panel import Panel
 
 from ..config import Config
 from ..filters import passing
-from ..records import SUGGEST, Decision, Record, now
+from ..records import Decision, Record, now
 from ..store import Store
 from ._edit import EditRefused, edit_record, project_labels
 from ._state import NONE, review_states
-from ._suggestion import suggestion_view
+from ._suggestion import suggestion_view, suggestions
 
 HELP = "[a] accept  [r] reject  [e] edit  [s] skip  [u] undo  [q] quit  [?] help"
 KEYS = {"a": "accept", "r": "reject", "x": "reject", "e": "edit", "s": "skip", "u": "undo", "q": "quit",
@@ -42,8 +42,7 @@ class ReviewSummary:
 def review_queue(store: Store, round: int) -> list[Record]:
     """Candidates of ``round`` (drafts that passed every filter, pool records with a suggested label)
     that no one has decided on yet; flagged first."""
-    candidates = store.records(origin="synthetic", round=round) + [
-        r for r in store.records(origin="pool", round=round) if r.split is None and r.provenance.strategy == SUGGEST]
+    candidates = store.records(origin="synthetic", round=round) + suggestions(store, round)
     verdicts = store.verdicts(round=round)
     dropped, _, flagged = passing(verdicts)
     states = review_states(store.decisions(round=round))
