@@ -17,8 +17,11 @@ Rows (the same `classify` model, MiniLM embeddings + logistic regression, for al
 - gold only;
 - random labelling: gold + N pool posts drawn at random with their true labels, N = the
   reviewer decisions the flywheel spent in that seed (what the same budget buys without goldloop);
+- random labelling + self-training: that set plus the self-training rows the flywheel's settings
+  add from the rest of the pool (what self-training alone buys, without the flywheel's picks);
 - flywheel: ``goldloop loop`` with ``[loop] review_budget`` per round split between drafts and
-  pool suggestions by measured lift; the training set it kept (with its stored weights);
+  pool suggestions by measured lift, and (``--self-training``, on by default) ``[suggest]
+  self_training`` at its default settings; the training set it kept (with its stored weights);
 - drafts only: the same loop with the whole budget on drafts (no pool), judged by the draft
   reviewer;
 - full: the whole train split.
@@ -59,6 +62,8 @@ from goldloop.loop import run_loop
 from goldloop.records import Record
 from goldloop.simulate import DraftJudge, LabelOracle
 from goldloop.store import open_store
+from goldloop.suggest import self_training_rows
+from goldloop.train import build_classifier
 
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -89,6 +94,7 @@ def project_config(name: str, seed: int, args: argparse.Namespace, budget: int, 
     cfg.loop.review_budget = budget
     cfg.loop.pool_share = pool_share
     cfg.synthetic.selection = args.selection
+    cfg.suggest.self_training = args.self_training and pool_share > 0
     if pool_share == 0.0:
         cfg.loop.min_source_share = 0.0
     return cfg
@@ -144,9 +150,23 @@ def run_project(name: str, seed: int, args: argparse.Namespace, budget: int, poo
                                       for k, v in (budget_info.get("sources") or {}).items()},
                           "drafts_per_real_row": budget_info.get("drafts_per_real_row")})
     by_origin = kept.manifest["by_origin"] if kept else {"gold": len(gold)}
+    self_trained = (kept.manifest.get("by_strategy") or {}).get("self_train.v1", 0) if kept else 0
     store.close()
     return {"macro_f1": f1, "decisions": decisions, "kept_round_test_deltas": deltas, "rounds": per_round,
-            "by_origin": by_origin, "stopped": result.stopped, "seconds": round(seconds, 1)}
+            "by_origin": by_origin, "self_trained": self_trained, "stopped": result.stopped,
+            "seconds": round(seconds, 1)}
+
+
+def with_self_training(cfg: Config, embedder: CachedEmbedder, train: list[Record], rest: list[tuple[str, str]],
+                       test: list[tuple[str, str]], labels: list[str]) -> tuple[float, int]:
+    """macro-F1 of ``train`` plus the self-training rows the flywheel's settings would add from the
+    ``rest`` of the pool (labels hidden), and how many rows that was."""
+    rest_records = [Record.gold(t, labels[0]) for t, _ in rest]          # the true label is never read
+    model = build_classifier(cfg, embedder).fit(train)
+    machine = self_training_rows(cfg, 1, rest_records, model.predict_proba([r.text for r in rest_records]),
+                                 model.labels, "random labelling")
+    weights = {r.id: cfg.suggest.self_training_weight for r in machine}
+    return macro_f1(cfg, embedder, train + machine, test, labels, weights), len(machine)
 
 
 def run_seed(seed: int, args: argparse.Namespace, train_pool: dict[str, list[str]], heldout: list[tuple[str, str]],
@@ -178,7 +198,12 @@ def run_seed(seed: int, args: argparse.Namespace, train_pool: dict[str, list[str
     n = int(fly["decisions"])                                        # type: ignore[arg-type]
     random_rows = [Record.gold(t, y) for t, y in random.Random(seed + 1000).sample(pool_rows, min(n, len(pool_rows)))]
     random_f1 = macro_f1(cfg, embedder, gold + random_rows, test, labels)
-    return {"seed": seed, "gold_only": gold_f1, "random_labelling": random_f1, "flywheel": fly["macro_f1"],
+    picked = {r.text for r in random_rows}
+    cfg.suggest.self_training = True
+    random_st, _ = with_self_training(cfg, embedder, gold + random_rows, [r for r in pool_rows if r[0] not in picked],
+                                      test, labels)
+    return {"seed": seed, "gold_only": gold_f1, "random_labelling": random_f1,
+            "random_labelling_self_training": random_st, "flywheel": fly["macro_f1"],
             "drafts_only": drafts["macro_f1"], "decisions": n, "drafts_decisions": drafts["decisions"],
             "gap_closed": (float(fly["macro_f1"]) - gold_f1) / (full_f1 - gold_f1) if full_f1 > gold_f1 else 0.0,
             "judge": judge.to_json(), "flywheel_run": fly, "drafts_run": drafts}
@@ -202,6 +227,9 @@ def main() -> None:
                         help="Further test posts per label, never seen by a run, that every figure is scored on.")
     parser.add_argument("--selection", action=argparse.BooleanOptionalAction, default=True,
                         help="[synthetic] selection: weigh and select drafts (synthetic_selection.v1).")
+    parser.add_argument("--self-training", action=argparse.BooleanOptionalAction, default=True,
+                        help="[suggest] self_training in the flywheel: confident unreviewed pool records at low weight "
+                             "(machine-labelled; no reviewer decisions).")
     parser.add_argument("--backend", default="embedded", choices=("embedded", "fake"), help="LLM backend.")
     parser.add_argument("--embedder", default="minilm", choices=("minilm", "fake"), help="Embedder.")
     parser.add_argument("--work", type=Path, default=None,
@@ -258,13 +286,19 @@ def main() -> None:
     print(f"simulated draft reviewer: {runs[0]['judge']['description']}")           # type: ignore[index]
     print(f"{'training set':<40} {'macro-F1 (mean ± sd)':>22}")
     for name, key in (("gold only", "gold_only"), (f"gold + random labelling ({decisions:.0f} posts)", "random_labelling"),
-                      ("flywheel (drafts + pool)", "flywheel"), ("drafts only (simulated judge)", "drafts_only")):
+                      ("  + the flywheel's self-training", "random_labelling_self_training"),
+                      ("flywheel (drafts + pool" + (" + self-training)" if args.self_training else ")"), "flywheel"),
+                      ("drafts only (simulated judge)", "drafts_only")):
         mean, sd = stat(key)
         print(f"{name:<40} {mean:>14.3f} ± {sd:.3f}")
     print(f"{'full training set':<40} {full_f1:>14.3f}  ({len(full_rows)} posts)")
     print(f"flywheel closed {gap:.1%} of the gold-only -> full gap (per seed: "
           + ", ".join(f"{float(r['gap_closed']):.1%}" for r in runs) + f") with {decisions:.0f} decisions per seed")  # type: ignore[arg-type]
-    print(f"seeds where the flywheel beat gold only: {sum(x > 0 for x in lifts)} of {len(lifts)}")
+    print(f"seeds where the flywheel beat gold only: {sum(x > 0 for x in lifts)} of {len(lifts)}; "
+          f"beat random labelling: {sum(float(r['flywheel']) >= float(r['random_labelling']) for r in runs)} of {len(runs)}")
+    if args.self_training:
+        print("self-training rows in the kept flywheel sets (machine-labelled, no decisions): "
+              + ", ".join(str(r["flywheel_run"]["self_trained"]) for r in runs))          # type: ignore[index]
     print(f"drafts-only lift {d_mean:+.4f}, 95 % interval over seeds {d_mean - d_half:+.4f} … {d_mean + d_half:+.4f}")
     print(f"worst kept round on the unseen test posts: {min(deltas) if deltas else 0.0:+.4f} ({len(deltas)} kept rounds)")
     wall = time.monotonic() - started
@@ -273,8 +307,10 @@ def main() -> None:
         "seeds": args.seeds, "rounds": args.rounds, "budget_per_round": args.budget, "candidates_per_round": args.candidates,
         "drafts_rounds": args.drafts_rounds, "drafts_budget_per_round": args.drafts_budget, "per_label": args.per_label,
         "pool_per_label": args.pool_per_label, "labels": args.labels, "test_posts": len(test),
-        "heldout_posts": len(heldout), "selection": args.selection,
+        "heldout_posts": len(heldout), "selection": args.selection, "self_training": args.self_training,
         "gold_only_mean": round(stat("gold_only")[0], 4), "random_labelling_mean": round(stat("random_labelling")[0], 4),
+        "random_labelling_self_training_mean": round(stat("random_labelling_self_training")[0], 4),
+        "flywheel_seeds_not_below_random": sum(float(r["flywheel"]) >= float(r["random_labelling"]) for r in runs),
         "flywheel_mean": round(stat("flywheel")[0], 4), "drafts_only_mean": round(stat("drafts_only")[0], 4),
         "flywheel_sd": round(stat("flywheel")[1], 4), "full": round(full_f1, 4), "full_posts": len(full_rows),
         "flywheel_gap_closed": round(gap, 4), "flywheel_seeds_with_lift": sum(x > 0 for x in lifts),

@@ -9,7 +9,7 @@ import pytest
 
 from goldloop.config import Config
 from goldloop.embed import CachedEmbedder, HashingEmbedder
-from goldloop.flywheel import SourceLift, measure_sources, next_shares, split_budget
+from goldloop.flywheel import SourceLift, lift_per_100_so_far, measure_sources, next_shares, split_budget
 from goldloop.governance import check
 from goldloop.ingest import ingest_file
 from goldloop.loop import run_loop
@@ -213,6 +213,24 @@ def test_measured_lift_follows_a_planted_source_that_helps(tmp_path: Path) -> No
     assert isinstance(lifts["pool"], SourceLift) and lifts["pool"].to_json()["rows"] == len(pool_rows)
 
 
+
+def test_the_split_reads_lift_over_the_rounds_so_far(pooled) -> None:
+    """One round where drafts looked good after two where the pool paid does not swing the split."""
+    _, cfg, store, _ = pooled
+    for number, lifts in ((1, {"drafts": (0.0, 50), "pool": (0.03, 50)}), (2, {"drafts": (-0.01, 30), "pool": (0.02, 70)})):
+        store.open_round()
+        budget = {"sources": {k: {"lift": lift, "decisions": n, "rows": n} for k, (lift, n) in lifts.items()}}
+        store.finish_round(number, None, {"loop": {"budget": budget}})
+    now_lifts = {"drafts": SourceLift("drafts", 20, 40, 0.5, 0.02), "pool": SourceLift("pool", 60, 60, 0.5, 0.001)}
+    so_far = lift_per_100_so_far(store, cfg, 3, now_lifts)
+    assert so_far["drafts"] == pytest.approx(100 * 0.01 / 120) and so_far["pool"] == pytest.approx(100 * 0.051 / 180)
+    assert next_shares({"drafts": 0.3, "pool": 0.7}, so_far, cfg)["pool"] > 0.7          # still toward the pool
+    last_only = {k: v.lift_per_100 for k, v in now_lifts.items()}
+    assert next_shares({"drafts": 0.3, "pool": 0.7}, last_only, cfg)["drafts"] > 0.3     # one round would swing it
+    cfg.loop.budget_window = 1
+    assert lift_per_100_so_far(store, cfg, 3, now_lifts) == pytest.approx(last_only)
+
+
 def test_loop_with_a_budget_and_simulated_reviewers(pooled) -> None:
     path, cfg, store, _ = pooled
     reviewers = {"pool": LabelOracle.from_file(path / "pool-labels.csv", cfg),
@@ -225,6 +243,15 @@ def test_loop_with_a_budget_and_simulated_reviewers(pooled) -> None:
     assert sum(first["spent"].values()) <= cfg.loop.review_budget
     assert first["spent"]["pool"] > 0 and set(first["sources"]) == {"drafts", "pool"}
     assert abs(sum(first["next_shares"].values()) - 1) < 1e-6
+    # the split follows lifts and decisions summed over the rounds so far
+    last = budgets[-1]
+    for source in ("drafts", "pool"):
+        measured = [b["sources"][source] for b in budgets if b["sources"][source]["lift"] is not None
+                    and b["sources"][source]["decisions"]]
+        spent = sum(m["decisions"] for m in measured)
+        want = 100 * sum(m["lift"] for m in measured) / spent if spent else None
+        got = last["lift_per_100_so_far"][source]
+        assert (got is None and want is None) or abs(got - want) < 1e-3     # stored lifts are rounded
     assert {r["name"] for r in first["simulated_reviewers"]} == {"simulated:label-oracle", "simulated:draft-judge"}
     # running the finished loop's last round again spends nothing more
     decided = len(store.decisions())
@@ -273,11 +300,26 @@ def test_self_training_is_off_by_default_and_counts_as_machine_labelled(pooled) 
     assert {r.id for r in machine} <= set(snap.record_ids)
     assert snap.manifest["synthetic_share"] > 0 and snap.manifest["by_origin"]["pool"] == len(machine)
     assert all(snap.manifest["weights"][r.id] == cfg.suggest.self_training_weight for r in machine)
-    # a later round does not self-train the same pool records again
+    assert all(r.provenance.model.startswith("linear:") for r in machine)      # labelled by the trainer's model
+    # a reviewer answers one of round 2's suggestions: a later round never self-trains that record,
+    # labels the rest anew with the newer model, and the merged training set drops the old machine rows
+    answered = suggestions(store, number)[0]
+    store.add_decision(Decision(answered.id, "accept", "ann", number, created_at=now()))
     again = suggest(store, cfg, 3, 3, _embedder(store), gold)
     later = [r for r in store.records(origin="pool", round=3) if r.provenance.strategy == "self_train.v1"]
-    assert not {r.provenance.parents[0] for r in later} & {r.provenance.parents[0] for r in machine}
-    assert again.self_trained == len(later)
+    assert again.self_trained == len(later) > 0
+    assert answered.provenance.parents[0] not in {r.provenance.parents[0] for r in later}
+    from goldloop.loop import accumulated_snapshot
+
+    merged = accumulated_snapshot(store, cfg, build_snapshot(store, cfg, 3), [*machine, answered])
+    assert answered.id in merged.record_ids and not {r.id for r in machine} & set(merged.record_ids)
+    assert {r.id for r in later} <= set(merged.record_ids)
+    assert set(merged.manifest["weights"]) <= set(merged.record_ids)
+    # the fast selection model can label them instead
+    cfg.suggest.self_training_model = "selection"
+    fast = suggest(store, cfg, 4, 3, _embedder(store), gold)
+    rows = [r for r in store.records(origin="pool", round=4) if r.provenance.strategy == "self_train.v1"]
+    assert fast.self_trained == len(rows) > 0 and all(r.provenance.model.startswith("selection:") for r in rows)
 
 
 def test_cli_ingests_a_pool_suggests_and_runs_a_simulated_flywheel(tmp_path: Path) -> None:

@@ -346,6 +346,9 @@ class LoopConfig:
                                       "lift stays measured.", minimum=0.0, maximum=0.5)
     budget_step: float = _f(0.5, "How far one round moves the shares toward the measured lift per decision "
                                  "(1: all the way).", minimum=0.0, maximum=1.0)
+    budget_window: int = _f(0, "Rounds whose lift per decision sets the next split: their lifts and decisions are "
+                               "summed, so one noisy round does not swing it. 0: every budgeted round so far; 1: the "
+                               "last round only.", minimum=0)
 
 
 @dataclass

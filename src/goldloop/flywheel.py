@@ -4,8 +4,9 @@ round, and how the split follows what each source's rows bought on held-out real
 After a round, each source's lift is the held-out macro-F1 of the round's training set minus
 that of the same set without the source's new rows; divided by the decisions spent on the
 source, it says what a reviewer decision there was worth. The next round's shares move toward
-the sources that paid (``[loop] budget_step`` of the way), and no source with candidates falls
-under ``[loop] min_source_share``, so its lift stays measured.
+the sources that paid (``[loop] budget_step`` of the way), judged on lifts and decisions summed over
+the rounds so far (``[loop] budget_window``), and no source with candidates falls under
+``[loop] min_source_share``, so its lift stays measured.
 """
 
 from __future__ import annotations
@@ -56,6 +57,29 @@ def split_budget(total: int, shares: Mapping[str, float], available: Mapping[str
         spare = total - sum(out.values())
         if spare > 0:
             out[s] = min(available.get(s, 0), out[s] + spare)
+    return out
+
+
+def lift_per_100_so_far(store: Store, cfg: Config, number: int, lifts: Mapping[str, SourceLift]) -> dict[str, float | None]:
+    """Each source's lift per 100 decisions over round ``number`` (``lifts``) and the budgeted rounds
+    before it within ``[loop] budget_window`` (0: all): lifts and decisions summed, so the split
+    follows what a source paid on more held-out evidence than one round's.
+
+    A round's lift is measured on the same held-out records each time, so one round's figure swings
+    with which few records its rows happened to flip; the sum over rounds is steadier."""
+    window = [(number, {k: v.to_json() for k, v in lifts.items()})]
+    for info in sorted(store.rounds(), key=lambda r: -r.number):
+        sources = info.metrics.get("loop", {}).get("budget", {}).get("sources") if info.number < number else None
+        if sources:
+            window.append((info.number, sources))
+    if cfg.loop.budget_window:
+        window = window[:cfg.loop.budget_window]
+    out: dict[str, float | None] = {}
+    for source in SOURCES:
+        measured = [s[source] for _, s in window if s.get(source, {}).get("lift") is not None
+                    and s[source].get("decisions")]
+        spent = sum(int(m["decisions"]) for m in measured)
+        out[source] = 100.0 * sum(float(m["lift"]) for m in measured) / spent if spent else None
     return out
 
 

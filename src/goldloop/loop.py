@@ -28,12 +28,12 @@ from .embed import CachedEmbedder, Embedder, make_embedder
 from .errors import StageError
 from .evaluate import Evaluation, evaluate_snapshot, scores
 from .filters import FilterReport, run_filters, summarize
-from .flywheel import (decisions_by_source, drafts_per_real_row, measure_sources, next_shares, source_of,
-                       spend_budget, without_rows)
+from .flywheel import (decisions_by_source, drafts_per_real_row, lift_per_100_so_far, measure_sources, next_shares,
+                       source_of, spend_budget, without_rows)
 from .generate import GenerateReport, generate, stored_summary
 from .llm import LLM, make_llm
 from .plan import Plan, make_plan, plan_path, read_plan, write_plan
-from .records import Record, Snapshot
+from .records import SELF_TRAIN, Record, Snapshot
 from .report import write_loop_report, write_report
 from .snapshot import build_snapshot, derived_snapshot
 from .store import RoundInfo, Store
@@ -224,16 +224,20 @@ def loop_plan(store: Store, cfg: Config, project_dir: Path, number: int, embedde
 
 def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carried: list[Record]) -> Snapshot:
     """The round's snapshot plus the rows carried from the last kept training set (content-addressed,
-    checked against [policy] like any other snapshot)."""
+    checked against [policy] like any other snapshot). Carried self-training rows are left behind:
+    the round's own, labelled by the newer model, replace them."""
+    carried = [r for r in carried if r.provenance.strategy != SELF_TRAIN]
     if not carried:
         return round_snap
-    records = store.records(ids=sorted(set(round_snap.record_ids) | {r.id for r in carried}))
+    ids = set(round_snap.record_ids) | {r.id for r in carried}
+    records = store.records(ids=sorted(ids))
     m = round_snap.manifest
     kept = kept_snapshot(store)
     before = kept.manifest if kept is not None else {}
     return derived_snapshot(store, cfg, round_snap, records, f"loop-round-{round_snap.round}", {
         "policy": m.get("policy", {}), "carried": len(carried), "round_snapshot": round_snap.id,
-        "weights": dict(sorted({**(before.get("weights") or {}), **(m.get("weights") or {})}.items())),
+        "weights": dict(sorted((k, v) for k, v in {**(before.get("weights") or {}), **(m.get("weights") or {})}.items()
+                               if k in ids)),
         "simulated_reviewers": sorted(set(m.get("simulated_reviewers", [])) | set(before.get("simulated_reviewers") or []))})
 
 
@@ -352,7 +356,8 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
                                                     "lift": round(drafts.lift, 4), "message": say_drop})
         budget = {**budget, "spent": spent, "sources": {k: v.to_json() for k, v in lifts.items()},
                   "drafts_per_real_row": drafts_per_real_row(lifts),
-                  "next_shares": next_shares(budget["shares"], {k: v.lift_per_100 for k, v in lifts.items()}, cfg,
+                  "lift_per_100_so_far": (so_far := lift_per_100_so_far(store, cfg, number, lifts)),
+                  "next_shares": next_shares(budget["shares"], so_far, cfg,
                                              [k for k, v in budget["split"].items() if v > 0])}
     del heldout, texts                              # only labels, predictions and counts from here on
     timings["snapshot_train_evaluate"] = time.monotonic() - started

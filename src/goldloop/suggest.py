@@ -26,7 +26,7 @@ import numpy as np
 from .config import Config
 from .embed import CachedEmbedder, Embedder, HashingEmbedder
 from .errors import StageError
-from .records import SELF_TRAIN, Record, text_hash
+from .records import Record, text_hash
 from .review import review_states, suggestions
 from .store import Store
 from .train import LinearClassifier, build_classifier, row_weights
@@ -217,17 +217,23 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
     proba = scorer.predict_proba(vecs)
     picked = pick(proba, scorer.labels, vecs, budget, cfg, f1, confused)
     report.seconds["score_and_pick"] = round(time.monotonic() - started, 2)
-    before = {r.provenance.parents[0] for r in store.records(origin="pool")
-              if r.split is None and r.provenance.strategy == SELF_TRAIN} if cfg.suggest.self_training else set()
-    machine = self_training_rows(cfg, number, eligible, proba, scorer.labels,
-                                 {i for i, _ in picked} | {i for i, r in enumerate(eligible) if r.id in before},
-                                 model_name)
 
     started = time.monotonic()
     chosen = [eligible[i] for i, _ in picked]
     model = build_classifier(cfg, trainer).fit(list(training), row_weights(training, cfg.train.synthetic_weight,
                                                                            weights))
-    final = model.predict_proba([r.text for r in chosen])
+    final = model.predict_proba([r.text for r in chosen]) if chosen else np.zeros((0, len(model.labels)))
+    machine: list[Record] = []
+    if cfg.suggest.self_training:
+        taken = {i for i, _ in picked}
+        unpicked = [i for i in range(len(eligible)) if i not in taken]
+        if cfg.suggest.self_training_model == "trainer":
+            rest_proba, rest_labels = model.predict_proba([eligible[i].text for i in unpicked]), model.labels
+            source = f"{cfg.train.classifier}:{trainer.name}:{model_name}"
+        else:
+            rest_proba, rest_labels, source = proba[unpicked], scorer.labels, f"selection:{model_name}"
+        machine = self_training_rows(cfg, number, [eligible[i] for i in unpicked], rest_proba, rest_labels, source)
+        report.seconds["self_training"] = round(time.monotonic() - started, 2)
     records, agree = [], 0
     for (i, why), rec, p in zip(picked, chosen, final):
         order = np.argsort(-p)
@@ -252,15 +258,17 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
     return report
 
 
-def self_training_rows(cfg: Config, number: int, eligible: Sequence[Record], proba: np.ndarray,
-                       labels: Sequence[str], picked: set[int], model_name: str) -> list[Record]:
-    """With ``[suggest] self_training``: the most confident pool records not picked for review, under
-    the selection model's label, as machine-labelled rows (they count as synthetic, never as real)."""
+def self_training_rows(cfg: Config, number: int, candidates: Sequence[Record], proba: np.ndarray,
+                       labels: Sequence[str], model: str) -> list[Record]:
+    """With ``[suggest] self_training``: the most confident of ``candidates`` (open pool records no
+    reviewer answered and none picked this round) under ``model``'s label, as machine-labelled rows.
+    They count as synthetic, never as real, and a round's rows replace the last round's: labels
+    come from the newest model, and a record a reviewer has since answered is never among them."""
     s = cfg.suggest
     if not s.self_training or s.self_training_max <= 0 or len(proba) == 0:
         return []
     confidence = proba.max(axis=1)
     order = [int(i) for i in np.argsort(-confidence, kind="stable")
-             if int(i) not in picked and confidence[i] >= s.self_training_confidence][:s.self_training_max]
-    return [Record.self_trained(eligible[i], labels[int(np.argmax(proba[i]))], f"selection:{model_name}",
+             if confidence[i] >= s.self_training_confidence][:s.self_training_max]
+    return [Record.self_trained(candidates[i], labels[int(np.argmax(proba[i]))], model,
                                 {"confidence": round(float(confidence[i]), 4)}, number) for i in order]

@@ -131,6 +131,10 @@ def budget_lines(budget: dict[str, Any] | None) -> list[str]:
     worth = budget.get("drafts_per_real_row")
     if worth is not None:
         lines.append(f"one real pool row was worth {worth} accepted drafts this round")
+    so_far = {k: v for k, v in (budget.get("lift_per_100_so_far") or {}).items() if v is not None}
+    if so_far:
+        lines.append("lift per 100 decisions over the rounds so far: "
+                     + ", ".join(f"{k} {v:+.4f}" for k, v in so_far.items()))
     nxt = budget.get("next_shares")
     if nxt:
         lines.append(f"next round's budget shares: drafts {nxt['drafts']:.2f}, pool {nxt['pool']:.2f}")
