@@ -30,8 +30,9 @@ CONFIG_FILE = "goldloop.toml"
 @dataclass
 class ProjectConfig:
     name: str = _f("my-project", "Name of the use case this project serves (ticket triage, claim summaries...).")
-    task: str = _f("classify", "Shape of a record. `classify`: text -> one label from a fixed set.",
-                   choices=("classify",))
+    task: str = _f("classify", "Shape of a record. `classify`: text -> one label from a fixed set. `generate`: "
+                               "prompt -> response (ingest so far; the loop's stages run `classify`).",
+                   choices=("classify", "generate"))
     labels: list[str] = _f([], "The fixed label set. Empty: taken from the first ingested file. "
                                "A row whose label is not in a non-empty set is an ingest error.")
     seed: int = _f(0, "Seed for every random choice (held-out split, seed sampling, bootstrap), "
@@ -46,11 +47,19 @@ class ProjectConfig:
 class IngestConfig:
     text_column: str = _f("text", "Column (CSV, Parquet) or key (JSONL) that holds the text.")
     label_column: str = _f("label", "Column or key that holds the label.")
+    prompt_column: str = _f("prompt", "`generate`: column or key of the prompt.")
+    response_column: str = _f("response", "`generate`: column or key of the response.")
+    system_column: str = _f("system", "`generate`: column or key of an optional system text.")
+    context_column: str = _f("context", "`generate`: column or key of optional context the response draws on.")
+    messages_column: str = _f("", "`generate`: a column or key holding each pair as TRL's conversational "
+                                  "`messages` (an optional system turn, one user turn, one assistant turn); "
+                                  "used instead of the prompt and response columns.")
     normalize: str = _f("whitespace", "How text is normalised on ingest and after generation. "
                         "`whitespace`: Unicode NFC, whitespace collapsed to single spaces. "
                         "`letters`: also lower-cased with everything but letters removed. "
                         "`none`: stripped only. Synthetic text is normalised the same way as gold, "
-                        "so a model cannot tell them apart by style.",
+                        "so a model cannot tell them apart by style. For `generate`, `whitespace` keeps "
+                        "line breaks (runs of blank lines become one).",
                         choices=("whitespace", "letters", "none"))
     heldout_fraction: float = _f(0.2, "Share of each label's gold rows set aside as held-out real data, "
                                       "used by evaluation only.", minimum=0.0, maximum=0.9)

@@ -55,3 +55,11 @@ class StageError(GoldloopError):
 
 class Interrupted(GoldloopError):
     """Ctrl-C or SIGTERM stopped a stage; what it had finished is saved, and running it again resumes."""
+
+
+def require_classify(task: str, stage: str) -> None:
+    """Refuse a stage that runs the `classify` task only, for a project of another task."""
+    if task != "classify":
+        raise StageError(f"{stage} runs the classify task only so far; this project's [project] task is "
+                         f"{task!r}. For generate projects, ingest and status work; drafting, filters, review, "
+                         "training and evaluation of prompt -> response pairs are not built yet")

@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import Config
 from .embed import CachedEmbedder
-from .errors import StageError
+from .errors import StageError, require_classify
 from .governance import enforce
 from .records import Record, Snapshot
 from .store import Store
@@ -101,6 +101,7 @@ def _fit(embedder: CachedEmbedder, records: list[Record], cfg: Config,
 
 def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: CachedEmbedder) -> Evaluation:
     """Train gold-only and snapshot models, score both on held-out real data."""
+    require_classify(cfg.project.task, "evaluation")
     records = store.records(ids=snapshot.record_ids)
     if any(r.split == "heldout" for r in records):
         raise StageError(f"snapshot {snapshot.id} contains held-out records; refusing to train on it")

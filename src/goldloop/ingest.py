@@ -47,32 +47,60 @@ class IngestReport:
 
 
 @dataclass(frozen=True)
+class Column:
+    """Where one field of a row is read from: its column (CSV, Parquet) or key (JSONL), the
+    command-line option that maps it, and whether a file must have it."""
+
+    name: str
+    option: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
 class _Row:
-    where: str          # "line 12" or "row 12", for messages
-    number: int         # 1-based position among data rows
-    text: object
-    label: object
+    where: str                  # "line 12" or "row 12", for messages
+    number: int                 # 1-based position among data rows
+    values: dict[str, object]   # field -> raw value (_MISSING when the row lacks it)
+
+    @property
+    def text(self) -> object:
+        return self.values.get("text", _MISSING)
+
+    @property
+    def label(self) -> object:
+        return self.values.get("label", _MISSING)
 
 
-def _read_rows(path: Path, text_col: str, label_col: str | None) -> list[_Row]:
+def _classify_columns(text_col: str, label_col: str | None) -> dict[str, Column]:
+    out = {"text": Column(text_col, "--text-column")}
+    if label_col is not None:
+        out["label"] = Column(label_col, "--label-column")
+    return out
+
+
+def read_rows(path: Path, columns: dict[str, Column]) -> list[_Row]:
+    """Every data row of a CSV, JSONL or Parquet file, with the fields ``columns`` names."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise IngestError(f"{path.name}: unsupported file type {path.suffix!r}; use one of "
                           f"{', '.join(sorted(FORMATS))}")
     if kind == "parquet":
-        return list(_read_parquet(path, text_col, label_col))
+        return list(_read_parquet(path, columns))
     text = checks.decode_utf8(path.name, path.read_bytes())
     if kind == "csv":
-        return _read_csv(path, text, text_col, label_col)
-    return list(_read_jsonl(path, text, text_col, label_col))
+        return _read_csv(path, text, columns)
+    return list(_read_jsonl(path, text, columns))
 
 
-def _missing_columns(path: Path, present: list[str], text_col: str, label_col: str | None) -> IngestError | None:
-    missing = [(c, opt) for c, opt in ((text_col, "--text-column"), (label_col, "--label-column"))
-               if c is not None and c not in present]
+def _read_rows(path: Path, text_col: str, label_col: str | None) -> list[_Row]:
+    return read_rows(path, _classify_columns(text_col, label_col))
+
+
+def _missing_columns(path: Path, present: list[str], columns: dict[str, Column]) -> IngestError | None:
+    missing = [c for c in columns.values() if c.required and c.name not in present]
     if not missing:
         return None
-    parts = [f"no column {c!r}; map the right one with {opt}" for c, opt in missing]
+    parts = [f"no column {c.name!r}; map the right one with {c.option}" for c in missing]
     return IngestError(f"{path.name}: " + "; ".join(parts) + f" (columns found: {', '.join(present) or 'none'})")
 
 
@@ -93,25 +121,25 @@ def _csv_field_limit(at_least: int) -> Iterator[None]:
         csv.field_size_limit(old)
 
 
-def _read_csv(path: Path, text: str, text_col: str, label_col: str | None) -> list[_Row]:
+def _read_csv(path: Path, text: str, columns: dict[str, Column]) -> list[_Row]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     # newline="": only \n, \r and \r\n end a line (not U+2028 and kin), and the csv module
     # sees line breaks inside quoted fields as they are.
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     with _csv_field_limit(len(text) + 1):
-        return list(_csv_rows(path, reader, delimiter, text_col, label_col))
+        return list(_csv_rows(path, reader, delimiter, columns))
 
 
-def _csv_rows(path: Path, reader: Any, delimiter: str, text_col: str, label_col: str | None) -> Iterator[_Row]:
+def _csv_rows(path: Path, reader: Any, delimiter: str, columns: dict[str, Column]) -> Iterator[_Row]:
     header = next(reader, None)
     if header is None:
-        raise IngestError(f"{path.name}: the file is empty; expected a header row with {text_col!r}"
-                          + (f" and {label_col!r}" if label_col else ""))
+        raise IngestError(f"{path.name}: the file is empty; expected a header row with "
+                          + " and ".join(repr(c.name) for c in columns.values() if c.required))
     header = [h.strip() for h in header]
-    error = _missing_columns(path, header, text_col, label_col)
+    error = _missing_columns(path, header, columns)
     if error:
         raise error
-    ti, li = header.index(text_col), (header.index(label_col) if label_col else None)
+    index = {f: header.index(c.name) for f, c in columns.items() if c.name in header}
     number = 0
     while True:
         start = reader.line_num + 1
@@ -128,10 +156,10 @@ def _csv_rows(path: Path, reader: Any, delimiter: str, text_col: str, label_col:
         if len(values) != len(header):
             raise IngestError(f"{path.name} line {start}: {len(values)} fields where the header has "
                               f"{len(header)}; quote text that contains '{delimiter}'")
-        yield _Row(f"line {start}", number, values[ti], values[li] if li is not None else _MISSING)
+        yield _Row(f"line {start}", number, {f: values[i] for f, i in index.items()})
 
 
-def _read_jsonl(path: Path, text: str, text_col: str, label_col: str | None) -> Iterator[_Row]:
+def _read_jsonl(path: Path, text: str, columns: dict[str, Column]) -> Iterator[_Row]:
     number = 0
     # Split on \n alone: str.splitlines() would also break at U+2028, U+0085 and others,
     # which JSON allows raw inside a string.
@@ -149,24 +177,22 @@ def _read_jsonl(path: Path, text: str, text_col: str, label_col: str | None) -> 
             raise IngestError(f"{path.name} line {lineno}: expected a JSON object, got "
                               f"{type(obj).__name__}; each line must be one JSON object")
         number += 1
-        yield _Row(f"line {lineno}", number, obj.get(text_col, _MISSING),
-                   obj.get(label_col, _MISSING) if label_col else _MISSING)
+        yield _Row(f"line {lineno}", number, {f: obj.get(c.name, _MISSING) for f, c in columns.items()})
 
 
-def _read_parquet(path: Path, text_col: str, label_col: str | None) -> Iterator[_Row]:
+def _read_parquet(path: Path, columns: dict[str, Column]) -> Iterator[_Row]:
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for unreadable files
         raise IngestError(f"{path.name}: cannot read as Parquet ({exc})") from exc
-    error = _missing_columns(path, table.column_names, text_col, label_col)
+    error = _missing_columns(path, table.column_names, columns)
     if error:
         raise error
-    texts = table.column(text_col).to_pylist()
-    labels = table.column(label_col).to_pylist() if label_col else [_MISSING] * len(texts)
-    for i, (text, label) in enumerate(zip(texts, labels), start=1):
-        yield _Row(f"row {i}", i, text, label)
+    data = {f: table.column(c.name).to_pylist() for f, c in columns.items() if c.name in table.column_names}
+    for i in range(table.num_rows):
+        yield _Row(f"row {i + 1}", i + 1, {f: values[i] for f, values in data.items()})
 
 
 class _Missing:
@@ -237,8 +263,10 @@ def _check_row(loc: str, row: _Row, cfg: Config, text_col: str, label_col: str |
 
 
 def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str | None = None,
-                label_column: str | None = None, split: str = "auto") -> IngestReport:
-    """Validate and ingest one file of gold data; all or nothing.
+                label_column: str | None = None, split: str = "auto", prompt_column: str | None = None,
+                response_column: str | None = None, messages_column: str | None = None) -> IngestReport:
+    """Validate and ingest one file of gold data; all or nothing. For ``[project] task =
+    "generate"`` the rows are prompt → response pairs (see :mod:`goldloop.ingest_pairs`).
 
     ``split``: ``auto`` sets a stratified, seeded share aside as held-out real data; ``train`` or
     ``heldout`` puts every row of the file in that split (e.g. an official test set); ``pool``
@@ -249,6 +277,11 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
     path = Path(path)
     if split not in SPLIT_CHOICES:
         raise IngestError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
+    if cfg.project.task == "generate":
+        from .ingest_pairs import ingest_pairs
+
+        return ingest_pairs(store, cfg, path, prompt_column=prompt_column, response_column=response_column,
+                            messages_column=messages_column, split=split)
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     text_col = text_column or cfg.ingest.text_column

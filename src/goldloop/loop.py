@@ -25,7 +25,7 @@ from .keep_or_stop import (RoundCall, diversity_summary, keep_or_stop, macro_f1_
                      paired_distinct_2, sampled_distinct_2)
 from .diversity import round_diversity
 from .embed import CachedEmbedder, Embedder, make_embedder
-from .errors import StageError
+from .errors import StageError, require_classify
 from .evaluate import Evaluation, evaluate_snapshot, scores
 from .filters import FilterReport, run_filters, summarize
 from .flywheel import (decisions_by_source, drafts_per_real_row, lift_per_100_so_far, measure_sources, next_shares,
@@ -260,6 +260,7 @@ def run_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, llm: 
     budget between drafts and pool (see :mod:`goldloop.flywheel`); ``reviewers`` ({"drafts": ...,
     "pool": ...}) are simulated reviewers that spend it, for demos and forecasts.
     """
+    require_classify(cfg.project.task, "the loop")
     if rounds < 1:
         raise StageError("--rounds must be at least 1")
     cached = CachedEmbedder(embedder or make_embedder(cfg.embed), store, show_progress=show_progress)

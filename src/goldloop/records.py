@@ -22,6 +22,8 @@ from typing import Any
 
 _WS = re.compile(r"\s+")
 _NON_LETTERS = re.compile(r"[^a-z]+")
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def normalize_text(text: str, mode: str = "whitespace") -> str:
@@ -31,10 +33,15 @@ def normalize_text(text: str, mode: str = "whitespace") -> str:
     'Hello, World!'
     >>> normalize_text("Hello, World! 42", "letters")
     'hello world'
+    >>> normalize_text("  Args:\n\n\n    x   the  value ", "lines")
+    'Args:\n\nx the value'
     """
     text = unicodedata.normalize("NFC", text)
     if mode == "none":
         return text.strip()
+    if mode == "lines":                         # whitespace within lines; line breaks kept, blank runs cut to one
+        lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+        return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
     if mode == "letters":
         return _WS.sub(" ", _NON_LETTERS.sub(" ", text.lower())).strip()
     return _WS.sub(" ", text).strip()
@@ -139,17 +146,39 @@ class Record:
     and None for everything made from those (drafts, edits, answered suggestions)."""
 
     id: str
-    text: str
-    label: str
+    text: str                       # classify: the text; generate: the prompt
+    label: str                      # classify: the label; generate: "" (the response is the output)
     origin: str
     split: str | None
     provenance: Provenance
     round: int = 0
+    response: str = ""              # generate: the response to the prompt
+    system: str = ""                # generate: the system text the prompt was answered under (optional)
+    context: str = ""               # generate: material the response may draw on (optional)
+
+    @property
+    def is_pair(self) -> bool:
+        """A prompt → response record of the `generate` task."""
+        return bool(self.response)
 
     @classmethod
     def gold(cls, text: str, label: str, split: str = "train", source: str = "") -> "Record":
         return cls(id=content_hash("gold", text, label), text=text, label=label, origin="gold",
                    split=split, provenance=Provenance(source=source, strategy="ingest", created_at=now()))
+
+    @classmethod
+    def gold_pair(cls, prompt: str, response: str, split: str = "train", source: str = "", *,
+                  system: str = "", context: str = "") -> "Record":
+        """A real prompt → response pair (the `generate` task).
+
+        >>> a = Record.gold_pair("Summarise: the claim was paid.", "Paid.")
+        >>> a.is_pair, a.label, a.id == Record.gold_pair("Summarise: the claim was paid.", "Paid.").id
+        (True, '', True)
+        """
+        return cls(id=content_hash("gold-pair", prompt, response, system, context), text=prompt, label="",
+                   origin="gold", split=split, provenance=Provenance(source=source, strategy="ingest",
+                                                                     created_at=now()),
+                   response=response, system=system, context=context)
 
     @classmethod
     def pool(cls, text: str, source: str = "") -> "Record":

@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import Config
 from .embed import CachedEmbedder, Embedder, HashingEmbedder
-from .errors import StageError
+from .errors import StageError, require_classify
 from .records import Record, text_hash
 from .review import review_states, suggestions
 from .store import Store
@@ -185,6 +185,7 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
             confused: Sequence[tuple[str, str]] = (), model_name: str = "gold only") -> SuggestReport:
     """Propose labels for up to ``budget`` pool records and store them as round ``number``'s
     suggestions (once: a second run of the same round reports what the first stored)."""
+    require_classify(cfg.project.task, "suggest")
     report = SuggestReport(round=number)
     made = suggestions(store, number)
     if made:

@@ -20,10 +20,12 @@ from ._shared import Project, err, fail_cleanly, out, pass_project
 @click.command()
 @click.option("--name", default=None, help="Project name (default: the folder's name).")
 @click.option("--labels", default="", help="Comma-separated fixed label set (default: taken from the data).")
+@click.option("--task", type=click.Choice(["classify", "generate"]), default="classify", show_default=True,
+              help="classify: text -> label; generate: prompt -> response pairs.")
 @click.option("--force", is_flag=True, help=f"Overwrite an existing {CONFIG_FILE}.")
 @pass_project
 @fail_cleanly
-def init(project: Project, name: str | None, labels: str, force: bool) -> None:
+def init(project: Project, name: str | None, labels: str, task: str, force: bool) -> None:
     """Create a project: goldloop.toml with every setting at its default, and an empty store."""
     project.path.mkdir(parents=True, exist_ok=True)
     if (project.path / CONFIG_FILE).exists() and not force:
@@ -31,6 +33,7 @@ def init(project: Project, name: str | None, labels: str, force: bool) -> None:
     cfg = Config()
     cfg.project.name = name or project.path.resolve().name
     cfg.project.labels = [x.strip() for x in labels.split(",") if x.strip()]
+    cfg.project.task = task
     path = cfg.save(project.path)
     open_store(project.path).close()
     out.print(f"created {path}; next: goldloop ingest FILE")
@@ -40,22 +43,34 @@ def init(project: Project, name: str | None, labels: str, force: bool) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--text-column", default=None, help="Column or key holding the text (default: [ingest] text_column).")
 @click.option("--label-column", default=None, help="Column or key holding the label (default: [ingest] label_column).")
+@click.option("--prompt-column", default=None, help="generate: column or key of the prompt ([ingest] prompt_column).")
+@click.option("--response-column", default=None,
+              help="generate: column or key of the response ([ingest] response_column).")
+@click.option("--messages-column", default=None,
+              help="generate: a column of TRL conversational `messages` instead of prompt and response columns.")
 @click.option("--split", type=click.Choice(["auto", "train", "heldout", "pool"]), default="auto", show_default=True,
               help="auto: set a stratified, seeded share aside as held-out real data ([ingest] heldout_fraction); "
                    "train / heldout: the whole file goes to that split (e.g. an official test set); pool: real, "
                    "unlabelled records (no label column needed) whose labels `goldloop suggest` proposes.")
 @pass_project
 @fail_cleanly
-def ingest(project: Project, file: Path, text_column: str | None, label_column: str | None, split: str) -> None:
-    """Validate, normalise, dedup and store real human data (CSV, TSV, JSONL or Parquet), labelled or (--split pool) not."""
+def ingest(project: Project, file: Path, text_column: str | None, label_column: str | None,
+           prompt_column: str | None, response_column: str | None, messages_column: str | None, split: str) -> None:
+    """Validate, normalise, dedup and store real human data (CSV, TSV, JSONL or Parquet): labelled texts,
+    unlabelled ones (--split pool), or prompt -> response pairs ([project] task = "generate")."""
     from ..ingest import ingest_file
 
     report = ingest_file(project.store, project.cfg, file, text_column=text_column, label_column=label_column,
-                         split=split)
+                         split=split, prompt_column=prompt_column, response_column=response_column,
+                         messages_column=messages_column)
     if report.already_ingested:
         out.print(f"{file.name} was ingested before with the same settings (batch {report.batch}); nothing to do")
         return
     splits = ", ".join(f"{n} {s}" for s, n in sorted(report.by_split.items()))
+    if project.cfg.project.task == "generate":
+        out.print(f"{file.name}: {report.rows} rows, {report.added} pairs added ({splits}), {report.duplicates} "
+                  "duplicates or held-out look-alikes recorded in the ingest log and skipped")
+        return
     out.print(f"{file.name}: {report.rows} rows, {report.added} added ({splits}), "
               f"{report.duplicates} exact duplicates recorded and skipped"
               + ("" if split == "pool" else f"; {len(report.by_label)} labels"))
@@ -70,11 +85,15 @@ def status(project: Project) -> None:
 
     store = project.store
     gold = store.records(origin="gold")
-    table = Table("label", "train", "held-out", title=f"{escape(project.cfg.project.name)}: gold data")
-    for label in store.labels():
-        table.add_row(escape(label), str(sum(r.label == label and r.split == "train" for r in gold)),
-                      str(sum(r.label == label and r.split == "heldout" for r in gold)))
-    out.print(table)
+    if project.cfg.project.task == "generate":
+        out.print(f"{escape(project.cfg.project.name)}: {sum(r.split == 'train' for r in gold)} gold pairs to train "
+                  f"on, {sum(r.split == 'heldout' for r in gold)} held out")
+    else:
+        table = Table("label", "train", "held-out", title=f"{escape(project.cfg.project.name)}: gold data")
+        for label in store.labels():
+            table.add_row(escape(label), str(sum(r.label == label and r.split == "train" for r in gold)),
+                          str(sum(r.label == label and r.split == "heldout" for r in gold)))
+        out.print(table)
     decisions = store.decisions()
     pool = store.records(origin="pool")
     out.print(f"synthetic records: {len(store.records(origin='synthetic'))}; edited: "

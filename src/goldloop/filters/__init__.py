@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..config import Config
 from ..embed import CachedEmbedder
-from ..errors import ConfigError
+from ..errors import ConfigError, require_classify
 from ..records import Record, Verdict
 from ..store import Store
 from ._base import Filter, FilterContext
@@ -130,6 +130,7 @@ def run_filters(store: Store, cfg: Config, round: int, embedder: CachedEmbedder 
     Each filter sees all candidates (not only the survivors of earlier filters), so
     ``--explain`` shows every filter's view of a record. Re-running adds nothing new.
     """
+    require_classify(cfg.project.task, "filtering")
     candidates = store.records(origin="synthetic", round=round)
     ctx = FilterContext(store=store, cfg=cfg, round=round, embedder=embedder)
     done = {(v.record_id, v.filter) for v in store.verdicts(round=round)}

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..config import Config
-from ..errors import Interrupted, StageError
+from ..errors import Interrupted, StageError, require_classify
 from ..llm import LLM, CompletionRequest, sampling_controls
 from ..progress import progress_bar
 from ..records import Provenance, Record, content_hash, normalize_text, now
@@ -138,6 +138,7 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
 
     ``planned``: the requests to send (the loop's plan); by default those of ``[generate]``.
     """
+    require_classify(cfg.project.task, "generation")
     planned = plan_requests(store, cfg, llm, round) if planned is None else planned
     done = store.finished_requests(p.request.key for p in planned)
     todo = [p for p in planned if p.request.key not in done]

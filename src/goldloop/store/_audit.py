@@ -19,6 +19,9 @@ from ._connection import Connection, SQLCore
 GENESIS = "0" * 64
 
 # What the audit log vouches for: table -> (key columns, the other columns, in order).
+#: Audited tables that a later migration than the audit log's own creates.
+TABLE_SINCE = {"record_parts": "0005"}
+
 AUDITED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "records": (("id",), ("text", "text_hash", "label", "origin", "split", "round", "created_at")),
     "provenance": (("record_id",), ("parents", "strategy", "backend", "model", "params", "template_hash",
@@ -29,6 +32,7 @@ AUDITED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "rankings": (("id",), ("record_ids", "reviewer", "round", "created_at")),
     "generations": (("request_key",), ("round", "strategy", "label", "prompt", "status", "reply", "error",
                                        "attempts", "tokens_in", "tokens_out", "backend", "model")),
+    "record_parts": (("record_id",), ("response", "response_hash", "system", "context")),
     "snapshots": (("id",), ("name", "round", "manifest", "created_at")),
     "snapshot_records": (("snapshot_id", "record_id"), ()),
     "signoffs": (("id",), ("snapshot_id", "approver", "use_case", "note", "created_at")),
@@ -110,12 +114,15 @@ class AuditLog(SQLCore):
                 out.append([table, [_plain(v) for v in row[:len(key_cols)]], row_digest(row[len(key_cols):])])
         return out
 
-    def audit_baseline(self) -> None:
+    def audit_baseline(self, schema: str = "9999") -> None:
         """When the audit log arrives in a store that already holds rows, one first entry vouches
-        for them as they are, so later edits to them are caught like any other."""
-        with self.transaction() as db:                        
+        for them as they are, so later edits to them are caught like any other. ``schema``: the
+        migration just applied (tables of later migrations do not exist yet)."""
+        with self.transaction() as db:
             rows: list[list[Any]] = []
             for table, (key_cols, _) in AUDITED.items():
+                if TABLE_SINCE.get(table, "0000") > schema:
+                    continue
                 keys = [list(k) for k in db.execute(f"SELECT {', '.join(key_cols)} FROM {table}").fetchall()]
                 rows += self._digests(db, table, keys)
             if rows:

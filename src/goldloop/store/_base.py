@@ -78,6 +78,8 @@ class Store(ReviewQueueStore, AccountStore, abc.ABC):
     @abc.abstractmethod
     def text_hashes(self, origin: str | None = None, split: str | None = None) -> dict[str, str]: ...
     @abc.abstractmethod
+    def response_hashes(self, origin: str | None = None, split: str | None = None) -> dict[str, str]: ...
+    @abc.abstractmethod
     def drafts(self, round: int, origins: tuple[str, ...] = ("synthetic",)) -> list[tuple[str, str, tuple[str, ...]]]:
         """(id, label, gold seeds) of the round's records of these origins, by id."""
     @abc.abstractmethod

@@ -87,7 +87,7 @@ def migrate(store: SQLStore) -> None:
             db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
                        (m.version, m.name, m.checksum, now()))
             if m.name == "governance":
-                store.audit_baseline()
+                store.audit_baseline(m.version)
 
 
 def schema_version(store: SQLStore) -> str:

@@ -42,6 +42,10 @@ class RecordTables(AuditLog):
                      r.provenance.created_at or now()))
                 if cur.rowcount:
                     added.append(r.id)
+                    if r.is_pair:
+                        db.execute("INSERT INTO record_parts (record_id, response, response_hash, system, context)"
+                                   " VALUES (?, ?, ?, ?, ?)",
+                                   (r.id, r.response, text_hash(r.response), r.system, r.context))
                     p = r.provenance
                     db.execute(
                         "INSERT INTO provenance (record_id, parents, strategy, backend, model, params,"
@@ -52,23 +56,36 @@ class RecordTables(AuditLog):
                          p.source, p.reviewer, p.created_at or now()))
             if added:
                 keys = [[i] for i in added]
+                pairs = [[r.id] for r in records if r.is_pair and r.id in set(added)]
                 self.audit("records.add", {"count": len(added),
                                            "rows": self._digests(db, "records", keys)
-                                           + self._digests(db, "provenance", keys)})
+                                           + self._digests(db, "provenance", keys)
+                                           + (self._digests(db, "record_parts", pairs) if pairs else [])})
         return len(added)
 
     def _record_rows(self, where_sql: str, args: Sequence[Any]) -> list[Record]:
         rows = self.query(
             "SELECT r.id, r.text, r.label, r.origin, r.split, r.round, p.parents, p.strategy, p.backend,"
             " p.model, p.params, p.template_hash, p.request_key, p.round, p.source, p.reviewer,"
-            " p.created_at FROM records r JOIN provenance p ON p.record_id = r.id"
+            " p.created_at, x.response, x.system, x.context FROM records r"
+            " JOIN provenance p ON p.record_id = r.id LEFT JOIN record_parts x ON x.record_id = r.id"
             f" {where_sql} ORDER BY r.{self.rowid}", args)
         return [Record(id=row[0], text=row[1], label=row[2], origin=row[3], split=row[4], round=row[5],
                        provenance=Provenance(parents=tuple(json.loads(row[6])), strategy=row[7],
                                              backend=row[8], model=row[9], params=json.loads(row[10]),
                                              template_hash=row[11], request_key=row[12], round=row[13],
-                                             source=row[14], reviewer=row[15], created_at=row[16]))
+                                             source=row[14], reviewer=row[15], created_at=row[16]),
+                       response=row[17] or "", system=row[18] or "", context=row[19] or "")
                 for row in rows]
+
+    def response_hashes(self, origin: str | None = None, split: str | None = None) -> dict[str, str]:
+        """response hash -> id of the first pair record with that response (optionally of one origin/split)."""
+        clause, args = where(r__origin=origin, r__split=split)
+        out: dict[str, str] = {}
+        for h, rid in self.query("SELECT x.response_hash, r.id FROM records r JOIN record_parts x"
+                                 f" ON x.record_id = r.id {clause} ORDER BY r.{self.rowid}", args):
+            out.setdefault(h, rid)
+        return out
 
     def get_record(self, record_id: str) -> Record | None:
         found = self._record_rows("WHERE r.id = ?", (record_id,))
