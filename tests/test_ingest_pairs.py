@@ -39,14 +39,14 @@ def _fails(env, path, *fragments, **kwargs):
 
 def test_pairs_are_ingested_with_a_heldout_split_and_line_breaks_kept(env):
     tmp, cfg, store = env
-    path = write_csv(tmp / "pairs.csv", [(p, "  " + r.replace(" ", "   ") + "\n\n\n") for p, r in PAIRS],
+    path = write_csv(tmp / "pairs.csv", [(p, "\r\n" + r.replace("\n\n", "  \n\n\n\n") + "  \n\n\n") for p, r in PAIRS],
                      header=("prompt", "response"))
     report = ingest_file(store, cfg, path)
     assert report.added == len(PAIRS) and report.by_split["heldout"] >= 1 and report.by_split["train"] >= 1
     records = store.records(origin="gold")
     assert all(r.is_pair and r.label == "" for r in records)
     first = next(r for r in records if r.text == PAIRS[0][0])
-    assert first.response == PAIRS[0][1]                 # spaces collapsed, the blank line kept, the tail trimmed
+    assert first.response == PAIRS[0][1]                 # line ends trimmed, blank runs cut to one, ends trimmed
     assert store.verify_audit().ok                       # the response table is audited like every other
     again = ingest_file(store, cfg, path)
     assert again.already_ingested

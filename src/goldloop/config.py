@@ -59,7 +59,7 @@ class IngestConfig:
                         "`letters`: also lower-cased with everything but letters removed. "
                         "`none`: stripped only. Synthetic text is normalised the same way as gold, "
                         "so a model cannot tell them apart by style. For `generate`, `whitespace` keeps "
-                        "line breaks (runs of blank lines become one).",
+                        "line breaks and indentation (trailing spaces go, runs of blank lines become one).",
                         choices=("whitespace", "letters", "none"))
     heldout_fraction: float = _f(0.2, "Share of each label's gold rows set aside as held-out real data, "
                                       "used by evaluation only.", minimum=0.0, maximum=0.9)

@@ -22,7 +22,6 @@ from typing import Any
 
 _WS = re.compile(r"\s+")
 _NON_LETTERS = re.compile(r"[^a-z]+")
-_SPACES = re.compile(r"[^\S\n]+")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
@@ -33,15 +32,15 @@ def normalize_text(text: str, mode: str = "whitespace") -> str:
     'Hello, World!'
     >>> normalize_text("Hello, World! 42", "letters")
     'hello world'
-    >>> normalize_text("  Args:\n\n\n    x   the  value ", "lines")
-    'Args:\n\nx the value'
+    >>> normalize_text("def f(x):  \\r\\n\\n\\n\\n    return x \\n", "lines")
+    'def f(x):\\n\\n    return x'
     """
     text = unicodedata.normalize("NFC", text)
     if mode == "none":
         return text.strip()
-    if mode == "lines":                         # whitespace within lines; line breaks kept, blank runs cut to one
-        lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-        return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
+    if mode == "lines":             # for prompts and responses (code too): indentation kept, line ends trimmed
+        lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+        return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")
     if mode == "letters":
         return _WS.sub(" ", _NON_LETTERS.sub(" ", text.lower())).strip()
     return _WS.sub(" ", text).strip()
