@@ -21,14 +21,14 @@ from goldloop.errors import StageError  # noqa: E402
 from goldloop.train import LoraSettings, train_generator  # noqa: E402
 from goldloop.train._trl_data import load_training_rows  # noqa: E402
 
+from .lm_support import build_tiny_llama  # noqa: E402
+
 PROMPTS = ["classify this ticket : my invoice shows a double charge",
            "classify this ticket : the server is down again",
            "classify this ticket : i cannot reset my password",
            "classify this ticket : the refund never arrived"]
 GOOD = ["billing", "outage", "account", "billing"]
 BAD = ["outage", "billing", "billing", "account"]
-CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} <eos> {% endfor %}"
-                 "{% if add_generation_prompt %}assistant : {% endif %}")
 
 
 def _rows(method: str) -> list[dict]:
@@ -51,25 +51,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A random 2-layer Llama and a word-level tokenizer with a chat template, saved locally."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    corpus = PROMPTS + GOOD + BAD + ["system user assistant :"]
-    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=specials))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                        bos_token="<bos>", eos_token="<eos>")
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return str(folder)
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), PROMPTS + GOOD + BAD)
 
 
 @pytest.mark.parametrize("dataset", ["sft", "sft-chat", "dpo", "kto"])

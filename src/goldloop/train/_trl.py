@@ -79,21 +79,11 @@ def _precision() -> tuple[str, str]:
 
 def _load_base(base_model: str, precision: str) -> tuple[Any, Any]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ._causal_lm import load_causal_lm
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base_model)
-        model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        reason = str(exc).rstrip(".")
-        raise StageError(f"cannot load the base model {base_model!r}: {reason}. Pass a local folder or a model id "
-                         "that is reachable (set HF_HUB_OFFLINE=0 to download)") from exc
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise StageError(f"the tokenizer of {base_model!r} has neither a padding nor an end-of-sequence token")
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return load_causal_lm(base_model, dtype)
 
 
 def _last_checkpoint(out_dir: Path) -> str | None:

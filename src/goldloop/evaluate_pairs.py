@@ -1,0 +1,184 @@
+"""Judge a `generate` model on held-out real pairs, and train one on pairs.
+
+Scores per held-out pair, for each model (gold only, gold + accepted synthetic, ...):
+
+- **reference NLL**: the mean negative log-likelihood of the real response's tokens given the
+  prompt (chat-formatted). Low-noise: every token of every reference counts, no decoding.
+- **chrF** (sacrebleu) and **ROUGE-L** F1 (rouge-score) of the model's greedy output against
+  the reference;
+- **similarity**: cosine of the output's and the reference's embeddings (the project's embedder).
+
+Two models are compared pair by pair with a paired bootstrap of the mean difference. Training
+is TRL's SFT with a LoRA adapter on the pairs in prompt → completion form (the loss reads the
+response only), through :func:`goldloop.train.train_generator`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .records import Record
+
+
+def prompt_messages(record: Record) -> list[dict[str, str]]:
+    """The chat turns a pair's response answers: an optional system turn, then the user turn
+    (the context, when there is one, above the prompt)."""
+    turns = [{"role": "system", "content": record.system}] if record.system else []
+    user = f"{record.context}\n\n{record.text}" if record.context else record.text
+    return turns + [{"role": "user", "content": user}]
+
+
+def sft_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """TRL prompt → completion rows (conversational) of pairs."""
+    return [{"prompt": prompt_messages(r), "completion": [{"role": "assistant", "content": r.response}]}
+            for r in records]
+
+
+def _prompt_ids(tokenizer: Any, record: Record) -> list[int]:
+    text = tokenizer.apply_chat_template(prompt_messages(record), tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def reference_nll(model: Any, tokenizer: Any, records: Sequence[Record], max_length: int = 1024) -> list[float]:
+    """Per pair, the mean negative log-likelihood (nats per token) of its response given its prompt;
+    the response is followed by the end-of-turn token, as the model was taught to stop."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for rec in records:
+            prompt = _prompt_ids(tokenizer, rec)
+            answer = tokenizer(rec.response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+            ids = (prompt + answer)[-max_length:]
+            n_answer = min(len(answer), len(ids) - 1)
+            logits = model(torch.tensor([ids])).logits[0, :-1].float()
+            target = torch.tensor(ids[1:])
+            losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+            out.append(float(losses[-n_answer:].mean()))
+    return out
+
+
+def greedy_outputs(model: Any, tokenizer: Any, records: Sequence[Record], max_new_tokens: int = 128) -> list[str]:
+    """The model's greedy response to each pair's prompt (up to its end-of-turn token)."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for rec in records:
+            ids = torch.tensor([_prompt_ids(tokenizer, rec)])
+            made = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                  do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                                  pad_token_id=tokenizer.pad_token_id)
+            out.append(tokenizer.decode(made[0, ids.shape[1]:], skip_special_tokens=True).strip())
+    return out
+
+
+def chrf(outputs: Sequence[str], references: Sequence[str]) -> list[float]:
+    """Sentence chrF (sacrebleu's, 0-100) of each output against its reference."""
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF()
+    return [float(metric.sentence_score(o, [r]).score) for o, r in zip(outputs, references)]
+
+
+def rouge_l(outputs: Sequence[str], references: Sequence[str]) -> list[float]:
+    """ROUGE-L F1 (rouge-score's, 0-1) of each output against its reference."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return [float(scorer.score(r, o)["rougeL"].fmeasure) for o, r in zip(outputs, references)]
+
+
+def similarity(embedder: Any, outputs: Sequence[str], references: Sequence[str]) -> list[float]:
+    """Cosine similarity of each output's and reference's embeddings (0 for an empty output)."""
+    a, b = embedder.embed(list(outputs)), embedder.embed(list(references))
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return [float(x) if o.strip() else 0.0 for x, o in zip((a * b).sum(axis=1), outputs)]
+
+
+@dataclass
+class PairScores:
+    """One model's scores on held-out pairs, per pair."""
+
+    model: str
+    nll: list[float]
+    outputs: list[str] = field(default_factory=list)
+    chrf: list[float] = field(default_factory=list)
+    rouge_l: list[float] = field(default_factory=list)
+    similarity: list[float] = field(default_factory=list)
+
+    def means(self) -> dict[str, float | None]:
+        def mean(xs: list[float]) -> float | None:
+            return round(float(np.mean(xs)), 4) if xs else None
+
+        return {"nll": mean(self.nll), "chrf": mean(self.chrf), "rouge_l": mean(self.rouge_l),
+                "similarity": mean(self.similarity)}
+
+
+def score_pairs(model: Any, tokenizer: Any, heldout: Sequence[Record], name: str, *, generate: bool = True,
+                embedder: Any = None, max_new_tokens: int = 128) -> PairScores:
+    """Every score of one model on the held-out pairs (``generate`` False: reference NLL only)."""
+    scores = PairScores(name, reference_nll(model, tokenizer, heldout))
+    if generate:
+        refs = [r.response for r in heldout]
+        scores.outputs = greedy_outputs(model, tokenizer, heldout, max_new_tokens)
+        scores.chrf = chrf(scores.outputs, refs)
+        scores.rouge_l = rouge_l(scores.outputs, refs)
+        if embedder is not None:
+            scores.similarity = similarity(embedder, scores.outputs, refs)
+    return scores
+
+
+def paired_bootstrap(before: Sequence[float], after: Sequence[float], *, n: int = 2000, confidence: float = 0.95,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """(mean of after - before, low, high): a paired bootstrap interval over the pairs.
+
+    >>> paired_bootstrap([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])
+    (0.5, 0.5, 0.5)
+    """
+    a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    diff = b - a
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(n, len(diff)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    return (round(float(diff.mean()), 6), round(float(np.quantile(means, tail)), 6),
+            round(float(np.quantile(means, 1 - tail)), 6))
+
+
+def train_on_pairs(records: Sequence[Record], base_model: str, out_dir: str | Path, *, max_steps: int = 60,
+                   batch_size: int = 4, learning_rate: float = 2e-4, max_length: int = 512, seed: int = 0,
+                   lora: Any = None) -> Any:
+    """A LoRA adapter for ``base_model`` trained by SFT on the pairs; returns the training summary."""
+    from .train import train_generator
+
+    with tempfile.TemporaryDirectory(prefix="goldloop-pairs-") as tmp:
+        path = Path(tmp) / "train.jsonl"
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in sft_rows(records)),
+                        encoding="utf-8")
+        result = train_generator(path, "sft", base_model=base_model, out_dir=out_dir, max_steps=max_steps,
+                                 batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
+                                 seed=seed, lora=lora)
+    if not math.isfinite(result.train_loss):
+        raise ValueError("training diverged")
+    return result
+
+
+def load_adapter(base_model: str, adapter_dir: str | Path) -> tuple[Any, Any]:
+    """(model with the LoRA adapter, tokenizer) for scoring."""
+    from peft import PeftModel
+
+    from .train._causal_lm import load_causal_lm
+
+    model, tokenizer = load_causal_lm(base_model)
+    return PeftModel.from_pretrained(model, str(adapter_dir)), tokenizer

@@ -1,0 +1,103 @@
+"""Training on pairs and judging a generate model on held-out real pairs: reference NLL, greedy
+outputs, chrF, ROUGE-L, similarity, the paired bootstrap; and a LoRA SFT step on the packaged
+SmolLM2 (slow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl", reason="needs the `train` extra")
+pytest.importorskip("peft", reason="needs the `train` extra")
+
+from goldloop.errors import StageError  # noqa: E402
+from goldloop.evaluate_pairs import (chrf, load_adapter, paired_bootstrap, prompt_messages,  # noqa: E402
+                                     reference_nll, rouge_l, score_pairs, sft_rows, train_on_pairs)
+from goldloop.records import Record  # noqa: E402
+from goldloop.train import LoraSettings  # noqa: E402
+
+from .lm_support import build_tiny_llama  # noqa: E402
+
+PAIRS = [("what does the printer do", "it prints pages"), ("what does the router do", "it routes packets"),
+         ("what does the kettle do", "it boils water"), ("what does the fridge do", "it keeps food cold")]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), [w for p in PAIRS for w in p])
+
+
+def _records() -> list[Record]:
+    return [Record.gold_pair(p, r) for p, r in PAIRS]
+
+
+def test_rows_and_messages_carry_system_and_context() -> None:
+    rec = Record.gold_pair("Summarise it.", "Short.", system="Be terse.", context="The claim was paid.")
+    assert prompt_messages(rec) == [{"role": "system", "content": "Be terse."},
+                                    {"role": "user", "content": "The claim was paid.\n\nSummarise it."}]
+    assert sft_rows([rec])[0]["completion"] == [{"role": "assistant", "content": "Short."}]
+
+
+def test_text_scores_from_the_libraries() -> None:
+    assert chrf(["it prints pages"], ["it prints pages"]) == [100.0]
+    assert chrf(["zzz"], ["it prints pages"])[0] < 10
+    assert rouge_l(["it prints pages"], ["it prints pages"]) == [1.0]
+    assert 0 < rouge_l(["it prints"], ["it prints pages"])[0] < 1
+    delta, low, high = paired_bootstrap([1.0, 1.2, 0.9, 1.1], [0.8, 1.0, 0.8, 0.9], seed=1)
+    assert delta == pytest.approx(-0.175) and low <= delta <= high < 0
+
+
+def test_sft_on_pairs_lowers_their_reference_nll(tiny: str, tmp_path: Path) -> None:
+    from goldloop.train._causal_lm import load_causal_lm
+
+    records = _records()
+    model, tok = load_causal_lm(tiny)
+    before = reference_nll(model, tok, records)
+    result = train_on_pairs(records, tiny, tmp_path / "adapter", max_steps=30, batch_size=4, learning_rate=3e-2,
+                            max_length=64, lora=LoraSettings(r=8, alpha=16, dropout=0.0))
+    assert result.steps == 30 and (tmp_path / "adapter" / "adapter_config.json").exists()
+    tuned, tok = load_adapter(tiny, tmp_path / "adapter")
+    after = score_pairs(tuned, tok, records, "tuned", max_new_tokens=6)
+    assert sum(after.nll) / 4 < sum(before) / 4 - 0.25                 # nats per response token
+    assert abs(sum(after.nll) / 4 - result.losses[-1]) < 0.2           # measured as the trainer measures it
+    assert len(after.outputs) == 4 and len(after.chrf) == 4 and all(0 <= x <= 1 for x in after.rouge_l)
+
+
+def test_gemma_gguf_is_refused_and_a_missing_model_is_named(tmp_path: Path) -> None:
+    from goldloop.train._causal_lm import resolve_model
+
+    with pytest.raises(StageError, match="no such GGUF file"):
+        resolve_model(str(tmp_path / "nope.gguf"))
+    pytest.importorskip("gguf", reason="reading a GGUF's architecture needs the gguf package")
+    from goldloop.llm._embedded import default_model_path  # the generator's packaged GGUF
+    from goldloop.train._causal_lm import load_causal_lm
+
+    try:
+        gemma = default_model_path()
+    except Exception as exc:                  # the embedded extra is not installed
+        pytest.skip(f"no embedded model: {exc}")
+
+    with pytest.raises(StageError, match="transformers issue 41494"):
+        load_causal_lm(str(gemma))
+
+
+@pytest.mark.slow
+def test_a_lora_sft_step_on_the_packaged_smollm2(tmp_path: Path) -> None:
+    pytest.importorskip("gguf", reason="loading a GGUF into transformers needs the gguf package")
+    from goldloop.train._causal_lm import load_causal_lm
+
+    records = [Record.gold_pair("Write the docstring of this Python function.\n\ndef add(a, b):\n    return a + b",
+                                "Return the sum of a and b."),
+               Record.gold_pair("Write the docstring of this Python function.\n\ndef neg(x):\n    return -x",
+                                "Return x with its sign flipped.")]
+    model, tok = load_causal_lm("smollm2")
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    assert tok("Hello").input_ids[0] != tok.convert_tokens_to_ids("<|im_start|>")    # no token added to a text
+    before = reference_nll(model, tok, records)
+    result = train_on_pairs(records, "smollm2", tmp_path / "adapter", max_steps=2, batch_size=2, max_length=128,
+                            lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    assert result.steps == 2 and result.device == "cpu"
+    tuned, tok = load_adapter("smollm2", tmp_path / "adapter")
+    scores = score_pairs(tuned, tok, records[:1], "tuned", max_new_tokens=12)
+    assert all(x == x and x > 0 for x in before + scores.nll) and isinstance(scores.outputs[0], str)
