@@ -173,6 +173,8 @@ class GenerateConfig:
     temperature: float = _f(0.9, "Sampling temperature.", minimum=0.0, maximum=2.0)
     top_p: float = _f(0.95, "Nucleus sampling mass.", minimum=0.0, maximum=1.0)
     max_tokens: int = _f(90, "Most tokens generated per candidate.", minimum=1)
+    pair_max_tokens: int = _f(384, "`generate` task: most tokens of one drafted pair (prompt and response).",
+                              minimum=16)
 
 
 @dataclass

@@ -225,6 +225,13 @@ class Record:
                    provenance=provenance, round=provenance.round)
 
     @classmethod
+    def synthetic_pair(cls, prompt: str, response: str, provenance: Provenance) -> "Record":
+        """A drafted prompt → response pair (the `generate` task)."""
+        rid = content_hash("synthetic-pair", prompt, response, list(provenance.parents), provenance.request_key)
+        return cls(id=rid, text=prompt, label="", origin="synthetic", split=None, provenance=provenance,
+                   round=provenance.round, response=response)
+
+    @classmethod
     def edited(cls, parent: "Record", text: str, label: str, reviewer: str, round: int) -> "Record":
         prov = Provenance(parents=(parent.id,), strategy="edit", backend="human", reviewer=reviewer,
                           round=round, source=f"edit of {parent.id}", created_at=now())

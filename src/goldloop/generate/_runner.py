@@ -48,12 +48,13 @@ class GenerateReport:
     by_strategy: dict[str, dict[str, float]] = field(default_factory=dict)
     account: dict[str, object] = field(default_factory=dict)     # the backend's run account, if it keeps one
 
-    def count(self, row: GenerationRow) -> None:
-        """Add one request's outcome to the account, overall and for its strategy and model."""
+    def count(self, row: GenerationRow, records: int | None = None) -> None:
+        """Add one request's outcome to the account, overall and for its strategy and model
+        (``records``: what it yielded, when not one record per successful reply)."""
         ok = row.status == "ok"
         if ok:
             self.succeeded += 1
-            self.records += 1
+            self.records += 1 if records is None else records
         else:
             self.failed += 1
             self.errors[row.error.split(":")[0]] += 1

@@ -1,0 +1,198 @@
+"""Drafting prompt → response pairs (the `generate` task) around gold pairs.
+
+Each request shows a few gold-train pairs (drawn at random per request, so the examples
+rotate) and asks for one new pair: a new prompt and its response, in the same form. The
+strategies differ in what they ask for (``pair_paraphrase.v1``: another pair of the same kind,
+``pair_harder.v1``: a harder one, ``pair_edge_case.v1``: a rare but valid situation); the
+domain rules and red lines of ``[generate]`` apply to both sides.
+
+Gold text is multi-line (code, lists), so it is shown as blocks, not one-liners. It stays data:
+a line of it that starts with ``###`` is shown with two, so it cannot open a new prompt or
+response, and ``<data>`` markers in it are neutralised as everywhere else. A reply whose
+response marker is missing or whose prompt or response is empty yields no record (logged with
+its raw text). Replies are committed one by one, keyed by content, as for `classify` drafts.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..config import Config
+from ..errors import Interrupted, StageError
+from ..interrupts import graceful_stop
+from ..llm import LLM, CompletionRequest, sampling_controls
+from ..progress import progress_bar
+from ..records import Provenance, Record, content_hash, normalize_text, now
+from ..store import GenerationRow, Store
+from ._runner import GenerateReport
+from ._strategies import _ENV, Prompt, Rules, Strategy, _templates
+
+_HEADING = re.compile(r"(?m)^(\s*)#{3,}")
+_RESPONSE = re.compile(r"(?m)^\s*#{2,}\s*Response\s*:?\s*$")
+_NEXT = re.compile(r"(?m)^\s*#{2,}\s*(?:Prompt|Response)\b.*$")
+
+
+def block(value: object) -> str:
+    """Multi-line data for a pair prompt: line breaks kept, no line able to start a marker."""
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    text = _HEADING.sub(lambda m: m.group(1) + "##", text)
+    return text.replace("<data>", "\u2039data\u203a").replace("</data>", "\u2039/data\u203a")
+
+
+_ENV.filters["block"] = block
+
+
+class PairStrategy(Strategy):
+    """A strategy that drafts whole pairs from gold pairs."""
+
+    json_schema: ClassVar[dict[str, Any]] = {
+        "type": "object", "properties": {"prompt": {"type": "string", "minLength": 1},
+                                         "response": {"type": "string", "minLength": 1}},
+        "required": ["prompt", "response"], "additionalProperties": False}
+
+    def render_pairs(self, mode: str, seeds: Sequence[Record], *, item_name: str, rules: Rules) -> Prompt:
+        examples = [{"prompt": s.text, "response": s.response} for s in seeds]
+        context = {"examples": examples, "item_name": item_name, "rules": rules, "label": "", "description": ""}
+        if mode == "completion":
+            text = _ENV.get_template(self.templates["completion"]).render(context) + "\n"
+            return Prompt(text=text, messages=None, stop=("### Prompt", "\n\n\n\n"))
+        system = _ENV.get_template(self.templates["system"]).render(context)
+        user = _ENV.get_template(self.templates["user"]).render(context)
+        return Prompt(text=None, messages=({"role": "system", "content": system},
+                                           {"role": "user", "content": user}), stop=())
+
+    def parse_pair(self, reply: str, parsed: Any = None) -> tuple[str, str] | None:
+        """(prompt, response) from a reply, or None when it holds no complete pair."""
+        if isinstance(parsed, dict) and isinstance(parsed.get("prompt"), str) and isinstance(parsed.get("response"), str):
+            return parsed["prompt"].strip(), parsed["response"].strip()
+        text = reply.replace("\r\n", "\n")
+        text = re.sub(r"^\s*#{2,}\s*Prompt\s*:?\s*\n", "", text)       # a chat reply repeats the first marker
+        marker = _RESPONSE.search(text)
+        if marker is None:
+            return None
+        prompt, rest = text[:marker.start()].strip("\n"), text[marker.end():]
+        after = _NEXT.search(rest)
+        response = (rest[:after.start()] if after else rest).strip("\n")
+        if not prompt.strip() or not response.strip():
+            return None
+        return prompt, response
+
+
+class PairParaphrase(PairStrategy):
+    """Another pair of the same kind as a few gold pairs."""
+
+    name = "pair_paraphrase.v1"
+    inputs = ("gold-train pairs: prompt and response", "[generate] rules_must, rules_must_not, vocabulary, red_lines")
+    outputs = ("prompt", "response")
+    templates = _templates(name)
+
+
+class PairHarder(PairStrategy):
+    """A harder pair: a longer, less common or more ambiguous prompt, still answered well."""
+
+    name = "pair_harder.v1"
+    inputs = PairParaphrase.inputs
+    outputs = ("prompt", "response")
+    templates = _templates(name)
+
+
+class PairEdgeCase(PairStrategy):
+    """A rare but valid situation the task must still handle."""
+
+    name = "pair_edge_case.v1"
+    inputs = PairParaphrase.inputs
+    outputs = ("prompt", "response")
+    templates = _templates(name)
+
+
+PAIR_STRATEGIES: dict[str, type[PairStrategy]] = {c.name: c for c in (PairParaphrase, PairHarder, PairEdgeCase)}
+
+
+@dataclass(frozen=True)
+class PlannedPair:
+    request: CompletionRequest
+    strategy: str
+    seeds: tuple[str, ...]
+    template_hash: str
+
+
+def plan_pair_requests(store: Store, cfg: Config, llm: LLM, round: int, per_strategy: int,
+                       strategies: Sequence[str] = tuple(PAIR_STRATEGIES)) -> list[PlannedPair]:
+    """``per_strategy`` requests of each strategy, each showing ``[generate] seeds_per_prompt`` gold-train
+    pairs drawn at random for it (held-out pairs never reach a prompt); the same every time."""
+    train = [r for r in store.records(origin="gold", split="train") if r.is_pair]
+    if not train:
+        raise StageError("no gold training pairs yet; run `goldloop ingest FILE` in a generate project first")
+    unknown = sorted(set(strategies) - set(PAIR_STRATEGIES))
+    if unknown:
+        raise StageError(f"unknown pair strategies {', '.join(unknown)}; known: {', '.join(sorted(PAIR_STRATEGIES))}")
+    g, mode = cfg.generate, cfg.llm.mode
+    rules = Rules.from_config(g)
+    controls = sampling_controls(cfg.llm)
+    planned = []
+    for name in strategies:
+        strategy = PAIR_STRATEGIES[name]()
+        template_hash = strategy.template_hash(mode)
+        rng = random.Random(content_hash(cfg.project.seed, round, name, "pairs"))
+        for position in range(per_strategy):
+            seeds = rng.sample(train, min(g.seeds_per_prompt, len(train)))
+            prompt = strategy.render_pairs(mode, seeds, item_name=g.item_name, rules=rules)
+            key = content_hash(name, template_hash, prompt.text, prompt.messages, llm.backend, llm.model,
+                               g.temperature, g.top_p, g.pair_max_tokens, round, position,
+                               cfg.llm.structured_output and mode == "chat", *([controls] if controls else []))
+            structured = cfg.llm.structured_output and prompt.messages is not None
+            request = CompletionRequest(key=key, prompt=prompt.text, messages=prompt.messages, max_tokens=g.pair_max_tokens,
+                                        temperature=g.temperature, top_p=g.top_p, stop=prompt.stop,
+                                        seed=int(key[:8], 16) & 0x7FFFFFFF,
+                                        json_schema=strategy.json_schema if structured else None,
+                                        controls=tuple(controls.items()))
+            planned.append(PlannedPair(request, name, tuple(s.id for s in seeds), template_hash))
+    return planned
+
+
+def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Sequence[PlannedPair],
+                   show_progress: bool = True) -> GenerateReport:
+    """Send every planned pair request without a stored reply; commit each reply with its draft."""
+    done = store.finished_requests(p.request.key for p in planned)
+    todo = [p for p in planned if p.request.key not in done]
+    report = GenerateReport(round=round, planned=len(planned), already_done=len(planned) - len(todo))
+    by_key = {p.request.key: p for p in todo}
+    mode = "lines" if cfg.ingest.normalize == "whitespace" else cfg.ingest.normalize
+    store.log_event("generate.start", {"round": round, "planned": len(planned), "todo": len(todo), "task": "generate",
+                                       "backend": llm.backend, "model": llm.model})
+    with graceful_stop(llm.stop) as stop, progress_bar(f"round {round}: drafting pairs", len(todo),
+                                                      show_progress) as advance:
+        for result in llm.complete([p.request for p in todo]):
+            plan = by_key[result.key]
+            req = plan.request
+            records: list[Record] = []
+            error = result.error
+            if result.ok:
+                pair = PAIR_STRATEGIES[plan.strategy]().parse_pair(result.text or "", result.extra.get("parsed"))
+                prompt, response = (normalize_text(pair[0], mode), normalize_text(pair[1], mode)) if pair else ("", "")
+                if prompt and response:
+                    prov = Provenance(parents=plan.seeds, strategy=plan.strategy, backend=llm.backend, model=llm.model,
+                                      params=req.sampling(), template_hash=plan.template_hash, request_key=req.key,
+                                      round=round, source="generate", created_at=now())
+                    records.append(Record.synthetic_pair(prompt, response, prov))
+                else:
+                    error = "unparsable: the reply holds no complete prompt and response"
+            prompt_text = req.prompt if req.prompt is not None else "\n\n".join(m["content"] for m in req.messages or ())
+            row = GenerationRow(
+                request_key=req.key, round=round, strategy=plan.strategy, label="", prompt=prompt_text,
+                status="ok" if result.ok else "failed", reply=result.text or "", error=error or "",
+                attempts=result.attempts, tokens_in=result.tokens_in, tokens_out=result.tokens_out,
+                seconds=result.seconds, backend=llm.backend, model=llm.model)
+            store.add_generation(row, records)
+            report.count(row, records=len(records))
+            advance(1, note=f"{report.records} pairs, {report.failed} failed")
+    if stop.signal:
+        raise Interrupted(f"round {round}: stopped by {stop.signal} after saving every reply in flight; run the "
+                          "same command again to continue")
+    store.log_event("generate.done", {"round": round, "succeeded": report.succeeded, "failed": report.failed,
+                                      "records": report.records, "task": "generate"})
+    return report
