@@ -85,3 +85,51 @@ def test_parse_takes_the_first_pair_only() -> None:
     assert strategy.parse_pair("p one\n### Response\nr one\n### Prompt\np two\n### Response\nr two") == ("p one", "r one")
     assert strategy.parse_pair("p\n### Response\n\n") is None
     assert strategy.parse_pair("", {"prompt": " a ", "response": "b"}) == ("a", "b")
+
+
+def test_pair_filters_judge_both_sides(tmp_path) -> None:
+    from goldloop.embed import CachedEmbedder, HashingEmbedder
+    from goldloop.filters import run_filters
+    from goldloop.records import Provenance, Record
+
+    cfg = fake_config(project={"task": "generate"}, generate={"red_lines": ["secret sauce"]})
+    store = open_store(tmp_path)
+    for name, rows, split in (("train.jsonl", PAIRS, "train"), ("held.jsonl", HELD, "heldout")):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in rows), encoding="utf-8")
+        ingest_file(store, cfg, path, split=split)
+    gold = store.records(origin="gold", split="train")
+
+    def draft(i: int, prompt: str, response: str) -> Record:
+        prov = Provenance(parents=(gold[0].id,), strategy="pair_paraphrase.v1", backend="fake", model="fake",
+                          params={"t": 1}, template_hash="h", request_key=f"k{i}", round=1, source="generate")
+        return Record.synthetic_pair(prompt, response, prov)
+
+    good = draft(0, "Write the docstring of this Python function.\n\ndef h(q):\n    return q - 7", "Return q minus 7.\n\nWorks for ints.")
+    drafts = {
+        "good": good,
+        "leak": draft(1, "Explain this.\n\ndef z(a):\n    return a", HELD[2][1]),
+        "copy": draft(2, PAIRS[3][0], "Something new entirely, about adding."),
+        "loop": draft(3, "Write the docstring of this Python function.\n\ndef k(w):\n    return w", "the the the the the the the the"),
+        "long": draft(4, "Write the docstring of this Python function.\n\ndef m(v):\n    return v", " ".join(["word"] * 80)),
+        "red": draft(5, "Write the docstring of this Python function.\n\ndef n(u):\n    return u + 1", "Adds one; the secret sauce."),
+        "twin": draft(6, good.text, "Another answer for the same new prompt."),
+    }
+    store.add_records(list(drafts.values()))
+    report = run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    verdicts = store.verdicts(round=1)
+    key_of = {rec.id: key for key, rec in drafts.items()}
+    by: dict[str, set[str]] = {}
+    reasons: dict[str, str] = {}
+    for v in verdicts:
+        if not v.keep:
+            by.setdefault(key_of[v.record_id], set()).add(v.filter)
+            reasons[f"{key_of[v.record_id]}/{v.filter}"] = v.reason
+    assert "good" not in by
+    assert "pair_leakage.v1" in by["leak"]
+    assert "response is identical to the response of held-out pair" in reasons["leak/pair_leakage.v1"]
+    assert "pair_dup.v1" in by["copy"] and "pair_dup.v1" in by["twin"]
+    assert by["loop"] & {"pair_repetition.v1", "pair_length.v1"} and "pair_length.v1" in by["long"]
+    assert "pair_patterns.v1" in by["red"]
+    assert report.candidates == 7 and report.passed == 7 - len(by)
+    store.close()

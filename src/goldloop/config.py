@@ -196,6 +196,9 @@ class FilterConfig:
     semantic_dup_threshold: float = _f(0.95, "Cosine similarity of embeddings at which a candidate is a semantic "
                                              "duplicate (`semantic_dup.v1`, `leakage.v1`).",
                                        minimum=0.5, maximum=1.0)
+    pair_quality_quantile: float = _f(0.05, "`generate` task: a draft is kept when its response-prompt embedding cosine "
+                                            "reaches this quantile of the gold pairs' (`pair_quality.v1`).",
+                                      minimum=0.0, maximum=1.0)
     min_distinct_bigrams: float = _f(0.8, "Candidates whose distinct-bigram ratio is lower are dropped "
                                           "as degenerate repetition (`repetition.v1`).",
                                      minimum=0.0, maximum=1.0)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..config import Config
 from ..embed import CachedEmbedder
-from ..errors import ConfigError, require_classify
+from ..errors import ConfigError
 from ..records import Record, Verdict
 from ..store import Store
 from ._base import Filter, FilterContext
@@ -17,13 +17,14 @@ from ._consistency import LabelConsistency
 from ._diversity import CollapseGuard
 from ._judge import Judge
 from ._dedup import Leakage, NearDuplicate, SemanticDuplicate
+from ._pairs import PAIR_FILTERS, PairDuplicate, PairLeakage, PairLength, PairQuality, PairRepetition
 from ._selection import SyntheticSelection
 from ._rules import ExactDuplicate, LabelInSet, Language, Length, Patterns, Repetition, distinct_bigram_ratio
 
 # Pipeline order: the funnel attributes each drop to the first filter here that made it.
 FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Length, Repetition, Patterns, LabelInSet, Language,
                                                         Leakage, ExactDuplicate, NearDuplicate, SemanticDuplicate,
-                                                        LabelConsistency, Judge, SyntheticSelection)}
+                                                        LabelConsistency, Judge, SyntheticSelection, *PAIR_FILTERS)}
 _VERSIONED = re.compile(r"^[a-z][a-z0-9_]*\.v[0-9]+$")
 
 
@@ -63,8 +64,13 @@ def _load_plugins(cfg: Config) -> None:
 
 
 def active_filters(cfg: Config) -> list[Filter]:
-    """The filters a round runs, cheapest first; the collapse guard last, on what the rest kept."""
+    """The filters a round runs, cheapest first; the collapse guard last, on what the rest kept.
+    A `generate` project's drafts are pairs: each of the pair filters judges both sides."""
     _load_plugins(cfg)
+    f = cfg.filter
+    if cfg.project.task == "generate":
+        patterns = bool(f.required_patterns or f.forbidden_patterns or cfg.generate.red_lines)
+        return [cls() for cls in PAIR_FILTERS if cls.name != "pair_patterns.v1" or patterns]
     f = cfg.filter
     chosen: list[Filter] = [Length(), Repetition()]
     if f.required_patterns or f.forbidden_patterns or cfg.generate.red_lines:
@@ -130,7 +136,6 @@ def run_filters(store: Store, cfg: Config, round: int, embedder: CachedEmbedder 
     Each filter sees all candidates (not only the survivors of earlier filters), so
     ``--explain`` shows every filter's view of a record. Re-running adds nothing new.
     """
-    require_classify(cfg.project.task, "filtering")
     candidates = store.records(origin="synthetic", round=round)
     ctx = FilterContext(store=store, cfg=cfg, round=round, embedder=embedder)
     done = {(v.record_id, v.filter) for v in store.verdicts(round=round)}
@@ -163,7 +168,7 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
 
 
 __all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "Judge",
-           "LabelConsistency", "LabelInSet", "Language", "Leakage", "Length", "NearDuplicate", "Patterns",
-           "Repetition", "SemanticDuplicate", "SyntheticSelection",
+           "LabelConsistency", "LabelInSet", "Language", "Leakage", "Length", "NearDuplicate", "PAIR_FILTERS",
+           "PairDuplicate", "PairLeakage", "PairLength", "PairQuality", "PairRepetition", "Patterns", "Repetition", "SemanticDuplicate", "SyntheticSelection",
            "REVIEW_GATE", "active_filters", "distinct_bigram_ratio", "passing", "register", "run_filters",
            "summarize"]
