@@ -133,3 +133,22 @@ def test_pair_filters_judge_both_sides(tmp_path) -> None:
     assert "pair_patterns.v1" in by["red"]
     assert report.candidates == 7 and report.passed == 7 - len(by)
     store.close()
+
+
+def test_the_simulated_pair_judge_is_calibrated_on_unseen_pairs_and_marks_its_decisions(project) -> None:
+    from goldloop.embed import HashingEmbedder
+    from goldloop.simulate import PairJudge, apply_simulated
+
+    cfg, store = project
+    real = [(f"Write the docstring.\n\ndef area_{w}(r):\n    return {w} * r * r", f"Return the {w} area of r.")
+            for w in ["circle", "square", "disc", "tile", "plate", "coin", "ring", "lens", "lid", "cap", "drum", "pan",
+                      "dish", "bowl", "cup", "mat", "rug", "pad", "tray", "board", "sheet", "panel"]]
+    judge = PairJudge(real, HashingEmbedder(), "judge.jsonl", rivals=5)
+    assert judge.name.startswith("simulated:") and 0.5 <= judge.figures["accuracy"] <= 1.0
+    assert "never trains or scores on" in judge.description
+    llm = FakeLLM(_reply)
+    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=2), show_progress=False)
+    drafts = store.records(origin="synthetic", round=1)
+    counts = apply_simulated(store, cfg, 1, judge, drafts)
+    assert sum(counts.values()) == len(drafts)
+    assert all(d.simulated and d.reviewer == judge.name for d in store.decisions(round=1))

@@ -133,3 +133,61 @@ def apply_simulated(store: Store, cfg: Config, round: int, reviewer: SimulatedRe
                                     created_at=now(), simulated=True), new_record=new)
         counts[action] += 1
     return counts
+
+
+class PairJudge(SimulatedReviewer):
+    """Judges drafted prompt → response pairs by how well the response fits its prompt, calibrated
+    on real pairs the loop never sees.
+
+    It embeds prompts and responses (the project's embedder) and accepts a draft when the cosine
+    between its response and its own prompt reaches the ``quantile`` of that cosine over the
+    real pairs, and when the response fits its own prompt better than it fits any of ``rivals``
+    other real prompts drawn at random. Its accuracy is measured on further real pairs: each
+    real pair should be accepted, and the same pair with its response swapped for another
+    pair's should be rejected.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str, str]], embedder: Any, source: str, *, quantile: float = 0.2,
+                 rivals: int = 20, seed: int = 0) -> None:
+        import numpy as np
+
+        if len(pairs) < 20:
+            raise StageError(f"{source}: the simulated pair judge needs at least 20 real pairs; it has {len(pairs)}")
+        rng = random.Random(seed)
+        order = rng.sample(range(len(pairs)), len(pairs))
+        cut = len(order) // 2
+        fit, check = [pairs[i] for i in order[:cut]], [pairs[i] for i in order[cut:]]
+        self.embedder, self.rivals, self.rng = embedder, rivals, random.Random(seed + 1)
+        self.prompts = self._unit(embedder.embed([p for p, _ in fit]))
+        answers = self._unit(embedder.embed([r for _, r in fit]))
+        self.floor = float(np.quantile((self.prompts * answers).sum(axis=1), quantile))
+        # accuracy: real pairs should pass, the same prompts with another pair's response should not
+        shuffled = [(check[i][0], check[(i + 1) % len(check)][1]) for i in range(len(check))]
+        right = sum(self._accepts(p, r) for p, r in check) + sum(not self._accepts(p, r) for p, r in shuffled)
+        accuracy = round(right / (2 * len(check)), 4)
+        super().__init__(PREFIX + "pair-judge",
+                         f"accepts a drafted pair when its response fits its prompt (MiniLM-style embedding cosine) "
+                         f"at least as well as the {quantile:.0%} quantile of {len(fit)} real pairs from {source} "
+                         f"that the loop never trains or scores on, and better than it fits {rivals} other real "
+                         f"prompts; accuracy {accuracy:.3f} on {2 * len(check)} real and response-swapped pairs "
+                         f"it was not calibrated on",
+                         {"calibration_pairs": len(fit), "accuracy": accuracy, "checked_on": 2 * len(check),
+                          "floor": round(self.floor, 4)})
+
+    @staticmethod
+    def _unit(x: Any) -> Any:
+        import numpy as np
+
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def _accepts(self, prompt: str, response: str) -> bool:
+        p = self._unit(self.embedder.embed([prompt]))[0]
+        a = self._unit(self.embedder.embed([response]))[0]
+        own = float(p @ a)
+        if own < self.floor:
+            return False
+        rivals = self.prompts[self.rng.sample(range(len(self.prompts)), min(self.rivals, len(self.prompts)))]
+        return bool(own > float((rivals @ a).max()))
+
+    def judge(self, record: Record) -> tuple[str, str | None]:
+        return ("accept", None) if self._accepts(record.text, record.response) else ("reject", None)
