@@ -166,7 +166,8 @@ class PairJudge(SimulatedReviewer):
         right = sum(self._accepts(p, r) for p, r in check) + sum(not self._accepts(p, r) for p, r in shuffled)
         accuracy = round(right / (2 * len(check)), 4)
         super().__init__(PREFIX + "pair-judge",
-                         f"accepts a drafted pair when its response fits its prompt (MiniLM-style embedding cosine) "
+                         f"accepts a drafted pair when its response fits its prompt (cosine of "
+                         f"{getattr(embedder, 'name', 'the project embedder')} embeddings) "
                          f"at least as well as the {quantile:.0%} quantile of {len(fit)} real pairs from {source} "
                          f"that the loop never trains or scores on, and better than it fits {rivals} other real "
                          f"prompts; accuracy {accuracy:.3f} on {2 * len(check)} real and response-swapped pairs "
