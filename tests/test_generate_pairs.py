@@ -101,3 +101,46 @@ def test_a_lora_sft_step_on_the_packaged_smollm2(tmp_path: Path) -> None:
     tuned, tok = load_adapter("smollm2", tmp_path / "adapter")
     scores = score_pairs(tuned, tok, records[:1], "tuned", max_new_tokens=12)
     assert all(x == x and x > 0 for x in before + scores.nll) and isinstance(scores.outputs[0], str)
+
+
+def test_an_edited_response_gives_sft_and_dpo_rows_trl_takes(tiny: str, tmp_path: Path) -> None:
+    import json
+
+    from goldloop.records import Decision, Provenance, now
+    from goldloop.review import edit_record
+    from goldloop.store import open_store
+    from goldloop.train import train_generator
+    from goldloop.training_signals import derive
+
+    store = open_store(tmp_path / "p")
+    gold = Record.gold_pair("what does the printer do", "it prints pages", source="t.jsonl line 1")
+    prov = Provenance(parents=(gold.id,), strategy="pair_paraphrase.v1", backend="fake", model="fake", params={"t": 1},
+                      template_hash="h", request_key="k1", round=1, source="generate")
+    drafts = [Record.synthetic_pair("what does the router do", "it boils water", prov),
+              Record.synthetic_pair("what does the kettle do", "it boils water",
+                                    Provenance(**{**prov.__dict__, "request_key": "k2"}))]
+    store.add_records([gold, *drafts])
+    fixed = edit_record(drafts[0], None, None, labels=[], normalize="whitespace", reviewer="ann", round=1,
+                        response="it routes packets")
+    assert fixed.is_pair and fixed.text == drafts[0].text and fixed.response == "it routes packets"
+    with pytest.raises(Exception, match="changes nothing"):
+        edit_record(drafts[1], None, None, labels=[], normalize="whitespace", reviewer="ann", round=1,
+                    response="it boils water")
+    store.add_decision(Decision(drafts[0].id, "edit", "ann", 1, new_record_id=fixed.id, created_at=now()),
+                       new_record=fixed)
+    store.add_decision(Decision(drafts[1].id, "accept", "ann", 1, created_at=now()))
+    signals = derive(store, 1)
+    sft = {r.prompt: r.completion for r in signals.sft}
+    assert sft == {"what does the router do": "it routes packets", "what does the kettle do": "it boils water"}
+    assert [(r.prompt, r.chosen, r.rejected) for r in signals.dpo] == [
+        ("what does the router do", "it routes packets", "it boils water")]
+    assert all(r.prompt_source == "pair" for r in signals.sft + signals.dpo)
+    for method, rows in (("sft", [{"prompt": r.prompt, "completion": " " + r.completion} for r in signals.sft]),
+                         ("dpo", [{"prompt": r.prompt, "chosen": " " + r.chosen, "rejected": " " + r.rejected}
+                                  for r in signals.dpo])):
+        path = tmp_path / f"{method}.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        result = train_generator(path, method, base_model=tiny, out_dir=tmp_path / f"out-{method}", max_steps=2,
+                                 batch_size=1, max_length=32, lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+        assert result.steps == 2
+    store.close()

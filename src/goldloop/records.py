@@ -232,6 +232,15 @@ class Record:
                    round=provenance.round, response=response)
 
     @classmethod
+    def edited_pair(cls, parent: "Record", prompt: str, response: str, reviewer: str, round: int) -> "Record":
+        """A reviewer's corrected copy of a drafted pair (usually a rewritten response)."""
+        prov = Provenance(parents=(parent.id,), strategy="edit", backend="human", reviewer=reviewer,
+                          round=round, source=f"edit of {parent.id}", created_at=now())
+        return cls(id=content_hash("edited-pair", prompt, response, parent.id), text=prompt, label="",
+                   origin="edited", split=None, provenance=prov, round=round, response=response,
+                   system=parent.system, context=parent.context)
+
+    @classmethod
     def edited(cls, parent: "Record", text: str, label: str, reviewer: str, round: int) -> "Record":
         prov = Provenance(parents=(parent.id,), strategy="edit", backend="human", reviewer=reviewer,
                           round=round, source=f"edit of {parent.id}", created_at=now())

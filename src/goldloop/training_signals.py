@@ -40,6 +40,12 @@ A preference pair needs one prompt for both sides. When the two records were dra
 different prompts, the DPO pair takes the instruction prompt of their label (of no label if
 they differ) and the reward pair has no prompt (TRL's implicit-prompt form).
 
+A prompt → response pair (the `generate` task) is its own prompt: its rows take the pair's
+prompt (``prompt_source`` = ``pair``) and its response as the completion, so an edited response
+gives an SFT row and a DPO pair (edited over drafted response) for the same prompt. An edit
+that rewrites the prompt gives the corrected pair as SFT and the drafted one as a KTO negative
+(their responses answer different prompts, so no DPO pair).
+
 Gold records are human data, not reviewer actions: they give no signals here (exports add
 them as data). Held-out records never reach a signal: an action on one is an error.
 
@@ -183,7 +189,10 @@ class _Prompts:
         return rec
 
     def of(self, rec: Record) -> tuple[str, str]:
-        """(prompt, source) of one record: source is ``generation`` or ``instruction``."""
+        """(prompt, source) of one record: source is ``generation``, ``instruction`` or, for a
+        prompt → response pair, ``pair`` (its own prompt: what the trained model is asked)."""
+        if rec.is_pair:
+            return rec.text, "pair"
         if self.mode == "generation":
             source = rec
             if rec.origin == "edited" and rec.provenance.parents:
@@ -194,6 +203,11 @@ class _Prompts:
             if source.origin == "synthetic":
                 self.missing.add(source.id)
         return instruction(rec.label, self.item_name), "instruction"
+
+
+def completion(rec: Record) -> str:
+    """What a record trains a model to write: a pair's response, else its text."""
+    return rec.response if rec.is_pair else rec.text
 
 
 def _check_usable(rec: Record, what: str) -> None:
@@ -259,8 +273,8 @@ def _from_decisions(decisions: list[Decision], prompts: _Prompts, out: Signals) 
             meta = {"record_id": rec.id, "origin": rec.origin, "record_label": rec.label,
                     "strategy": rec.provenance.strategy, **common}
             if state.action == "accept":
-                out.sft.append(SFTRow(prompt=prompt, completion=rec.text, **meta))
-            out.kto.append(KTORow(prompt=prompt, completion=rec.text, label=state.action == "accept", **meta))
+                out.sft.append(SFTRow(prompt=prompt, completion=completion(rec), **meta))
+            out.kto.append(KTORow(prompt=prompt, completion=completion(rec), label=state.action == "accept", **meta))
             continue
         if not state.new_record_id:
             raise StageError(f"decision {decision_id} is an edit of {record_id} without the edited record; "
@@ -276,9 +290,16 @@ def _from_decisions(decisions: list[Decision], prompts: _Prompts, out: Signals) 
                                   **{**meta, "record_id": rec.id, "record_label": rec.label}))
             continue
         pair = {"rejected_id": rec.id, "rejected_origin": rec.origin}
-        out.sft.append(SFTRow(prompt=prompt, completion=new.text, **meta))
-        out.dpo.append(DPORow(prompt=prompt, chosen=new.text, rejected=rec.text, **meta, **pair))
-        out.reward.append(RewardRow(prompt=prompt, chosen=new.text, rejected=rec.text, **meta, **pair))
+        if new.is_pair and new.text != rec.text:
+            # a rewritten prompt: the corrected pair trains, but its two responses answer different prompts
+            new_prompt, _ = prompts.of(new)
+            out.sft.append(SFTRow(prompt=new_prompt, completion=completion(new), **meta))
+            out.kto.append(KTORow(prompt=prompt, completion=completion(rec), label=False,
+                                  **{**meta, "record_id": rec.id, "origin": rec.origin}))
+            continue
+        out.sft.append(SFTRow(prompt=prompt, completion=completion(new), **meta))
+        out.dpo.append(DPORow(prompt=prompt, chosen=completion(new), rejected=completion(rec), **meta, **pair))
+        out.reward.append(RewardRow(prompt=prompt, chosen=completion(new), rejected=completion(rec), **meta, **pair))
     if skipped_gold:
         out.notes.append(f"{skipped_gold} decision(s) on gold records give no signal (gold rows are "
                          "human data already; exports include them as data)")
@@ -297,9 +318,9 @@ def _pair_rows(chosen: Record, rejected: Record, prompts: _Prompts, meta: dict[s
         else:
             label = chosen.label if chosen.label == rejected.label else None
             prompt, source = instruction(label, prompts.item_name), "instruction"
-        out.dpo.append(DPORow(prompt=prompt, chosen=chosen.text, rejected=rejected.text,
+        out.dpo.append(DPORow(prompt=prompt, chosen=completion(chosen), rejected=completion(rejected),
                               prompt_source=source, **row_meta))
-    out.reward.append(RewardRow(prompt=p_chosen if same else None, chosen=chosen.text, rejected=rejected.text,
+    out.reward.append(RewardRow(prompt=p_chosen if same else None, chosen=completion(chosen), rejected=completion(rejected),
                                 prompt_source=s_chosen if same else "none", **row_meta))
 
 

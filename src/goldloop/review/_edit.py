@@ -45,14 +45,18 @@ def check_label(label: str, labels: Sequence[str]) -> None:
 
 
 def edit_record(original: Record, text: str | None, label: str | None, *, labels: Sequence[str],
-                normalize: str, reviewer: str, round: int) -> Record:
+                normalize: str, reviewer: str, round: int, response: str | None = None) -> Record:
     """The edited copy of ``original``; ``None`` (or blank) for ``text`` or ``label`` keeps the original's.
+    A prompt → response pair (the `generate` task) takes ``text`` as its prompt and ``response``
+    (``None``: unchanged), and has no label; both sides keep their line breaks.
 
     >>> gold = Record.gold("my card was charged twice", "billing", source="tickets.csv line 2")
     >>> edit_record(gold, None, "outage", labels=["billing", "outage"], normalize="whitespace",
     ...             reviewer="ann", round=1).label
     'outage'
     """
+    if original.is_pair:
+        return _edit_pair(original, text, response, normalize=normalize, reviewer=reviewer, round=round)
     new_text = original.text if text is None else normalize_text(text, normalize)
     if not new_text:
         raise EditRefused("empty", "an edit needs text; reject the item instead")
@@ -64,3 +68,15 @@ def edit_record(original: Record, text: str | None, label: str | None, *, labels
         # a corrected label on real text is still a real row; changed text is no longer real
         return Record.corrected(original, new_label, reviewer, round)
     return Record.edited(original, new_text, new_label, reviewer, round)
+
+
+def _edit_pair(original: Record, prompt: str | None, response: str | None, *, normalize: str, reviewer: str,
+               round: int) -> Record:
+    mode = "lines" if normalize == "whitespace" else normalize
+    new_prompt = original.text if prompt is None else normalize_text(prompt, mode)
+    new_response = original.response if response is None else normalize_text(response, mode)
+    if not new_prompt or not new_response:
+        raise EditRefused("empty", "an edited pair needs a prompt and a response; reject the item instead")
+    if new_prompt == original.text and new_response == original.response:
+        raise EditRefused("unchanged", "the edit changes nothing; accept the item instead")
+    return Record.edited_pair(original, new_prompt, new_response, reviewer, round)
