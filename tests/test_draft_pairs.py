@@ -152,3 +152,26 @@ def test_the_simulated_pair_judge_is_calibrated_on_unseen_pairs_and_marks_its_de
     counts = apply_simulated(store, cfg, 1, judge, drafts)
     assert sum(counts.values()) == len(drafts)
     assert all(d.simulated and d.reviewer == judge.name for d in store.decisions(round=1))
+
+
+def test_a_snapshot_of_pairs_keeps_accepted_drafts_and_no_held_out_side(project) -> None:
+    from goldloop.governance import PolicyError
+    from goldloop.records import Decision, Provenance, Record, now
+    from goldloop.snapshot import build_snapshot
+
+    cfg, store = project
+    llm = FakeLLM(_reply)
+    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=1), show_progress=False)
+    drafts = store.records(origin="synthetic", round=1)
+    store.add_decision(Decision(drafts[0].id, "accept", "ann", 1, created_at=now()))
+    snap = build_snapshot(store, cfg, 1, reviewed_only=True)
+    assert drafts[0].id in snap.record_ids and snap.manifest["by_origin"] == {"gold": len(PAIRS), "synthetic": 1}
+    held = store.records(origin="gold", split="heldout")[0]
+    gold = store.records(origin="gold", split="train")[0]
+    prov = Provenance(parents=(gold.id,), strategy="pair_paraphrase.v1", backend="fake", model="fake", params={"t": 1},
+                      template_hash="h", request_key="leaky", round=2, source="generate")
+    leaky = Record.synthetic_pair("A fresh question about nothing held out?", held.response, prov)
+    store.add_records([leaky])
+    store.add_decision(Decision(leaky.id, "accept", "ann", 2, created_at=now()))
+    with pytest.raises(PolicyError, match="repeat a held-out text"):
+        build_snapshot(store, cfg, 2, reviewed_only=True)

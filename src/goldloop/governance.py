@@ -8,7 +8,8 @@ approver and a reason and is written to the audit log.
 Rules:
 
 - ``heldout_isolation``: no held-out record, no row drafted from a held-out seed, and no row
-  whose text equals a held-out text. Always on; it cannot be overridden.
+  whose text (for a prompt → response pair: either side) equals a held-out text (either side).
+  Always on; it cannot be overridden.
 - ``no_synthetic_only``: the training set contains real gold rows. Always on; it cannot be
   overridden.
 - ``min_gold_per_label``: every label has at least this many gold rows.
@@ -195,11 +196,13 @@ def check_training_policy(export_dir: Path, store: Store | None = None, cfg: Con
 def _isolation(store: Store, rows: list[Record]) -> PolicyResult:
     heldout = store.records(split="heldout")
     held_ids = {r.id for r in heldout}
-    held_hashes = {text_hash(r.text) for r in heldout}
+    # a pair's prompt and response are both held-out text: neither side of a row may repeat either
+    held_hashes = {text_hash(r.text) for r in heldout} | {text_hash(r.response) for r in heldout if r.is_pair}
     in_set = [r.id for r in rows if r.id in held_ids or r.split == "heldout"]
     lines = ancestry(store, [r for r in rows if r.origin != "gold"])
     seeded = [r.id for r in rows if r.origin != "gold" and lines[r.id] & held_ids]
-    same_text = [r.id for r in rows if r.origin != "gold" and text_hash(r.text) in held_hashes]
+    same_text = [r.id for r in rows if r.origin != "gold" and (text_hash(r.text) in held_hashes or (
+        r.is_pair and text_hash(r.response) in held_hashes))]
     bad = len(in_set) + len(seeded) + len(same_text)
     if not bad:
         return PolicyResult("heldout_isolation", True, f"no row touches the {len(heldout)} held-out records",

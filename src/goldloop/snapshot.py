@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import Config
 from .diversity import dispersion, distinct_n, nearest_gold_distance
-from .errors import StageError, require_classify
+from .errors import StageError
 from .filters import REVIEW_GATE, passing
 from .governance import enforce
 from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now
@@ -35,7 +35,6 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     ``reviewed_only``: drafts train only when a reviewer accepted or edited them (a round that
     spends a reviewer budget), whatever ``[review] unreviewed_may_train`` says.
     """
-    require_classify(cfg.project.task, "a snapshot")
     gold = store.records(origin="gold", split="train")
     if not gold:
         raise StageError("refusing to build a snapshot without gold-train records: training on "
