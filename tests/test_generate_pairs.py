@@ -144,3 +144,81 @@ def test_an_edited_response_gives_sft_and_dpo_rows_trl_takes(tiny: str, tmp_path
                                  batch_size=1, max_length=32, lora=LoraSettings(r=4, alpha=8, dropout=0.0))
         assert result.steps == 2
     store.close()
+
+
+def test_a_pair_snapshot_is_judged_against_gold_only_on_held_out_pairs(tiny: str, tmp_path: Path) -> None:
+    import json
+
+    from goldloop.config import Config
+    from goldloop.evaluate_pairs import evaluate_pair_snapshot
+    from goldloop.ingest import ingest_file
+    from goldloop.records import Decision, Provenance, now
+    from goldloop.snapshot import build_snapshot
+    from goldloop.store import open_store
+
+    cfg = Config.from_dict({"project": {"name": "t", "task": "generate"}, "embed": {"backend": "fake"},
+                            "trl": {"base_model": tiny, "max_steps": 4, "batch_size": 2, "max_length": 48,
+                                    "learning_rate": 0.01, "lora_r": 4, "lora_alpha": 8}})
+    store = open_store(tmp_path / "p")
+    for name, rows, split in (("train.jsonl", PAIRS[:2], "train"), ("held.jsonl", PAIRS[2:], "heldout")):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in rows), encoding="utf-8")
+        ingest_file(store, cfg, path, split=split)
+    gold = store.records(origin="gold", split="train")
+    prov = Provenance(parents=(gold[0].id,), strategy="pair_paraphrase.v1", backend="fake", model="fake",
+                      params={"t": 1}, template_hash="h", request_key="k", round=1, source="generate")
+    draft = Record.synthetic_pair("what does the printer do now", "it prints pages", prov)
+    store.add_records([draft])
+    store.add_decision(Decision(draft.id, "accept", "ann", 1, created_at=now()))
+    snap = build_snapshot(store, cfg, 1, reviewed_only=True)
+    result = evaluate_pair_snapshot(store, cfg, snap, tmp_path / "adapters", generate=2, max_new_tokens=3)
+    assert result.heldout_size == 2 and result.train_sizes == {"gold_only": 2, "with_synthetic": 3}
+    assert result.verdict in ("improved", "no clear change", "worse")
+    assert result.interval[0] <= result.delta_nll <= result.interval[1]
+    assert result.gold_only["nll"] > 0 and result.with_synthetic["chrf"] is not None
+    assert json.dumps(result.to_json())
+    store.close()
+
+
+def test_the_cli_takes_a_generate_project_from_ingest_to_evaluation(tiny: str, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from goldloop.cli import main
+    from goldloop.config import Config
+
+    runner = CliRunner()
+    project = tmp_path / "docs"
+    assert runner.invoke(main, ["-p", str(project), "init", "--task", "generate"]).exit_code == 0
+    cfg = Config.load(project)
+    cfg.llm.backend, cfg.embed.backend = "fake", "fake"
+    cfg.generate.per_label, cfg.review.unreviewed_may_train = 2, True
+    cfg.trl.base_model, cfg.trl.max_steps, cfg.trl.batch_size, cfg.trl.max_length = tiny, 2, 2, 48
+    cfg.save(project)
+    rows = [{"q": p, "a": r} for p, r in PAIRS]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for split, part in (("train", rows[:2]), ("heldout", rows[2:])):
+        path = tmp_path / f"{split}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in part), encoding="utf-8")
+        res = runner.invoke(main, ["-p", str(project), "ingest", str(path), "--prompt-column", "q",
+                                   "--response-column", "a", "--split", split])
+        assert res.exit_code == 0, res.output
+        assert "pairs added" in res.output
+    res = runner.invoke(main, ["-p", str(project), "status"])
+    assert "2 gold pairs to train on, 2 held out" in res.output
+    res = runner.invoke(main, ["-p", str(project), "generate"])
+    assert res.exit_code == 0 and "6 requests planned" in res.output, res.output
+    res = runner.invoke(main, ["-p", str(project), "filter"])
+    assert res.exit_code == 0, res.output
+    assert "passed" in res.output
+    res = runner.invoke(main, ["-p", str(project), "evaluate"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "on 2 held-out real pairs" in said and "reference NLL" in said and "(lower is better)" in said, said
+    from goldloop.store import open_store
+
+    store = open_store(project)
+    ev = store.rounds()[-1].metrics["evaluation"]
+    assert ev["task"] == "generate" and ev["train_sizes"]["with_synthetic"] > ev["train_sizes"]["gold_only"] == 2
+    store.close()

@@ -182,3 +182,79 @@ def load_adapter(base_model: str, adapter_dir: str | Path) -> tuple[Any, Any]:
 
     model, tokenizer = load_causal_lm(base_model)
     return PeftModel.from_pretrained(model, str(adapter_dir)), tokenizer
+
+
+@dataclass
+class PairEvaluation:
+    """Gold only against the snapshot's training set, on the held-out real pairs."""
+
+    gold_only: dict[str, float | None]
+    with_synthetic: dict[str, float | None]
+    delta_nll: float
+    interval: tuple[float, float]
+    verdict: str                    # improved | no clear change | worse (by reference NLL; lower is better)
+    heldout_size: int
+    train_sizes: dict[str, int]
+    base_model: str
+    deltas: dict[str, float | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": "generate", "gold_only": self.gold_only, "with_synthetic": self.with_synthetic,
+                "delta_nll": self.delta_nll, "interval": list(self.interval), "verdict": self.verdict,
+                "heldout_size": self.heldout_size, "train_sizes": self.train_sizes, "base_model": self.base_model,
+                "deltas": self.deltas}
+
+
+def evaluate_pair_snapshot(store: Any, cfg: Any, snapshot: Any, work_dir: str | Path, *, embedder: Any = None,
+                           generate: int = 50, max_new_tokens: int = 128) -> PairEvaluation:
+    """Train a LoRA adapter on gold-train pairs and one on the snapshot (``[trl]`` settings; the base
+    model is ``[trl] base_model``, else the packaged ``smollm2``), score both on every held-out pair
+    (reference NLL) and on the first ``generate`` of them (chrF, ROUGE-L, similarity), and call the
+    change by a paired bootstrap interval of the NLL difference."""
+    from .errors import StageError
+    from .train import LoraSettings
+
+    records = store.records(ids=snapshot.record_ids)
+    if any(r.split == "heldout" for r in records):
+        raise StageError(f"snapshot {snapshot.id} contains held-out records; refusing to train on it")
+    gold = [r for r in store.records(origin="gold", split="train") if r.is_pair]
+    heldout = [r for r in store.records(origin="gold", split="heldout") if r.is_pair]
+    if not gold or not heldout:
+        raise StageError("evaluating a generate project needs gold-train and held-out pairs; ingest them first")
+    t = cfg.trl
+    base = t.base_model or "smollm2"
+    lora = LoraSettings(r=t.lora_r, alpha=t.lora_alpha, dropout=t.lora_dropout)
+    settings = dict(max_steps=t.max_steps, batch_size=t.batch_size, learning_rate=t.learning_rate or 2e-4,
+                    max_length=t.max_length, seed=t.seed, lora=lora)
+    work = Path(work_dir)
+    scores = {}
+    for name, rows in (("gold_only", gold), ("with_synthetic", records)):
+        train_on_pairs(rows, base, work / name, **settings)
+        model, tokenizer = load_adapter(base, work / name)
+        nll = score_pairs(model, tokenizer, heldout, name, generate=False).nll
+        gen = (score_pairs(model, tokenizer, heldout[:generate], name, embedder=embedder,
+                           max_new_tokens=max_new_tokens) if generate else PairScores(name, []))
+        scores[name] = PairScores(name, nll, gen.outputs, gen.chrf, gen.rouge_l, gen.similarity)
+        del model
+    a, b = scores["gold_only"], scores["with_synthetic"]
+    delta, low, high = paired_bootstrap(a.nll, b.nll, n=max(cfg.evaluate.bootstrap, 200),
+                                        confidence=cfg.evaluate.confidence, seed=cfg.project.seed)
+    verdict = "improved" if high < 0 else "worse" if low > 0 else "no clear change"
+    means_a, means_b = a.means(), b.means()
+    deltas = {k: (None if means_a[k] is None or means_b[k] is None else round(float(means_b[k]) - float(means_a[k]), 4))
+              for k in means_a}
+    return PairEvaluation(means_a, means_b, delta, (low, high), verdict, len(heldout),
+                          {"gold_only": len(gold), "with_synthetic": len(records)}, base, deltas)
+
+
+def close_pair_round(store: Any, cfg: Any, project_dir: str | Path, number: int, *, embedder: Any = None,
+                     generate: int = 50) -> tuple[Any, PairEvaluation]:
+    """Snapshot the round's pairs, judge them against gold only on held-out pairs, and close the
+    round with the evaluation in its metrics (the adapters stay under ``.goldloop/adapters``)."""
+    from .snapshot import build_snapshot
+
+    snap = build_snapshot(store, cfg, number)
+    evaluation = evaluate_pair_snapshot(store, cfg, snap, Path(project_dir) / ".goldloop" / "adapters" / f"round-{number}",
+                                        embedder=embedder, generate=generate)
+    store.finish_round(number, snap.id, {"evaluation": evaluation.to_json()})
+    return snap, evaluation

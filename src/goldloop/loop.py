@@ -61,6 +61,11 @@ def generate_stage(store: Store, cfg: Config, number: int, llm: LLM | None = Non
     own = llm is None
     llm = llm or make_llm(cfg.llm)
     try:
+        if cfg.project.task == "generate":         # pairs: [generate] per_label requests per pair strategy
+            from .generate import generate_pairs, plan_pair_requests
+
+            pairs = plan_pair_requests(store, cfg, llm, number, cfg.generate.per_label)
+            return generate_pairs(store, cfg, llm, number, pairs, show_progress=show_progress)
         planned = plan.requests(store, cfg, llm) if plan is not None else None
         return generate(store, cfg, llm, number, show_progress=show_progress, planned=planned)
     finally:
@@ -72,6 +77,9 @@ def close_round(store: Store, cfg: Config, project_dir: Path, number: int, embed
                 gen: GenerateReport | None = None, timings: dict[str, float] | None = None
                 ) -> tuple[Snapshot, Evaluation, tuple[Path, Path]]:
     """Snapshot, train, evaluate on held-out real data, write the report and close the round."""
+    if cfg.project.task == "generate":
+        raise StageError("closing a round of the generate task goes through goldloop.evaluate_pairs."
+                         "close_pair_round (`goldloop evaluate` does it)")
     timings = dict(timings or {})
     started = time.monotonic()
     snap = build_snapshot(store, cfg, number)

@@ -130,6 +130,17 @@ def evaluate(project: Project) -> None:
     from ..loop import close_round
 
     number = project.store.open_round()
+    if project.cfg.project.task == "generate":
+        from ..evaluate_pairs import close_pair_round
+
+        _, ev = close_pair_round(project.store, project.cfg, project.path, number, embedder=project.embedder())
+        out.print(f"round {number} on {ev.heldout_size} held-out real pairs ({escape(ev.base_model)} + LoRA):")
+        for name, m in (("gold only", ev.gold_only), ("with synthetic", ev.with_synthetic)):
+            out.print(f"  {name:<15} reference NLL {m['nll']:.4f}"
+                      + (f", chrF {m['chrf']:.2f}, ROUGE-L {m['rouge_l']:.4f}" if m.get("chrf") is not None else ""))
+        out.print(f"  NLL change {ev.delta_nll:+.4f}, interval {ev.interval[0]:+.4f} … {ev.interval[1]:+.4f}: "
+                  f"{ev.verdict} (lower is better)")
+        return
     _, evaluation, paths = close_round(project.store, project.cfg, project.path, number, project.embedder())
     print_scores(number, evaluation, paths)
 

@@ -24,6 +24,13 @@ def echo_script(request: CompletionRequest) -> str:
     """
     source = request.prompt if request.prompt is not None else " ".join(
         m["content"] for m in request.messages or ())
+    if "### Response" in source:                # a pair request: a prompt and a response, from the examples' words
+        rng = random.Random(hashlib.sha256(request.key.encode()).digest())
+        words = _WORD.findall(source.rsplit("### Prompt", 2)[-2] if source.count("### Prompt") > 1 else source)
+        words = words or ["empty"]
+        prompt = " ".join(rng.choice(words) for _ in range(6))
+        response = " ".join(rng.choice(words) for _ in range(5))
+        return f"{prompt}\n### Response\n{response}"
     lines = [line for line in source.splitlines() if ":" in line and line.split(":", 1)[1].strip()]
     words = _WORD.findall(lines[-1].split(":", 1)[1] if lines else source) or ["empty"]
     rng = random.Random(hashlib.sha256(request.key.encode()).digest())
