@@ -175,3 +175,26 @@ def test_a_snapshot_of_pairs_keeps_accepted_drafts_and_no_held_out_side(project)
     store.add_decision(Decision(leaky.id, "accept", "ann", 2, created_at=now()))
     with pytest.raises(PolicyError, match="repeat a held-out text"):
         build_snapshot(store, cfg, 2, reviewed_only=True)
+
+
+def test_terminal_review_of_pairs_shows_both_sides_and_edits_the_response(project) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from goldloop.review import review_queue, review_states, run_review
+    from goldloop.training_signals import derive
+
+    cfg, store = project
+    llm = FakeLLM(_reply)
+    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=1), show_progress=False)
+    queue = review_queue(store, 1)
+    keys, lines = iter(["e", "a", "q"]), iter(["Return z minus one.", "", "    Raises nothing.", "."])
+    shown = StringIO()
+    summary = run_review(store, cfg, 1, reviewer="ann", read_key=lambda p: next(keys, "q"),
+                         read_line=lambda p: next(lines, "."), console=Console(file=shown, width=120))
+    assert (summary.edit, summary.accept) == (1, 1)
+    assert "prompt" in shown.getvalue() and "response" in shown.getvalue() and "return z - 1" in shown.getvalue()
+    fixed = store.get_record(review_states(store.decisions(round=1))[queue[0].id].new_record_id)
+    assert fixed.is_pair and fixed.text == queue[0].text and fixed.response == "Return z minus one.\n\n    Raises nothing."
+    assert [r.chosen for r in derive(store, 1).dpo] == [fixed.response]

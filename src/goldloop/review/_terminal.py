@@ -87,8 +87,12 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
         rec = queue[i]
         seeds = store.records(ids=rec.provenance.parents)
         hint = suggestion_view(rec)
-        body = f"[bold]{escape(rec.text)}[/bold]\n\n[dim]{'suggested label' if hint else 'label'}[/dim] {escape(rec.label)}"
-        body += f"   [dim]strategy[/dim] {escape(rec.provenance.strategy)}"
+        if rec.is_pair:
+            body = (f"[dim]prompt[/dim]\n{escape(rec.text)}\n\n[dim]response[/dim]\n[bold]{escape(rec.response)}[/bold]"
+                    f"\n\n[dim]strategy[/dim] {escape(rec.provenance.strategy)}")
+        else:
+            body = (f"[bold]{escape(rec.text)}[/bold]\n\n[dim]{'suggested label' if hint else 'label'}[/dim] "
+                    f"{escape(rec.label)}   [dim]strategy[/dim] {escape(rec.provenance.strategy)}")
         if hint:
             body += f"\n[cyan]{escape(hint['summary'])} · {escape(hint['why'])}[/cyan] (a: confirm, e: correct, r: unusable)"
         if rec.id in flags:
@@ -112,7 +116,16 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
             i = queue.index(last)
             continue
         new_record = None
-        if action == "edit":
+        if action == "edit" and rec.is_pair:
+            lines = _read_block(read_line, "new response, line by line; a line holding only '.' ends it "
+                                           "(a lone '.' keeps the response):")
+            try:
+                new_record = edit_record(rec, None, None, labels=labels, normalize=cfg.ingest.normalize, reviewer=who,
+                                         round=round, response="\n".join(lines) if lines else None)
+            except EditRefused as exc:
+                console.print(f"[yellow]not saved:[/yellow] {escape(str(exc))}")
+                continue
+        elif action == "edit":
             text = read_line("new text (empty: keep): ")
             label = read_line(f"label ({', '.join(labels)}; empty: keep {rec.label}): ")
             try:
@@ -129,3 +142,16 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
         i += 1
     summary.remaining = len(review_queue(store, round))
     return summary
+
+
+def _read_block(read_line: Callable[[str], str], intro: str, limit: int = 500) -> list[str]:
+    """Lines typed until one holding only "." (at most ``limit``)."""
+    lines: list[str] = []
+    prompt = intro + "\n> "
+    while len(lines) < limit:
+        line = read_line(prompt)
+        if line.strip() == ".":
+            break
+        lines.append(line)
+        prompt = "> "
+    return lines
