@@ -285,3 +285,51 @@ def test_page_modules_load_as_javascript_under_the_csp(project, browser):
     assert set(served) == modules, "every module in static/ is part of the page, and nothing else is loaded"
     assert all(kind.split(";")[0] in ("text/javascript", "application/javascript") for kind in served.values()), served
     assert problems == []
+
+
+def test_a_pair_shows_prompt_and_response_and_its_response_is_edited(tmp_path, browser):
+    """The generate task on the page: both sides shown as text, the label hidden, an edit rewrites
+    the response (line breaks kept)."""
+    import json
+
+    from goldloop.generate import generate_pairs, plan_pair_requests
+    from goldloop.ingest import ingest_file
+    from goldloop.llm import FakeLLM
+    from goldloop.store import open_store
+
+    from .conftest import fake_config
+
+    cfg = fake_config(project={"task": "generate"})
+    cfg.save(tmp_path)
+    store = open_store(tmp_path)
+    rows = [{"prompt": f"What does tool {i} do?", "response": f"It fixes {i} things."} for i in range(6)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ingest_file(store, cfg, tmp_path / "pairs.jsonl", split="train")
+    store.open_round()
+    llm = FakeLLM(lambda r: "What does the <i>new</i> tool do?\n### Response\nIt <img src=x onerror=\"window.__xss=1\"> welds.")
+    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=1), show_progress=False)
+    add_users(store)
+    with live_server(create_app(tmp_path, cfg, store)) as url:
+        page = browser.new_page()
+        _log_in(page, url, "ann")
+        assert page.text_content("#text") == "What does the <i>new</i> tool do?"
+        assert page.text_content("#response") == 'It <img src=x onerror="window.__xss=1"> welds.'
+        assert page.is_visible("#response") and not page.is_visible("#label")
+        assert page.evaluate("window.__xss") is None
+        queue_id = page.get_attribute("#item", "data-queue-id")
+        page.keyboard.press("e")
+        page.wait_for_selector("#edit-text", state="visible")
+        assert page.input_value("#edit-text").startswith("It <img")
+        page.fill("#edit-text", "It welds metal.\n\nWear a mask.")
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        _press(page, "Control+Enter")
+        assert "welds" in " ".join(page.locator("#last ins").all_text_contents()) and not errors
+        page.wait_for_function("(q) => document.querySelector('#item').dataset.queueId !== q", arg=queue_id,
+                               timeout=5000)
+        deadline = time.time() + 5
+        while time.time() < deadline and not [d for d in store.decisions(round=1) if d.action == "edit"]:
+            time.sleep(0.05)
+        edit = next(d for d in store.decisions(round=1) if d.action == "edit")
+        assert store.get_record(edit.new_record_id).response == "It welds metal.\n\nWear a mask."
+    store.close()

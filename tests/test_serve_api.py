@@ -359,3 +359,41 @@ def test_stats_follow_a_skip_and_can_leave_the_signals_out(served):
     assert "signals" not in after
     assert after["queue"]["open"] == before["queue"]["open"] - 1
     assert after["queue"]["done"] == before["queue"]["done"] + 1 and after["queue"]["mine"] == 1
+
+
+def test_pairs_are_reviewed_on_the_web_with_their_response_edited(tmp_path):
+    """A generate project's item shows prompt and response; an edit rewrites the response."""
+    import json
+
+    from goldloop.generate import generate_pairs, plan_pair_requests
+    from goldloop.ingest import ingest_file
+    from goldloop.llm import FakeLLM
+    from goldloop.store import open_store
+    from goldloop.training_signals import derive
+
+    from .conftest import fake_config
+
+    cfg = fake_config(project={"task": "generate"})
+    cfg.save(tmp_path)
+    store = open_store(tmp_path)
+    rows = [{"prompt": f"What does tool {i} do?\n\n  It has {i} parts.", "response": f"It fixes {i} things.\n\nSafely."}
+            for i in range(8)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ingest_file(store, cfg, tmp_path / "pairs.jsonl", split="train")
+    store.open_round()
+    llm = FakeLLM(lambda r: "What does the new tool do?\n### Response\nIt <b>welds</b> metal.")
+    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=1), show_progress=False)
+    add_users(store)
+    client = _client(create_app(tmp_path, cfg, store), "ann")
+    item = client.post("/api/next", json={"want": 1}).json()["items"][0]
+    record = item["records"][0]
+    assert record["pair"] is True and record["response"] == "It <b>welds</b> metal."   # data, escaped by the page
+    assert record["seeds"] and all(s["response"] for s in record["seeds"])
+    empty = _decide(client, item, "edit", cid="op-empty-1", response="   ")
+    assert empty.status_code == 422
+    fixed = _decide(client, item, "edit", cid="op-fix-1", response="It welds metal.\n\nWear a mask.")
+    assert fixed.status_code == 200, fixed.text
+    new = store.get_record(fixed.json()["new_record_id"])
+    assert new.is_pair and new.text == record["text"] and new.response == "It welds metal.\n\nWear a mask."
+    assert [(r.chosen, r.rejected) for r in derive(store, 1).dpo] == [(new.response, record["response"])]
+    store.close()

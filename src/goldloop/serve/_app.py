@@ -58,6 +58,7 @@ class DecideBody(BaseModel):
     action: Literal["accept", "reject", "edit", "skip", "prefer"]
     text: str | None = Field(default=None, max_length=100_000)
     label: str | None = Field(default=None, max_length=200)
+    response: str | None = Field(default=None, max_length=100_000)
     winner: Literal["a", "b"] | None = None
 
 
@@ -231,7 +232,7 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
         if action == "prefer" and not body.winner:
             raise HTTPException(422, "a preference needs winner 'a' or 'b'")
         return submit_decision(store, cfg, session.user.name, body.client_id, body.queue_id, action,
-                               text=body.text, label=body.label, winner=body.winner)
+                               text=body.text, label=body.label, winner=body.winner, response=body.response)
 
     @app.post("/api/rank/next")
     async def rank_next(body: RankNextBody, session: auth.Session = Depends(writer)) -> dict[str, Any]:

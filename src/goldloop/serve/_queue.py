@@ -117,8 +117,9 @@ def _record_view(store: Store, record: Record) -> dict[str, Any]:
     verdicts = store.verdicts(record_id=record.id)
     doubt = next((v.reason for v in verdicts if v.flag == DOUBT), None)
     return {"id": record.id, "text": record.text, "label": record.label, "origin": record.origin,
+            "pair": record.is_pair, "response": record.response, "system": record.system, "context": record.context,
             "strategy": record.provenance.strategy, "model": record.provenance.model,
-            "seeds": [{"id": s.id, "text": s.text, "label": s.label} for s in seeds],
+            "seeds": [{"id": s.id, "text": s.text, "label": s.label, "response": s.response} for s in seeds],
             "verdicts": [{"filter": v.filter, "keep": v.keep, "score": v.score, "reason": v.reason, "flag": v.flag}
                          for v in verdicts],
             "doubt": doubt, "suggestion": suggestion_view(record)}
@@ -159,7 +160,8 @@ def _held_slot(store: Store, queue_id: int, reviewer: str) -> Slot:
 
 
 def submit_decision(store: Store, cfg: Config, reviewer: str, client_id: str, queue_id: int, action: str,
-                    text: str | None = None, label: str | None = None, winner: str | None = None) -> dict[str, Any]:
+                    text: str | None = None, label: str | None = None, winner: str | None = None,
+                    response: str | None = None) -> dict[str, Any]:
     """Store one decision (accept, reject, edit, skip) or A-vs-B preference on a held slot.
 
     Idempotent by ``client_id``: a retry gets the first answer and stores nothing more.
@@ -187,7 +189,7 @@ def submit_decision(store: Store, cfg: Config, reviewer: str, client_id: str, qu
         else:
             if action not in ACTIONS:
                 raise QueueError(422, f"action {action!r} is not one of {', '.join(ACTIONS)}")
-            new_record = _edited(store, cfg, slot, text, label, reviewer) if action == "edit" else None
+            new_record = _edited(store, cfg, slot, text, label, reviewer, response) if action == "edit" else None
             did = store.add_decision(Decision(slot.record_id, action, reviewer, slot.round,
                                               new_record_id=new_record.id if new_record else None, created_at=now()),
                                      new_record=new_record)
@@ -199,13 +201,14 @@ def submit_decision(store: Store, cfg: Config, reviewer: str, client_id: str, qu
     return result
 
 
-def _edited(store: Store, cfg: Config, slot: Slot, text: str | None, label: str | None, reviewer: str) -> Record:
+def _edited(store: Store, cfg: Config, slot: Slot, text: str | None, label: str | None, reviewer: str,
+            response: str | None = None) -> Record:
     original = store.get_record(slot.record_id)
     if original is None:
         raise QueueError(500, f"queued item {slot.item_key} names a record missing from the store")
     try:
         return edit_record(original, text, label, labels=project_labels(store, cfg),
-                           normalize=cfg.ingest.normalize, reviewer=reviewer, round=slot.round)
+                           normalize=cfg.ingest.normalize, reviewer=reviewer, round=slot.round, response=response)
     except EditRefused as exc:
         raise QueueError(422, str(exc)) from exc
 

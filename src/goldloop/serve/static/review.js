@@ -18,8 +18,8 @@ function seedsList(records) {
     for (const seed of record.seeds) {
       if (seen.has(seed.id)) continue;
       seen.add(seed.id);
-      const li = el("li", seed.text);
-      li.prepend(el("b", "[" + seed.label + "] "));
+      const li = el("li", seed.response ? seed.text + "\n→ " + seed.response : seed.text);
+      if (!seed.response) li.prepend(el("b", "[" + seed.label + "] "));
       list.appendChild(li);
     }
   }
@@ -58,6 +58,10 @@ export function render(keyAt) {
       $("pair-b-id").textContent = records[1].id.slice(0, 12);
     } else {
       const r = records[0];
+      // A prompt -> response pair (the generate task): both sides shown, no label.
+      for (const id of ["prompt-head", "response-head", "response"]) $(id).hidden = !r.pair;
+      $("label").parentElement.hidden = !!r.pair;
+      $("response").textContent = r.pair ? r.response : "";
       $("text").textContent = r.text;
       $("label").textContent = r.label;
       $("strategy").textContent = r.strategy;
@@ -104,7 +108,8 @@ function showLast(entry) {
   node.appendChild(el("b", head + ": "));
   if (entry.action === "edit") {
     const diff = el("span", null, "diff");
-    renderDiff(diff, record.text, entry.extra.text);
+    if (record.pair) renderDiff(diff, record.response, entry.extra.response);
+    else renderDiff(diff, record.text, entry.extra.text);
     node.appendChild(diff);
     if (entry.extra.label && entry.extra.label !== record.label) {
       node.appendChild(el("span", "  (label " + record.label + " → " + entry.extra.label + ")"));
@@ -150,6 +155,16 @@ function openEditor() {
   const record = item.records[0];
   state.editing = true;
   $("editor").hidden = false;
+  if (record.pair) {
+    // A pair's edit rewrites its response; the prompt stays in view above the editor.
+    $("response").hidden = true;
+    $("edit-label-box").hidden = true;
+    $("edit-text").value = record.response;
+    renderDiff($("edit-diff"), record.response, record.response);
+    $("edit-text").focus();
+    return;
+  }
+  $("edit-label-box").hidden = false;
   $("text").hidden = true;
   const select = $("edit-label");
   clear(select);
@@ -169,10 +184,20 @@ function closeEditor() {
   state.editing = false;
   $("editor").hidden = true;
   $("text").hidden = false;
+  const record = state.current && state.current.kind === "single" ? state.current.records[0] : null;
+  $("response").hidden = !(record && record.pair);
 }
 
 function saveEdit(keyAt) {
   const record = state.current.records[0];
+  if (record.pair) {
+    const response = $("edit-text").value.replace(/\s+$/, "");
+    if (!response.trim()) { notice("an edited pair needs a response; press Esc and reject the item instead"); return; }
+    if (response === record.response) { notice("nothing changed; press Esc, then accept"); return; }
+    $("edit-text").blur();
+    decide("edit", { response }, keyAt);
+    return;
+  }
   const text = $("edit-text").value.trim();
   const label = $("edit-label").value;
   if (!text) { notice("an edit needs text; press Esc and reject the item instead"); return; }
@@ -183,7 +208,10 @@ function saveEdit(keyAt) {
 
 /** Redraw the editor's diff as the corrected text is typed. */
 export function editorInput() {
-  if (state.current) renderDiff($("edit-diff"), state.current.records[0].text, $("edit-text").value);
+  if (state.current) {
+    const record = state.current.records[0];
+    renderDiff($("edit-diff"), record.pair ? record.response : record.text, $("edit-text").value);
+  }
 }
 
 /** Keys while the editor is open: Ctrl+Enter saves, Esc cancels. True if ``event`` was used. */
