@@ -198,3 +198,39 @@ def test_terminal_review_of_pairs_shows_both_sides_and_edits_the_response(projec
     fixed = store.get_record(review_states(store.decisions(round=1))[queue[0].id].new_record_id)
     assert fixed.is_pair and fixed.text == queue[0].text and fixed.response == "Return z minus one.\n\n    Raises nothing."
     assert [r.chosen for r in derive(store, 1).dpo] == [fixed.response]
+
+
+def test_with_a_vs_b_on_each_drafted_prompt_gets_a_second_response_and_pairs_are_same_prompt(project) -> None:
+    from goldloop.generate import draft_round_pairs
+    from goldloop.records import Comparison, now
+    from goldloop.serve import sync_queue
+    from goldloop.training_signals import derive
+
+    cfg, store = project
+    cfg.serve.pairs_per_label = 5
+
+    def script(request) -> str:
+        text = request.prompt or json.dumps(request.messages)
+        if "Now write the response" in text or text.rstrip().endswith("### Response"):
+            return "Return z less one, for ints and floats alike."
+        return _reply(request)
+
+    report = draft_round_pairs(store, cfg, FakeLLM(script), 1, per_strategy=1, show_progress=False)
+    drafts = store.records(origin="synthetic", round=1)
+    firsts = [d for d in drafts if d.provenance.strategy != "pair_response.v1"]
+    seconds = [d for d in drafts if d.provenance.strategy == "pair_response.v1"]
+    assert len(firsts) == len(seconds) == 3 and report.records == 6
+    for second in seconds:
+        first = next(f for f in firsts if f.id == second.provenance.parents[0])
+        assert second.text == first.text and second.response != first.response
+        assert set(second.provenance.parents[1:]) == set(first.provenance.parents)      # the same gold seeds
+    sync_queue(store, cfg, 1)
+    _, items = store.claim_slots("ann", 1, 50, 60.0, 1)
+    ab = [s for s in items if s.kind == "pair"]
+    assert len(ab) == 3
+    texts = {r.id: r.text for r in drafts}
+    assert all(texts[s.record_id] == texts[s.other_id] for s in ab)                    # two responses, one prompt
+    s = ab[0]
+    store.add_comparison(Comparison(s.record_id, s.other_id, "b", "ann", 1, created_at=now()))
+    dpo = derive(store, 1).dpo
+    assert len(dpo) == 1 and dpo[0].prompt == texts[s.record_id] and dpo[0].prompt_source == "pair"

@@ -62,10 +62,9 @@ def generate_stage(store: Store, cfg: Config, number: int, llm: LLM | None = Non
     llm = llm or make_llm(cfg.llm)
     try:
         if cfg.project.task == "generate":         # pairs: [generate] per_label requests per pair strategy
-            from .generate import generate_pairs, plan_pair_requests
+            from .generate import draft_round_pairs
 
-            pairs = plan_pair_requests(store, cfg, llm, number, cfg.generate.per_label)
-            return generate_pairs(store, cfg, llm, number, pairs, show_progress=show_progress)
+            return draft_round_pairs(store, cfg, llm, number, cfg.generate.per_label, show_progress=show_progress)
         planned = plan.requests(store, cfg, llm) if plan is not None else None
         return generate(store, cfg, llm, number, show_progress=show_progress, planned=planned)
     finally:

@@ -4,7 +4,8 @@ Each request shows a few gold-train pairs (drawn at random per request, so the e
 rotate) and asks for one new pair: a new prompt and its response, in the same form. The
 strategies differ in what they ask for (``pair_paraphrase.v1``: another pair of the same kind,
 ``pair_harder.v1``: a harder one, ``pair_edge_case.v1``: a rare but valid situation); the
-domain rules and red lines of ``[generate]`` apply to both sides.
+domain rules and red lines of ``[generate]`` apply to both sides. With A-vs-B review on,
+``pair_response.v1`` then drafts a second response to each drafted prompt.
 
 Gold text is multi-line (code, lists), so it is shown as blocks, not one-liners. It stays data:
 a line of it that starts with ``###`` is shown with two, so it cannot open a new prompt or
@@ -109,6 +110,39 @@ class PairEdgeCase(PairStrategy):
     templates = _templates(name)
 
 
+class PairResponse(PairStrategy):
+    """Another response to a drafted prompt, so a reviewer can prefer one of two (A-vs-B)."""
+
+    name = "pair_response.v1"
+    inputs = ("a drafted pair's prompt", "the gold-train pairs it was drafted from",
+              "[generate] rules_must, rules_must_not, vocabulary, red_lines")
+    outputs = ("response",)
+    templates = _templates(name)
+    json_schema: ClassVar[dict[str, Any]] = {
+        "type": "object", "properties": {"response": {"type": "string", "minLength": 1}},
+        "required": ["response"], "additionalProperties": False}
+
+    def render_response(self, mode: str, seeds: Sequence[Record], prompt: str, *, item_name: str,
+                        rules: Rules) -> Prompt:
+        examples = [{"prompt": s.text, "response": s.response} for s in seeds]
+        context = {"examples": examples, "prompt": prompt, "item_name": item_name, "rules": rules, "label": "",
+                   "description": ""}
+        if mode == "completion":
+            text = _ENV.get_template(self.templates["completion"]).render(context) + "\n"
+            return Prompt(text=text, messages=None, stop=("### Prompt", "\n\n\n\n"))
+        return Prompt(text=None, messages=({"role": "system", "content": _ENV.get_template(self.templates["system"]).render(context)},
+                                           {"role": "user", "content": _ENV.get_template(self.templates["user"]).render(context)}),
+                      stop=())
+
+    def parse_response(self, reply: str, parsed: Any = None) -> str | None:
+        if isinstance(parsed, dict) and isinstance(parsed.get("response"), str):
+            return parsed["response"].strip() or None
+        text = _RESPONSE.sub("", reply.replace("\r\n", "\n"), count=1) if _RESPONSE.match(reply) else reply
+        after = _NEXT.search(text)
+        text = (text[:after.start()] if after else text).strip("\n")
+        return text if text.strip() else None
+
+
 PAIR_STRATEGIES: dict[str, type[PairStrategy]] = {c.name: c for c in (PairParaphrase, PairHarder, PairEdgeCase)}
 
 
@@ -118,6 +152,22 @@ class PlannedPair:
     strategy: str
     seeds: tuple[str, ...]
     template_hash: str
+    answers: tuple[str, str] | None = None      # (draft id, its prompt): a second response to a drafted prompt
+
+
+def _request(cfg: Config, llm: LLM, strategy: PairStrategy, prompt: Prompt, template_hash: str,
+             *key_parts: Any) -> CompletionRequest:
+    g, mode = cfg.generate, cfg.llm.mode
+    controls = sampling_controls(cfg.llm)
+    key = content_hash(strategy.name, template_hash, prompt.text, prompt.messages, llm.backend, llm.model,
+                       g.temperature, g.top_p, g.pair_max_tokens, *key_parts,
+                       cfg.llm.structured_output and mode == "chat", *([controls] if controls else []))
+    structured = cfg.llm.structured_output and prompt.messages is not None
+    return CompletionRequest(key=key, prompt=prompt.text, messages=prompt.messages, max_tokens=g.pair_max_tokens,
+                             temperature=g.temperature, top_p=g.top_p, stop=prompt.stop,
+                             seed=int(key[:8], 16) & 0x7FFFFFFF,
+                             json_schema=strategy.json_schema if structured else None,
+                             controls=tuple(controls.items()))
 
 
 def plan_pair_requests(store: Store, cfg: Config, llm: LLM, round: int, per_strategy: int,
@@ -132,7 +182,6 @@ def plan_pair_requests(store: Store, cfg: Config, llm: LLM, round: int, per_stra
         raise StageError(f"unknown pair strategies {', '.join(unknown)}; known: {', '.join(sorted(PAIR_STRATEGIES))}")
     g, mode = cfg.generate, cfg.llm.mode
     rules = Rules.from_config(g)
-    controls = sampling_controls(cfg.llm)
     planned = []
     for name in strategies:
         strategy = PAIR_STRATEGIES[name]()
@@ -141,16 +190,29 @@ def plan_pair_requests(store: Store, cfg: Config, llm: LLM, round: int, per_stra
         for position in range(per_strategy):
             seeds = rng.sample(train, min(g.seeds_per_prompt, len(train)))
             prompt = strategy.render_pairs(mode, seeds, item_name=g.item_name, rules=rules)
-            key = content_hash(name, template_hash, prompt.text, prompt.messages, llm.backend, llm.model,
-                               g.temperature, g.top_p, g.pair_max_tokens, round, position,
-                               cfg.llm.structured_output and mode == "chat", *([controls] if controls else []))
-            structured = cfg.llm.structured_output and prompt.messages is not None
-            request = CompletionRequest(key=key, prompt=prompt.text, messages=prompt.messages, max_tokens=g.pair_max_tokens,
-                                        temperature=g.temperature, top_p=g.top_p, stop=prompt.stop,
-                                        seed=int(key[:8], 16) & 0x7FFFFFFF,
-                                        json_schema=strategy.json_schema if structured else None,
-                                        controls=tuple(controls.items()))
+            request = _request(cfg, llm, strategy, prompt, template_hash, round, position)
             planned.append(PlannedPair(request, name, tuple(s.id for s in seeds), template_hash))
+    return planned
+
+
+def plan_second_responses(store: Store, cfg: Config, llm: LLM, round: int, per_prompt: int = 1) -> list[PlannedPair]:
+    """``per_prompt`` more responses to each prompt the round drafted (shown with the gold pairs it
+    was drafted from), so A-vs-B review has two responses to one prompt to choose between."""
+    strategy = PairResponse()
+    mode = cfg.llm.mode
+    template_hash = strategy.template_hash(mode)
+    rules = Rules.from_config(cfg.generate)
+    drafts = [r for r in store.records(origin="synthetic", round=round)
+              if r.is_pair and r.provenance.strategy in PAIR_STRATEGIES]
+    seeds_of = {r.id: r for r in store.records(ids=sorted({p for d in drafts for p in d.provenance.parents}))}
+    planned = []
+    for draft in sorted(drafts, key=lambda r: r.id):
+        seeds = [seeds_of[p] for p in draft.provenance.parents if p in seeds_of]
+        prompt = strategy.render_response(mode, seeds, draft.text, item_name=cfg.generate.item_name, rules=rules)
+        for k in range(per_prompt):
+            request = _request(cfg, llm, strategy, prompt, template_hash, round, draft.id, k)
+            planned.append(PlannedPair(request, strategy.name, (draft.id, *(s.id for s in seeds)), template_hash,
+                                       answers=(draft.id, draft.text)))
     return planned
 
 
@@ -172,7 +234,11 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
             records: list[Record] = []
             error = result.error
             if result.ok:
-                pair = PAIR_STRATEGIES[plan.strategy]().parse_pair(result.text or "", result.extra.get("parsed"))
+                if plan.answers is not None:
+                    answer = PairResponse().parse_response(result.text or "", result.extra.get("parsed"))
+                    pair = (plan.answers[1], answer) if answer else None
+                else:
+                    pair = PAIR_STRATEGIES[plan.strategy]().parse_pair(result.text or "", result.extra.get("parsed"))
                 prompt, response = (normalize_text(pair[0], mode), normalize_text(pair[1], mode)) if pair else ("", "")
                 if prompt and response:
                     prov = Provenance(parents=plan.seeds, strategy=plan.strategy, backend=llm.backend, model=llm.model,
@@ -195,4 +261,20 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
                           "same command again to continue")
     store.log_event("generate.done", {"round": round, "succeeded": report.succeeded, "failed": report.failed,
                                       "records": report.records, "task": "generate"})
+    return report
+
+
+def draft_round_pairs(store: Store, cfg: Config, llm: LLM, round: int, per_strategy: int,
+                      show_progress: bool = True) -> GenerateReport:
+    """A round's drafting for the generate task: new pairs, then, with A-vs-B review on (``[serve]
+    pairs_per_label`` > 0), a second response to each drafted prompt."""
+    report = generate_pairs(store, cfg, llm, round, plan_pair_requests(store, cfg, llm, round, per_strategy),
+                            show_progress)
+    if cfg.serve.pairs_per_label > 0:
+        more = generate_pairs(store, cfg, llm, round, plan_second_responses(store, cfg, llm, round), show_progress)
+        for name in ("planned", "already_done", "succeeded", "failed", "records", "tokens_in", "tokens_out"):
+            setattr(report, name, getattr(report, name) + getattr(more, name))
+        report.seconds += more.seconds
+        report.errors.update(more.errors)
+        report.by_strategy.update(more.by_strategy)
     return report

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import Config
 from ..filters import passing
-from ..records import Comparison, Decision, Ranking, Record, now
+from ..records import Comparison, Decision, Ranking, Record, now, text_hash
 from ..review import EditRefused, edit_record, project_labels, review_states, suggestion_view
 from ..store import QueueEntry, Slot, Store
 
@@ -59,6 +59,9 @@ def sync_queue(store: Store, cfg: Config, round: int) -> int:
     by_label: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
     decided: list[str] = []
     suggested = {rid for rid, _, _ in store.drafts(round, ("pool",))}
+    # generate task: an A-vs-B item is two responses to one prompt, so candidates group by prompt
+    prompt_of = ({r.id: text_hash(r.text) for r in store.records(origin="synthetic", round=round) if r.is_pair}
+                 if cfg.project.task == "generate" else {})
     for rid, label, parents in store.drafts(round, ("synthetic", "pool")):
         if rid in dropped:
             continue
@@ -66,7 +69,9 @@ def sync_queue(store: Store, cfg: Config, round: int) -> int:
             if rid in queued:
                 decided.append(rid)
             continue
-        if rid not in suggested:                # real texts are not paired against each other
+        if rid in prompt_of:
+            by_label[(prompt_of[rid], ())].append(rid)
+        elif rid not in suggested:              # real texts are not paired against each other
             by_label[(label, parents)].append(rid)
         if rid not in queued:
             priority = PRIORITY_DOUBT if rid in doubted else PRIORITY_SINGLE
