@@ -4,6 +4,7 @@ SmolLM2 (slow)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -221,4 +222,42 @@ def test_the_cli_takes_a_generate_project_from_ingest_to_evaluation(tiny: str, t
     store = open_store(project)
     ev = store.rounds()[-1].metrics["evaluation"]
     assert ev["task"] == "generate" and ev["train_sizes"]["with_synthetic"] > ev["train_sizes"]["gold_only"] == 2
+    store.close()
+
+
+def test_a_pair_snapshot_exports_for_trl_and_refuses_classification(tiny: str, tmp_path: Path) -> None:
+    from goldloop.errors import StageError
+    from goldloop.export import export_snapshot
+    from goldloop.records import Decision, Provenance, now
+    from goldloop.review import edit_record
+    from goldloop.snapshot import build_snapshot
+    from goldloop.store import open_store
+    from goldloop.train import train_generator
+
+    from .conftest import fake_config
+
+    cfg = fake_config(project={"task": "generate"})
+    store = open_store(tmp_path / "p")
+    gold = [Record.gold_pair(p, r, source=f"t.jsonl line {i}") for i, (p, r) in enumerate(PAIRS, start=1)]
+    store.add_records(gold)
+    prov = Provenance(parents=(gold[0].id,), strategy="pair_paraphrase.v1", backend="fake", model="fake",
+                      params={"t": 1}, template_hash="h", request_key="k", round=1, source="generate")
+    draft = Record.synthetic_pair("what does the lamp do", "it heats rooms", prov)
+    store.add_records([draft])
+    fixed = edit_record(draft, None, None, labels=[], normalize="whitespace", reviewer="ann", round=1,
+                        response="it lights rooms")
+    store.add_decision(Decision(draft.id, "edit", "ann", 1, new_record_id=fixed.id, created_at=now()), new_record=fixed)
+    snap = build_snapshot(store, cfg, 1)
+    sft = export_snapshot(store, snap, "sft", tmp_path / "sft")
+    rows = [json.loads(line) for line in next((tmp_path / "sft").glob("train-*.jsonl")).read_text().splitlines()]
+    assert {(r["prompt"], r["completion"]) for r in rows} == set(PAIRS) | {("what does the lamp do", "it lights rooms")}
+    export_snapshot(store, snap, "dpo", tmp_path / "dpo")
+    dpo = [json.loads(line) for line in next((tmp_path / "dpo").glob("train-*.jsonl")).read_text().splitlines()]
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in dpo] == [
+        ("what does the lamp do", "it lights rooms", "it heats rooms")]
+    with pytest.raises(StageError, match="for labelled texts"):
+        export_snapshot(store, snap, "classification", tmp_path / "cls")
+    result = train_generator(tmp_path / "sft", "sft", base_model=tiny, out_dir=tmp_path / "adapter", max_steps=2,
+                             batch_size=2, max_length=48, lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    assert result.rows == len(rows) and sft.rows == len(rows)
     store.close()

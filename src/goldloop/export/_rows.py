@@ -195,11 +195,16 @@ def _classification(ctx: _Context) -> ExportRows:
 
 
 def _gold_prompt(ctx: _Context, rec: Record) -> str:
-    return instruction(rec.label, ctx.item_name)
+    """The prompt of a gold row: a pair's own prompt, else the instruction prompt of its label."""
+    return rec.text if rec.is_pair else instruction(rec.label, ctx.item_name)
+
+
+def _gold_completion(rec: Record) -> str:
+    return rec.response if rec.is_pair else rec.text
 
 
 def _gold_meta(ctx: _Context, rec: Record) -> dict[str, Any]:
-    return _meta(rec, ctx.records, prompt_source="instruction")
+    return _meta(rec, ctx.records, prompt_source="pair" if rec.is_pair else "instruction")
 
 
 def _sft(ctx: _Context, fmt: str) -> ExportRows:
@@ -207,7 +212,7 @@ def _sft(ctx: _Context, fmt: str) -> ExportRows:
                                  "openai-sft" if fmt == "openai-sft" else "sft"], [], [])
     pairs: list[tuple[str, str, dict[str, Any], Record]] = []
     for rec in ctx.gold():
-        pairs.append((_gold_prompt(ctx, rec), rec.text, _gold_meta(ctx, rec), rec))
+        pairs.append((_gold_prompt(ctx, rec), _gold_completion(rec), _gold_meta(ctx, rec), rec))
     for row in ctx.signals.sft:
         if ctx.keep(row, True, out.excluded):
             pairs.append((row.prompt, row.completion, _signal_meta(row, ctx.records), ctx.records[row.record_id]))
@@ -228,7 +233,7 @@ def _sft(ctx: _Context, fmt: str) -> ExportRows:
 def _kto(ctx: _Context) -> ExportRows:
     out = ExportRows("kto", SCHEMAS["kto"], [], [])
     for rec in ctx.gold():
-        out.rows.append({"prompt": _gold_prompt(ctx, rec), "completion": rec.text, "label": True,
+        out.rows.append({"prompt": _gold_prompt(ctx, rec), "completion": _gold_completion(rec), "label": True,
                          "metadata": _gold_meta(ctx, rec)})
         out.sides.append((rec,))
     for row in ctx.signals.kto:
@@ -296,6 +301,9 @@ def build_rows(store: Store, snapshot: Snapshot, fmt: str, *, prompt_mode: str =
     if fmt not in FORMATS:
         raise StageError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     ctx = _Context(store, snapshot, prompt_mode, item_name, include_gold)
+    if fmt in ("classification", "openai") and any(r.is_pair for r in ctx.members):
+        raise StageError(f"the {fmt} format is for labelled texts; a snapshot of prompt -> response pairs exports "
+                         "as sft, sft-messages, openai-sft, kto, dpo or reward")
     if fmt == "classification":
         rows = _classification(ctx)
     elif fmt in ("sft", "sft-messages", "openai-sft"):
@@ -321,8 +329,14 @@ def guard_heldout(store: Store, rows: ExportRows) -> None:
     heldout = store.records(origin="gold", split="heldout")
     ids = {r.id for r in heldout}
     hashes = {text_hash(r.text): r.id for r in heldout}
+    hashes.update({text_hash(r.response): r.id for r in heldout if r.is_pair})
     for number, sides in enumerate(rows.sides, start=1):
         for rec in sides:
+            twin = hashes.get(text_hash(rec.response)) if rec.is_pair else None
+            if twin is not None:
+                raise StageError(f"{rows.format} export row {number}: the response of record {rec.id} is the exact "
+                                 f"text of held-out record {twin}; held-out real data is never exported for "
+                                 "training. Reject that record and rebuild the snapshot")
             if rec.id in ids or rec.split == "heldout":
                 raise StageError(f"{rows.format} export row {number} shows held-out record {rec.id}; held-out "
                                  "real data is for evaluation only and is never exported for training. The "
