@@ -223,6 +223,10 @@ def test_the_cli_takes_a_generate_project_from_ingest_to_evaluation(tiny: str, t
     ev = store.rounds()[-1].metrics["evaluation"]
     assert ev["task"] == "generate" and ev["train_sizes"]["with_synthetic"] > ev["train_sizes"]["gold_only"] == 2
     store.close()
+    # one command for a whole round: draft, filter, snapshot, train, judge
+    res = runner.invoke(main, ["-p", str(project), "round"])
+    assert res.exit_code == 0, res.output
+    assert "round 2 on 2 held-out real pairs" in " ".join(res.output.split())
 
 
 def test_a_pair_snapshot_exports_for_trl_and_refuses_classification(tiny: str, tmp_path: Path) -> None:

@@ -25,6 +25,18 @@ def round_(project: Project, with_review: bool) -> None:
     def review_step(number: int) -> None:
         run_review(project.store, project.cfg, number)
 
+    if project.cfg.project.task == "generate":
+        from ..evaluate_pairs import close_pair_round
+        from ..loop import draft_filter_review
+        from ._stages import print_pair_evaluation
+
+        number = project.store.open_round()
+        _, _, cached = draft_filter_review(project.store, project.cfg, number, None, not project.quiet,
+                                           review_step if with_review else None, project.say, {}, project.embedder)
+        project.say(f"round {number}: training adapters and scoring on held-out real pairs")
+        _, ev = close_pair_round(project.store, project.cfg, project.path, number, embedder=cached)
+        print_pair_evaluation(number, ev)
+        return
     result = run_round(project.store, project.cfg, project.path, show_progress=not project.quiet,
                        review=review_step if with_review else None, say=project.say)
     print_scores(result.round, result.evaluation, result.report_paths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -134,12 +135,7 @@ def evaluate(project: Project) -> None:
         from ..evaluate_pairs import close_pair_round
 
         _, ev = close_pair_round(project.store, project.cfg, project.path, number, embedder=project.embedder())
-        out.print(f"round {number} on {ev.heldout_size} held-out real pairs ({escape(ev.base_model)} + LoRA):")
-        for name, m in (("gold only", ev.gold_only), ("with synthetic", ev.with_synthetic)):
-            out.print(f"  {name:<15} reference NLL {m['nll']:.4f}"
-                      + (f", chrF {m['chrf']:.2f}, ROUGE-L {m['rouge_l']:.4f}" if m.get("chrf") is not None else ""))
-        out.print(f"  NLL change {ev.delta_nll:+.4f}, interval {ev.interval[0]:+.4f} … {ev.interval[1]:+.4f}: "
-                  f"{ev.verdict} (lower is better)")
+        print_pair_evaluation(number, ev)
         return
     _, evaluation, paths = close_round(project.store, project.cfg, project.path, number, project.embedder())
     print_scores(number, evaluation, paths)
@@ -172,3 +168,13 @@ def report(project: Project, number: int | None, as_json: bool) -> None:
               f" -> {ev['with_synthetic']['macro_f1']:.3f} with synthetic: {ev['verdict']}")
     out.print("funnel: " + ", ".join(f"{escape(str(n))} {c}" for n, c in data["filtering"]["funnel"]))
     out.print(f"HTML: {path.with_suffix('.html')}")
+
+
+def print_pair_evaluation(number: int, ev: Any) -> None:
+    """A generate round's judgement on held-out pairs, in words."""
+    out.print(f"round {number} on {ev.heldout_size} held-out real pairs ({escape(ev.base_model)} + LoRA):")
+    for name, m in (("gold only", ev.gold_only), ("with synthetic", ev.with_synthetic)):
+        out.print(f"  {name:<15} reference NLL {m['nll']:.4f}"
+                  + (f", chrF {m['chrf']:.2f}, ROUGE-L {m['rouge_l']:.4f}" if m.get("chrf") is not None else ""))
+    out.print(f"  NLL change {ev.delta_nll:+.4f}, interval {ev.interval[0]:+.4f} … {ev.interval[1]:+.4f}: "
+              f"{ev.verdict} (lower is better)")
