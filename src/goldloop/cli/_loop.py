@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 from rich.table import Column, Table
 
-from ._shared import Project, fail_cleanly, out, pass_project, print_scores
+from ._shared import Project, fail_cleanly, out, pass_project, print_pair_evaluation, print_scores
 
 
 @click.command(name="round")
@@ -28,7 +28,6 @@ def round_(project: Project, with_review: bool) -> None:
     if project.cfg.project.task == "generate":
         from ..evaluate_pairs import close_pair_round
         from ..loop import draft_filter_review
-        from ._stages import print_pair_evaluation
 
         number = project.store.open_round()
         _, _, cached = draft_filter_review(project.store, project.cfg, number, None, not project.quiet,

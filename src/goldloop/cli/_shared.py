@@ -116,3 +116,13 @@ def print_scores(number: int, evaluation: Any, paths: tuple[Path, Path]) -> None
               f"accuracy {evaluation.with_synthetic['accuracy']:.3f}  ({evaluation.train_sizes['with_synthetic']} rows)")
     out.print(f"  change {evaluation.delta_macro_f1:+.3f}{interval}: {evaluation.verdict}")
     out.print(f"  report: {paths[1]}")
+
+
+def print_pair_evaluation(number: int, ev: Any) -> None:
+    """A generate round's judgement on held-out pairs, in words."""
+    out.print(f"round {number} on {ev.heldout_size} held-out real pairs ({escape(ev.base_model)} + LoRA):")
+    for name, m in (("gold only", ev.gold_only), ("with synthetic", ev.with_synthetic)):
+        out.print(f"  {name:<15} reference NLL {m['nll']:.4f}"
+                  + (f", chrF {m['chrf']:.2f}, ROUGE-L {m['rouge_l']:.4f}" if m.get("chrf") is not None else ""))
+    out.print(f"  NLL change {ev.delta_nll:+.4f}, interval {ev.interval[0]:+.4f} … {ev.interval[1]:+.4f}: "
+              f"{ev.verdict} (lower is better)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 from rich.markup import escape
@@ -11,7 +10,7 @@ from rich.table import Column, Table
 
 from ..errors import StageError
 from ..lineage import resolve_record
-from ._shared import Project, fail_cleanly, out, pass_project, print_scores
+from ._shared import Project, fail_cleanly, out, pass_project, print_pair_evaluation, print_scores
 
 
 @click.command()
@@ -169,12 +168,3 @@ def report(project: Project, number: int | None, as_json: bool) -> None:
     out.print("funnel: " + ", ".join(f"{escape(str(n))} {c}" for n, c in data["filtering"]["funnel"]))
     out.print(f"HTML: {path.with_suffix('.html')}")
 
-
-def print_pair_evaluation(number: int, ev: Any) -> None:
-    """A generate round's judgement on held-out pairs, in words."""
-    out.print(f"round {number} on {ev.heldout_size} held-out real pairs ({escape(ev.base_model)} + LoRA):")
-    for name, m in (("gold only", ev.gold_only), ("with synthetic", ev.with_synthetic)):
-        out.print(f"  {name:<15} reference NLL {m['nll']:.4f}"
-                  + (f", chrF {m['chrf']:.2f}, ROUGE-L {m['rouge_l']:.4f}" if m.get("chrf") is not None else ""))
-    out.print(f"  NLL change {ev.delta_nll:+.4f}, interval {ev.interval[0]:+.4f} … {ev.interval[1]:+.4f}: "
-              f"{ev.verdict} (lower is better)")
