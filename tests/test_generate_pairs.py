@@ -265,3 +265,16 @@ def test_a_pair_snapshot_exports_for_trl_and_refuses_classification(tiny: str, t
                              batch_size=2, max_length=48, lora=LoraSettings(r=4, alpha=8, dropout=0.0))
     assert result.rows == len(rows) and sft.rows == len(rows)
     store.close()
+
+
+def test_the_generate_demo_runs_a_round_on_standard_library_docstrings(tiny: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from goldloop.cli import main
+
+    res = CliRunner().invoke(main, ["demo", "--task", "generate", "--dir", str(tmp_path / "demo"), "--backend", "fake",
+                                    "--embedder", "fake", "--base-model", tiny])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "SIMULATED reviewer" in said and "simulated:pair-judge" in said
+    assert "held-out real pairs" in said and "NLL change" in said and "demo finished" in said

@@ -132,11 +132,18 @@ def config_reference() -> None:
               help="LLM backend (fake: a scripted model, for a quick dry run).")
 @click.option("--embedder", type=click.Choice(["minilm", "fake"]), default="minilm", show_default=True,
               help="Embedder for filters and the classifier.")
+@click.option("--task", type=click.Choice(["classify", "generate"]), default="classify", show_default=True,
+              help="classify: the flywheel on 20 Newsgroups; generate: one round on standard-library function -> "
+                   "docstring pairs, judged by LoRA adapters of SmolLM2-135M on held-out pairs.")
+@click.option("--base-model", default="smollm2", show_default=True,
+              help="generate: the model the adapters are trained on (a GGUF file, a folder, or smollm2).")
 @pass_project
 @fail_cleanly
 def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_label: int, pool_per_label: int,
-         candidates_per_label: int, rounds: int, budget: int, backend: str, embedder: str) -> None:
-    """Run the flywheel on 20 Newsgroups (real posts) with SIMULATED reviewers; print held-out scores."""
+         candidates_per_label: int, rounds: int, budget: int, backend: str, embedder: str, task: str,
+         base_model: str) -> None:
+    """Run the flywheel on 20 Newsgroups (real posts) with SIMULATED reviewers; print held-out scores.
+    With --task generate: a round of prompt -> response pairs (standard-library docstrings)."""
     import shutil
 
     from ..demo import build_demo_project, demo_config, demo_reviewers, lift_by_source
@@ -147,6 +154,9 @@ def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_labe
     if (demo_dir / CONFIG_FILE).exists():
         shutil.rmtree(demo_dir)
     demo_dir.mkdir(parents=True, exist_ok=True)
+    if task == "generate":
+        _demo_generate(project, demo_dir, backend, embedder, base_model, started)
+        return
     cfg = demo_config(candidates_per_label=candidates_per_label, rounds=rounds, budget=budget)
     cfg.llm.backend = backend
     cfg.embed.backend = embedder
@@ -181,4 +191,29 @@ def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_labe
                   f"{p['lift']:+.3f} ({share})")
     if result.report_paths:
         out.print(f"  loop report: {result.report_paths[1]}")
+    out.print(f"demo finished in {time.monotonic() - started:.0f} s")
+
+
+def _demo_generate(project: Project, demo_dir: Path, backend: str, embedder: str, base_model: str,
+                   started: float) -> None:
+    from ..demo_pairs import pairs_demo_config, run_pairs_demo
+
+    cfg = pairs_demo_config(base_model=base_model)
+    cfg.llm.backend, cfg.embed.backend = backend, embedder
+    cfg.save(demo_dir)
+    store = open_store(demo_dir)
+    say = (lambda m: None) if project.quiet else (lambda m: err.print(f"[dim]{escape(m)}[/dim]"))
+    result = run_pairs_demo(demo_dir, store, cfg, show_progress=not project.quiet, say=say)
+    out.print("SIMULATED reviewer (a demo stand-in for people; every decision it makes is marked simulated):")
+    out.print(f"  {escape(result.judge.name)}: {escape(result.judge.description)}")
+    ev = result.evaluation
+    out.print(f"drafted {result.drafted} pairs, {result.passed} passed the filters, {result.accepted} accepted")
+    out.print(f"on {ev.heldout_size} held-out real pairs ({escape(ev.base_model)} + LoRA, {cfg.trl.max_steps} steps):")
+    for name, m, n in (("gold only", ev.gold_only, ev.train_sizes["gold_only"]),
+                       ("with synthetic", ev.with_synthetic, ev.train_sizes["with_synthetic"])):
+        out.print(f"  {name:<15} reference NLL {m['nll']:.4f}, chrF {m['chrf']:.2f}, ROUGE-L {m['rouge_l']:.4f}"
+                  f"  ({n} pairs)")
+    out.print(f"  NLL change {ev.delta_nll:+.4f}, interval {ev.interval[0]:+.4f} … {ev.interval[1]:+.4f}: "
+              f"{ev.verdict} (lower is better)")
+    store.close()
     out.print(f"demo finished in {time.monotonic() - started:.0f} s")
