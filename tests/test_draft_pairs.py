@@ -234,3 +234,17 @@ def test_with_a_vs_b_on_each_drafted_prompt_gets_a_second_response_and_pairs_are
     store.add_comparison(Comparison(s.record_id, s.other_id, "b", "ann", 1, created_at=now()))
     dpo = derive(store, 1).dpo
     assert len(dpo) == 1 and dpo[0].prompt == texts[s.record_id] and dpo[0].prompt_source == "pair"
+
+
+def test_the_collapse_guard_judges_both_sides_of_pairs(project) -> None:
+    from goldloop.embed import CachedEmbedder, HashingEmbedder
+    from goldloop.filters import run_filters
+
+    cfg, store = project
+    cfg.filter.collapse_margin = 0.3
+    llm = FakeLLM(_reply)                       # every draft the same pair: a collapsed generator
+    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=3), show_progress=False)
+    run_filters(store, cfg, 1, CachedEmbedder(HashingEmbedder(), store))
+    guard = [v for v in store.verdicts(round=1) if v.filter == "pair_collapse_guard.v1"]
+    assert len(guard) == 9 and not any(v.keep for v in guard)
+    assert "prompts:" in guard[0].reason and "responses:" in guard[0].reason

@@ -10,6 +10,7 @@
   or response;
 - ``pair_dup.v1``: the prompt is not a gold-train prompt, an earlier draft's prompt or a near
   duplicate of one of them (a new prompt is what a draft adds);
+- ``pair_collapse_guard.v1``: ``collapse_guard.v1`` on each side (last);
 - ``pair_quality.v1``: a reference-free score: the cosine between the embeddings of the
   response and of its prompt, kept at or above the ``[filter] pair_quality_quantile`` of the
   same score on the gold-train pairs (a response must be about its prompt as much as real ones).
@@ -178,5 +179,46 @@ class PairPatterns(Patterns):
         return [replace(v, filter=self.name) for v in super().judge(joined, ctx)]
 
 
+class PairCollapseGuard(Filter):
+    """``collapse_guard.v1`` for pairs, on each side: when the well-formed drafts' prompts (or
+    responses) are narrower than the gold pairs' prompts (or responses) by more than ``[filter]
+    collapse_margin`` in distinct-2 or embedding dispersion, the round's drafts are all dropped,
+    with the side, the measure and the numbers."""
+
+    name = "pair_collapse_guard.v1"
+    reads = ("prompt", "response", "verdicts of the other pair filters", "gold-train pairs and their embeddings")
+    MALFORMED = frozenset({"pair_length.v1", "pair_repetition.v1", "pair_patterns.v1"})
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        import statistics
+
+        from ..diversity import collapse_check, measure
+
+        margin = ctx.cfg.filter.collapse_margin
+        dropped = {v.record_id for v in ctx.store.verdicts(round=ctx.round) if not v.keep and v.filter in self.MALFORMED}
+        kept = [c for c in candidates if c.id not in dropped]
+        gold = _gold_pairs(ctx)
+        tripped: list[str] = []
+        spread: dict[str, float] = {}
+        if kept and gold and ctx.embedder is not None and margin < 1.0:
+            for side, get in SIDES:
+                cut = max(1, int(statistics.median(len(get(r).split()) for r in kept)))
+                gold_texts = [" ".join(get(r).split()[:cut]) for r in gold]
+                cand = measure([get(r) for r in kept], ctx.embedder.embed([get(r) for r in kept], f"embedding {side}s"),
+                               side)
+                ref = measure(gold_texts, ctx.embedder.embed([get(r) for r in gold], f"embedding gold {side}s"), side)
+                spread[side] = cand.distinct_2
+                tripped += [f"{side}s: {c.message(margin)}" for c in collapse_check({side: cand}, {side: ref}, margin)]
+        out = []
+        for rec in candidates:
+            if tripped:
+                out.append(self.verdict(rec, False, None, "collapse: " + "; ".join(tripped), ctx))
+            else:
+                out.append(self.verdict(rec, True, spread.get("response"),
+                                        "drafts as diverse as the gold pairs on both sides" if spread else
+                                        "not judged (no kept drafts, gold pairs or embedder)", ctx))
+        return out
+
+
 PAIR_FILTERS: tuple[type[Filter], ...] = (PairLength, PairRepetition, PairPatterns, PairLeakage, PairDuplicate,
-                                          PairQuality)
+                                          PairQuality, PairCollapseGuard)
