@@ -278,3 +278,49 @@ def test_the_generate_demo_runs_a_round_on_standard_library_docstrings(tiny: str
     said = " ".join(res.output.split())
     assert "SIMULATED reviewer" in said and "simulated:pair-judge" in said
     assert "held-out real pairs" in said and "NLL change" in said and "demo finished" in said
+
+
+def test_the_pair_loop_keeps_rounds_by_held_out_nll_and_carries_kept_rows(tiny: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from goldloop.cli import main
+    from goldloop.config import Config
+    from goldloop.loop_pairs import call_round
+    from goldloop.store import open_store
+
+    cfg = Config()
+    # a change inside the noise is kept without a gain; a clear rise is rejected
+    assert call_round([2.0, 2.2, 1.8, 2.1], [2.0, 2.21, 1.79, 2.1], cfg)[:2] == (True, False)
+    assert call_round([2.0, 2.2, 1.8, 2.1], [2.3, 2.5, 2.1, 2.4], cfg)[0] is False
+
+    project = tmp_path / "docs"
+    runner = CliRunner()
+    assert runner.invoke(main, ["-p", str(project), "init", "--task", "generate"]).exit_code == 0
+    cfg = Config.load(project)
+    cfg.llm.backend, cfg.embed.backend = "fake", "fake"
+    cfg.generate.per_label = 2
+    cfg.loop.patience = 5
+    cfg.trl.base_model, cfg.trl.max_steps, cfg.trl.batch_size, cfg.trl.max_length = tiny, 2, 2, 48
+    cfg.save(project)
+    for split, part in (("train", PAIRS[:2]), ("heldout", PAIRS[2:])):
+        path = tmp_path / f"{split}.jsonl"
+        path.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in part), encoding="utf-8")
+        assert runner.invoke(main, ["-p", str(project), "ingest", str(path), "--split", split]).exit_code == 0
+    judge_file = tmp_path / "judge.jsonl"
+    judge_file.write_text("".join(json.dumps({"prompt": f"what does the {w} do", "response": f"it {w}s things"}) + "\n"
+                                  for w in ["pump", "fan", "saw", "drill", "mixer", "press", "lathe", "loom", "kiln",
+                                            "forge", "winch", "hoist", "crane", "valve", "gauge", "meter", "motor",
+                                            "rotor", "stator", "relay", "fuse", "switch"]), encoding="utf-8")
+    res = runner.invoke(main, ["-p", str(project), "loop", "--rounds", "2", "--simulate-drafts", str(judge_file)])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "round 1: reference NLL" in said and "round 2: reference NLL" in said and "ran the 2 round(s)" in said
+    store = open_store(project)
+    loops = [r.metrics["loop"] for r in store.rounds()]
+    assert [m["task"] for m in loops] == ["generate", "generate"]
+    assert loops[0]["simulated_reviewers"][0]["name"] == "simulated:pair-judge"
+    assert all(d.simulated for d in store.decisions())
+    assert len(loops[1]["candidate_nll_per_pair"]) == 2
+    if loops[0]["kept"]:                                 # round 2 is judged against round 1's model
+        assert loops[1]["baseline"] == 1 and abs(loops[1]["baseline_nll"] - loops[0]["candidate_nll"]) < 1e-3
+    store.close()

@@ -175,6 +175,24 @@ class PairJudge(SimulatedReviewer):
                          {"calibration_pairs": len(fit), "accuracy": accuracy, "checked_on": 2 * len(check),
                           "floor": round(self.floor, 4)})
 
+    @classmethod
+    def from_file(cls, path: Path | str, cfg: Config, embedder: Any, store: Store | None = None) -> "PairJudge":
+        """Calibrated on the real pairs of a file (columns as ``[ingest]`` maps them); pairs whose prompt or
+        response is a record of the project are left out, so the judge never saw what it judges."""
+        from .ingest import read_rows
+        from .ingest_pairs import check_pairs, pair_columns
+
+        path = Path(path)
+        columns = pair_columns(cfg)
+        clean, problems = check_pairs(path.name, read_rows(path, columns), cfg, columns)
+        if problems:
+            raise StageError(f"{path.name}: {len(problems)} rows cannot be read: {problems[0]}")
+        known = {text_hash(t) for r in (store.records() if store is not None else [])
+                 for t in (r.text, r.response) if t}
+        pairs = [(p.prompt, p.response) for p in clean
+                 if text_hash(p.prompt) not in known and text_hash(p.response) not in known]
+        return cls(pairs, embedder, path.name, seed=cfg.project.seed)
+
     @staticmethod
     def _unit(x: Any) -> Any:
         import numpy as np

@@ -92,6 +92,9 @@ def loop_(project: Project, rounds: int, with_review: bool, confirm: bool, budge
     from ..review import run_review
     from ..simulate import DraftJudge, LabelOracle
 
+    if project.cfg.project.task == "generate":
+        _pair_loop(project, rounds, with_review, simulate_drafts)
+        return
     if budget is not None:
         project.cfg.loop.review_budget = budget
     reviewers = {}
@@ -150,3 +153,21 @@ def budget_lines(budget: dict[str, Any] | None) -> list[str]:
     if nxt:
         lines.append(f"next round's budget shares: drafts {nxt['drafts']:.2f}, pool {nxt['pool']:.2f}")
     return lines
+
+
+def _pair_loop(project: Project, rounds: int, with_review: bool, simulate_drafts: Path | None) -> None:
+    """`goldloop loop` for a generate project: rounds of pairs kept by held-out reference NLL."""
+    from ..loop_pairs import run_pair_loop
+    from ..review import run_review
+    from ..simulate import PairJudge
+
+    judge = None
+    if simulate_drafts:
+        judge = PairJudge.from_file(simulate_drafts, project.cfg, project.embedder(), project.store)
+        project.say(f"{judge.name} (SIMULATED): {judge.description}")
+    result = run_pair_loop(project.store, project.cfg, project.path, rounds, show_progress=not project.quiet,
+                           review=(lambda n: run_review(project.store, project.cfg, n)) if with_review else None,
+                           reviewers={"drafts": judge} if judge else None, say=project.say)
+    for c in result.rounds:
+        out.print(f"round {c.round}: reference NLL {c.baseline_nll:.4f} -> {c.candidate_nll:.4f}: {escape(c.reason)}")
+    out.print(escape(result.stopped))
