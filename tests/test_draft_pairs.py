@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from goldloop.generate import PAIR_STRATEGIES, generate_pairs, plan_pair_requests
+from goldloop.generate import DEFAULT_PAIR_STRATEGIES, PAIR_STRATEGIES, generate_pairs, plan_pair_requests
 from goldloop.ingest import ingest_file
 from goldloop.llm._fake import FakeLLM
 from goldloop.store import open_store
@@ -43,7 +43,7 @@ def test_prompts_show_gold_train_pairs_only_and_drafts_are_pairs(project) -> Non
     cfg, store = project
     llm = FakeLLM(_reply)
     planned = plan_pair_requests(store, cfg, llm, 1, per_strategy=4)
-    assert len(planned) == 4 * len(PAIR_STRATEGIES)
+    assert len(planned) == 4 * len(DEFAULT_PAIR_STRATEGIES)
     assert planned == plan_pair_requests(store, cfg, llm, 1, per_strategy=4)          # the same every time
     sent = "\n".join(p.request.prompt or json.dumps(p.request.messages) for p in planned)
     assert "secret" not in sent and "held out" not in sent                           # held-out never in a prompt
@@ -248,3 +248,22 @@ def test_the_collapse_guard_judges_both_sides_of_pairs(project) -> None:
     guard = [v for v in store.verdicts(round=1) if v.filter == "pair_collapse_guard.v1"]
     assert len(guard) == 9 and not any(v.keep for v in guard)
     assert "prompts:" in guard[0].reason and "responses:" in guard[0].reason
+
+
+def test_weak_spots_steer_which_gold_pairs_targeted_drafts_show(project) -> None:
+    from goldloop.embed import HashingEmbedder
+    from goldloop.generate import weak_spot_seeds
+
+    cfg, store = project
+    held = store.records(origin="gold", split="heldout")
+    nll = {r.id: (5.0 if i == 0 else 1.0) for i, r in enumerate(held)}
+    focus = weak_spot_seeds(store, HashingEmbedder(), nll, share=0.25, per_spot=2)
+    train = {r.id for r in store.records(origin="gold", split="train")}
+    assert len(focus) == 2 and set(focus) <= train
+    llm = FakeLLM(_reply)
+    planned = plan_pair_requests(store, cfg, llm, 1, 3, ["pair_paraphrase.v1", "pair_targeted.v1"], focus)
+    targeted = [p for p in planned if p.strategy == "pair_targeted.v1"]
+    assert len(targeted) == 3 and all(set(p.seeds) <= set(focus) for p in targeted)
+    sent = "\n".join(p.request.prompt or json.dumps(p.request.messages) for p in targeted)
+    assert "secret" not in sent                                 # the held-out text never reaches a prompt
+    assert not [p for p in plan_pair_requests(store, cfg, llm, 1, 3, ["pair_targeted.v1"]) ]   # no focus: none

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +54,7 @@ class RoundResult:
 
 
 def generate_stage(store: Store, cfg: Config, number: int, llm: LLM | None = None,
-                   show_progress: bool = True, plan: Plan | None = None) -> GenerateReport:
+                   show_progress: bool = True, plan: Plan | None = None, focus: Sequence[str] = ()) -> GenerateReport:
     """Generate the round's candidates (those of ``plan``, else those of ``[generate]``); a backend
     made here is closed before returning, so the model's cores are free again before any
     embedding starts."""
@@ -64,7 +64,8 @@ def generate_stage(store: Store, cfg: Config, number: int, llm: LLM | None = Non
         if cfg.project.task == "generate":         # pairs: [generate] per_label requests per pair strategy
             from .generate import draft_round_pairs
 
-            return draft_round_pairs(store, cfg, llm, number, cfg.generate.per_label, show_progress=show_progress)
+            return draft_round_pairs(store, cfg, llm, number, cfg.generate.per_label, show_progress=show_progress,
+                                     focus=focus)
         planned = plan.requests(store, cfg, llm) if plan is not None else None
         return generate(store, cfg, llm, number, show_progress=show_progress, planned=planned)
     finally:
@@ -112,14 +113,14 @@ def snapshot_diversity(store: Store, cfg: Config, snap: Snapshot, embedder: Cach
 
 def draft_filter_review(store: Store, cfg: Config, number: int, llm: LLM | None, show_progress: bool,
                         review: Callable[[int], Any] | None, say: Callable[[str], None], timings: dict[str, float],
-                        embedder: Callable[[], CachedEmbedder], plan: Plan | None = None
+                        embedder: Callable[[], CachedEmbedder], plan: Plan | None = None, focus: Sequence[str] = ()
                         ) -> tuple[GenerateReport, FilterReport, CachedEmbedder]:
     """The middle of a round: generate (the plan's candidates, else [generate]'s), filter, and let
     ``review`` run; each stage's seconds go into ``timings``. ``embedder`` is called once generation
     is done."""
     started = time.monotonic()
     say(f"round {number}: generating with the {cfg.llm.backend} backend")
-    gen = generate_stage(store, cfg, number, llm, show_progress, plan=plan)
+    gen = generate_stage(store, cfg, number, llm, show_progress, plan=plan, focus=focus)
     timings["generate"] = time.monotonic() - started
 
     started = time.monotonic()

@@ -31,6 +31,7 @@ from .embed import CachedEmbedder, Embedder, make_embedder
 from .errors import StageError
 from .evaluate_pairs import load_adapter, paired_bootstrap, score_pairs, train_on_pairs
 from .filters import passing
+from .generate import weak_spot_seeds
 from .llm import LLM
 from .loop import accumulated_snapshot, carried_records, draft_filter_review, kept_round
 from .records import Record
@@ -132,9 +133,13 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
         started = time.monotonic()
         number = store.open_round()
         timings: dict[str, float] = {}
-        _, _, cached = draft_filter_review(store, cfg, number, llm, show_progress, review, say, timings,
-                                           lambda: CachedEmbedder(embedder or make_embedder(cfg.embed), store,
-                                                                  show_progress=show_progress))
+        kept = kept_round(store)
+        baseline = (kept.metrics["loop"]["candidate_nll_per_pair"] if kept else
+                    _baseline_of_gold(store, cfg, gold, heldout, adapters, say))
+        cached = CachedEmbedder(embedder or make_embedder(cfg.embed), store, show_progress=show_progress)
+        # aim part of the drafts at the held-out pairs the kept model does worst on (by gold seeds near them)
+        focus = weak_spot_seeds(store, cached, dict(zip((r.id for r in heldout), baseline)))
+        draft_filter_review(store, cfg, number, llm, show_progress, review, say, timings, lambda: cached, focus=focus)
         if judge is not None:
             dropped, _, _ = passing(store.verdicts(round=number))
             states = review_states(store.decisions(round=number))
@@ -145,9 +150,6 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
         accepted = sum(1 for s in states.values() if s.action in ("accept", "edit"))
         round_snap = build_snapshot(store, cfg, number, reviewed_only=judge is not None or review is not None)
         snap = accumulated_snapshot(store, cfg, round_snap, carried_records(store))
-        kept = kept_round(store)
-        baseline = (kept.metrics["loop"]["candidate_nll_per_pair"] if kept else
-                    _baseline_of_gold(store, cfg, gold, heldout, adapters, say))
         say(f"round {number}: training on {len(snap.record_ids)} pairs and scoring {len(heldout)} held-out pairs")
         candidate = _train_and_score(cfg, store.records(ids=snap.record_ids), heldout, adapters / f"round-{number}")
         is_kept, gain, reason, delta, interval = call_round(baseline, candidate, cfg)
@@ -160,12 +162,12 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
                                              "timings": {k: round(v, 2) for k, v in timings.items()}})
         say(f"round {number}: {reason}")
         result.rounds.append(call)
+        del cached
         no_gain = 0 if gain else no_gain + 1
         if no_gain >= cfg.loop.patience:
             result.stopped = (f"stopped after round {number}: {no_gain} round(s) in a row without a fall in held-out "
                               f"reference NLL of at least [loop] min_gain ([loop] patience = {cfg.loop.patience})")
             break
-        del cached
     else:
         result.stopped = f"ran the {rounds} round(s) asked for"
     final = kept_round(store)

@@ -110,6 +110,19 @@ class PairEdgeCase(PairStrategy):
     templates = _templates(name)
 
 
+class PairTargeted(PairStrategy):
+    """New pairs drafted from the gold pairs nearest the held-out pairs the kept model does worst on.
+
+    Its seeds come from ``focus`` (gold-train pairs chosen by :func:`weak_spot_seeds`): held-out
+    figures steer which gold pairs are shown, and no held-out text ever reaches a prompt."""
+
+    name = "pair_targeted.v1"
+    inputs = ("gold-train pairs nearest the held-out pairs with the highest reference NLL under the kept model",
+              "[generate] rules_must, rules_must_not, vocabulary, red_lines")
+    outputs = ("prompt", "response")
+    templates = _templates("pair_paraphrase.v1")
+
+
 class PairResponse(PairStrategy):
     """Another response to a drafted prompt, so a reviewer can prefer one of two (A-vs-B)."""
 
@@ -143,7 +156,10 @@ class PairResponse(PairStrategy):
         return text if text.strip() else None
 
 
-PAIR_STRATEGIES: dict[str, type[PairStrategy]] = {c.name: c for c in (PairParaphrase, PairHarder, PairEdgeCase)}
+PAIR_STRATEGIES: dict[str, type[PairStrategy]] = {c.name: c for c in (PairParaphrase, PairHarder, PairEdgeCase,
+                                                                         PairTargeted)}
+#: The strategies a round drafts with when no weak spots are known yet.
+DEFAULT_PAIR_STRATEGIES = ("pair_paraphrase.v1", "pair_harder.v1", "pair_edge_case.v1")
 
 
 @dataclass(frozen=True)
@@ -171,10 +187,15 @@ def _request(cfg: Config, llm: LLM, strategy: PairStrategy, prompt: Prompt, temp
 
 
 def plan_pair_requests(store: Store, cfg: Config, llm: LLM, round: int, per_strategy: int,
-                       strategies: Sequence[str] = tuple(PAIR_STRATEGIES)) -> list[PlannedPair]:
+                       strategies: Sequence[str] = DEFAULT_PAIR_STRATEGIES,
+                       focus: Sequence[str] = ()) -> list[PlannedPair]:
     """``per_strategy`` requests of each strategy, each showing ``[generate] seeds_per_prompt`` gold-train
-    pairs drawn at random for it (held-out pairs never reach a prompt); the same every time."""
+    pairs drawn at random for it (held-out pairs never reach a prompt); the same every time.
+    ``focus``: ids of gold-train pairs ``pair_targeted.v1`` draws its seeds from (it is left out
+    without them)."""
     train = [r for r in store.records(origin="gold", split="train") if r.is_pair]
+    focused = [r for r in train if r.id in set(focus)]
+    strategies = [s for s in strategies if s != PairTargeted.name or focused]
     if not train:
         raise StageError("no gold training pairs yet; run `goldloop ingest FILE` in a generate project first")
     unknown = sorted(set(strategies) - set(PAIR_STRATEGIES))
@@ -187,8 +208,9 @@ def plan_pair_requests(store: Store, cfg: Config, llm: LLM, round: int, per_stra
         strategy = PAIR_STRATEGIES[name]()
         template_hash = strategy.template_hash(mode)
         rng = random.Random(content_hash(cfg.project.seed, round, name, "pairs"))
+        pool = focused if name == PairTargeted.name else train
         for position in range(per_strategy):
-            seeds = rng.sample(train, min(g.seeds_per_prompt, len(train)))
+            seeds = rng.sample(pool, min(g.seeds_per_prompt, len(pool)))
             prompt = strategy.render_pairs(mode, seeds, item_name=g.item_name, rules=rules)
             request = _request(cfg, llm, strategy, prompt, template_hash, round, position)
             planned.append(PlannedPair(request, name, tuple(s.id for s in seeds), template_hash))
@@ -264,12 +286,36 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
     return report
 
 
+def weak_spot_seeds(store: Store, embedder: Any, heldout_nll: dict[str, float], share: float = 0.2,
+                    per_spot: int = 3) -> list[str]:
+    """Ids of the gold-train pairs nearest (prompt embeddings) the held-out pairs whose reference NLL
+    under the kept model is highest (the worst ``share`` of them): where the next drafts should aim."""
+    heldout = [r for r in store.records(origin="gold", split="heldout") if r.is_pair and r.id in heldout_nll]
+    train = [r for r in store.records(origin="gold", split="train") if r.is_pair]
+    if not heldout or not train:
+        return []
+    worst = sorted(heldout, key=lambda r: -heldout_nll[r.id])[:max(1, round(len(heldout) * share))]
+    import numpy as np
+
+    def unit(x: Any) -> Any:
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    sims = unit(embedder.embed([r.text for r in worst])) @ unit(embedder.embed([r.text for r in train])).T
+    chosen: dict[str, None] = {}
+    for row in sims:
+        for j in np.argsort(-row)[:per_spot]:
+            chosen[train[int(j)].id] = None
+    return list(chosen)
+
+
 def draft_round_pairs(store: Store, cfg: Config, llm: LLM, round: int, per_strategy: int,
-                      show_progress: bool = True) -> GenerateReport:
-    """A round's drafting for the generate task: new pairs, then, with A-vs-B review on (``[serve]
-    pairs_per_label`` > 0), a second response to each drafted prompt."""
-    report = generate_pairs(store, cfg, llm, round, plan_pair_requests(store, cfg, llm, round, per_strategy),
-                            show_progress)
+                      show_progress: bool = True, focus: Sequence[str] = ()) -> GenerateReport:
+    """A round's drafting for the generate task: new pairs (``pair_targeted.v1`` too, given
+    ``focus``), then, with A-vs-B review on (``[serve] pairs_per_label`` > 0), a second response
+    to each drafted prompt."""
+    strategies = (*DEFAULT_PAIR_STRATEGIES, PairTargeted.name) if focus else DEFAULT_PAIR_STRATEGIES
+    report = generate_pairs(store, cfg, llm, round, plan_pair_requests(store, cfg, llm, round, per_strategy,
+                                                                       strategies, focus), show_progress)
     if cfg.serve.pairs_per_label > 0:
         more = generate_pairs(store, cfg, llm, round, plan_second_responses(store, cfg, llm, round), show_progress)
         for name in ("planned", "already_done", "succeeded", "failed", "records", "tokens_in", "tokens_out"):
