@@ -267,3 +267,27 @@ def test_weak_spots_steer_which_gold_pairs_targeted_drafts_show(project) -> None
     sent = "\n".join(p.request.prompt or json.dumps(p.request.messages) for p in targeted)
     assert "secret" not in sent                                 # the held-out text never reaches a prompt
     assert not [p for p in plan_pair_requests(store, cfg, llm, 1, 3, ["pair_targeted.v1"]) ]   # no focus: none
+
+
+def test_an_llm_judge_grades_pairs_with_both_sides_as_data(project) -> None:
+    from goldloop.embed import CachedEmbedder, HashingEmbedder
+    from goldloop.filters import FilterContext, active_filters
+    from goldloop.filters._pairs import PairLLMJudge
+
+    cfg, store = project
+    assert "pair_judge.v1" not in {f.name for f in active_filters(cfg)}
+    cfg.filter.judge = True
+    assert "pair_judge.v1" in {f.name for f in active_filters(cfg)}
+    llm = FakeLLM(_reply)
+    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=1), show_progress=False)
+    drafts = store.records(origin="synthetic", round=1)
+    seen = []
+
+    def grade(request) -> str:
+        seen.append(request.messages[1]["content"])
+        return json.dumps({"verdict": "drop" if len(seen) == 1 else "keep", "score": 0.4, "reason": "wrong"})
+
+    ctx = FilterContext(store=store, cfg=cfg, round=1, embedder=CachedEmbedder(HashingEmbedder(), store))
+    verdicts = PairLLMJudge(FakeLLM(grade)).judge(drafts, ctx)
+    assert [v.keep for v in verdicts].count(False) == 1 and verdicts[0].reason.startswith("judge:")
+    assert "return z - 1" in seen[0] and "Return z minus one." in seen[0] and "<data>" in seen[0]

@@ -70,7 +70,10 @@ def active_filters(cfg: Config) -> list[Filter]:
     f = cfg.filter
     if cfg.project.task == "generate":
         patterns = bool(f.required_patterns or f.forbidden_patterns or cfg.generate.red_lines)
-        return [cls() for cls in PAIR_FILTERS if cls.name != "pair_patterns.v1" or patterns]
+        off = {"pair_patterns.v1"} if not patterns else set()
+        if not f.judge:
+            off.add("pair_judge.v1")
+        return [cls() for cls in PAIR_FILTERS if cls.name not in off]
     f = cfg.filter
     chosen: list[Filter] = [Length(), Repetition()]
     if f.required_patterns or f.forbidden_patterns or cfg.generate.red_lines:
