@@ -321,6 +321,10 @@ def test_the_pair_loop_keeps_rounds_by_held_out_nll_and_carries_kept_rows(tiny: 
     assert loops[0]["simulated_reviewers"][0]["name"] == "simulated:pair-judge"
     assert all(d.simulated for d in store.decisions())
     assert len(loops[1]["candidate_nll_per_pair"]) == 2
+    html = (project / "reports" / "loop.html").read_text(encoding="utf-8")
+    assert "held-out reference NLL" in html and "<svg" in html and "simulated:pair-judge" in html
+    report = json.loads((project / "reports" / "loop.json").read_text(encoding="utf-8"))
+    assert [x["round"] for x in report["rounds"]] == [1, 2] and "loop report:" in said
     # part of each round aims at the held-out pairs the kept model does worst on
     assert any(r.provenance.strategy == "pair_targeted.v1" for r in store.records(origin="synthetic", round=1))
     if loops[0]["kept"]:                                 # round 2 is judged against round 1's model

@@ -68,6 +68,7 @@ class PairLoopResult:
     rounds: list[PairRoundCall] = field(default_factory=list)
     stopped: str = ""
     kept_snapshot: str | None = None
+    report_paths: tuple[Path, Path] | None = None
 
 
 def call_round(baseline: list[float], candidate: list[float], cfg: Config) -> tuple[bool, bool, str, float,
@@ -172,6 +173,7 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
         result.stopped = f"ran the {rounds} round(s) asked for"
     final = kept_round(store)
     result.kept_snapshot = final.snapshot_id if final else None
+    result.report_paths = write_pair_loop_report(store, cfg, project_dir, result.stopped)
     store.log_event("loop.stop", {"task": "generate", "rounds": [c.round for c in result.rounds],
                                   "reason": result.stopped, "kept_snapshot": result.kept_snapshot})
     return result
@@ -188,3 +190,49 @@ def _baseline_of_gold(store: Store, cfg: Config, gold: list[Record], heldout: li
     store.log_event("loop.gold_baseline", {"gold": len(gold), "heldout": len(heldout),
                                            "nll_per_pair": [round(x, 5) for x in nll]})
     return nll
+
+
+def pair_loop_report(store: Store, cfg: Config, stopped: str, samples: int = 6) -> dict[str, Any]:
+    """The generate loop's figures as one JSON-ready dict (a few accepted drafts as text)."""
+    import random
+
+    rounds = [{"round": r.number, **{k: v for k, v in r.metrics["loop"].items() if k != "candidate_nll_per_pair"}}
+              for r in store.rounds() if r.metrics.get("loop", {}).get("task") == "generate"]
+    states = review_states(store.decisions())
+    accepted = [r for r in store.records(origin="synthetic") if r.is_pair and states.get(r.id)
+                and states[r.id].action == "accept"]
+    picked = random.Random(cfg.project.seed).sample(accepted, min(samples, len(accepted)))
+    reviewers = {rv["name"]: rv for x in rounds for rv in x.get("simulated_reviewers", [])}
+    return {"format": "goldloop.pair_loop_report.v1", "project": cfg.project.name, "stopped": stopped,
+            "base_model": cfg.trl.base_model or "smollm2",
+            "heldout": len([r for r in store.records(origin="gold", split="heldout") if r.is_pair]),
+            "rounds": rounds, "simulated_reviewers": list(reviewers.values()),
+            "samples": [{"id": r.id, "round": r.round, "strategy": r.provenance.strategy, "prompt": r.text,
+                         "response": r.response} for r in sorted(picked, key=lambda r: (r.round, r.id))]}
+
+
+def write_pair_loop_report(store: Store, cfg: Config, project_dir: Path, stopped: str) -> tuple[Path, Path]:
+    """reports/loop.json and reports/loop.html of a generate project (autoescaped: drafts are model output)."""
+    import json
+    from importlib.resources import files
+
+    from jinja2 import Environment, StrictUndefined, select_autoescape
+
+    from .charts import line_chart
+
+    report = pair_loop_report(store, cfg, stopped)
+    xs = [x["round"] for x in report["rounds"]]
+    chart = line_chart(xs, [("this round", [x["candidate_nll"] for x in report["rounds"]], "#1f5fa8"),
+                            ("kept model", [x["baseline_nll"] for x in report["rounds"]], "#9aa3ad")],
+                       markers=["kept" if x["kept"] else "rejected" for x in report["rounds"]],
+                       y_label="reference NLL", title="held-out reference NLL (lower is better)")
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True), undefined=StrictUndefined)
+    source = files("goldloop").joinpath("pair_loop_report_template.html.j2").read_text(encoding="utf-8")
+    out = Path(project_dir) / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / "loop.json", out / "loop.html"
+    for path, content in zip(paths, (json.dumps(report, indent=2), env.from_string(source).render(r=report, chart=chart))):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(content, encoding="utf-8")
+        tmp.replace(path)
+    return paths

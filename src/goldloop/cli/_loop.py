@@ -171,3 +171,5 @@ def _pair_loop(project: Project, rounds: int, with_review: bool, simulate_drafts
     for c in result.rounds:
         out.print(f"round {c.round}: reference NLL {c.baseline_nll:.4f} -> {c.candidate_nll:.4f}: {escape(c.reason)}")
     out.print(escape(result.stopped))
+    if result.report_paths:
+        out.print(f"loop report: {result.report_paths[1]}")
