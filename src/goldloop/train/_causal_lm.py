@@ -109,13 +109,13 @@ def fix_chatml_tokenizer(tokenizer: Any) -> None:
     """A ChatML tokenizer built from a GGUF (``<|im_start|>`` as its beginning and end token):
     end turns with ``<|im_end|>``, pad with ``<|endoftext|>``, add no token of its own to a text."""
     vocab = tokenizer.get_vocab()
-    if "<|im_end|>" not in vocab or tokenizer.eos_token == "<|im_end|>":
+    if "<|im_end|>" not in vocab:
         return
-    if tokenizer.eos_token in (None, "<|im_start|>") or tokenizer.bos_token == "<|im_start|>":
+    if tokenizer.eos_token in (None, "<|im_start|>"):
         tokenizer.eos_token = "<|im_end|>"
         if "<|endoftext|>" in vocab:
             tokenizer.pad_token = "<|endoftext|>"
-        if hasattr(tokenizer, "add_bos_token"):
-            tokenizer.add_bos_token = False
-        if hasattr(tokenizer, "add_eos_token"):
-            tokenizer.add_eos_token = False
+    if tokenizer.bos_token == "<|im_start|>":
+        for flag in ("add_bos_token", "add_eos_token"):
+            if hasattr(tokenizer, flag):
+                setattr(tokenizer, flag, False)
