@@ -227,6 +227,10 @@ def test_the_cli_takes_a_generate_project_from_ingest_to_evaluation(tiny: str, t
     res = runner.invoke(main, ["-p", str(project), "round"])
     assert res.exit_code == 0, res.output
     assert "round 2 on 2 held-out real pairs" in " ".join(res.output.split())
+    res = runner.invoke(main, ["-p", str(project), "report"])
+    assert res.exit_code == 0 and "round 2: reference NLL" in res.output, res.output
+    res = runner.invoke(main, ["-p", str(project), "plan"])
+    assert res.exit_code != 0 and "classify task only" in " ".join(res.output.split())
 
 
 def test_a_pair_snapshot_exports_for_trl_and_refuses_classification(tiny: str, tmp_path: Path) -> None:

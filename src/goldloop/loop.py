@@ -211,6 +211,7 @@ def loop_plan(store: Store, cfg: Config, project_dir: Path, number: int, embedde
               fresh: bool = False) -> tuple[Plan, Analysis | None]:
     """The open round's plan: ``plans/round-N.toml`` when it exists (edited or not), else a new one
     made from an error analysis of the kept model, written there and logged in the store."""
+    require_classify(cfg.project.task, "a round plan (`goldloop plan`)")
     path = plan_path(project_dir, number)
     made = [payload for _, _, payload in store.events("loop.plan.made") if payload.get("round") == number]
     if path.exists() and not fresh:

@@ -155,6 +155,21 @@ def report(project: Project, number: int | None, as_json: bool) -> None:
     chosen = next((r for r in done if r.number == number), None) if number else done[-1]
     if chosen is None:
         raise StageError(f"round {number} has not finished; finished: {', '.join(str(r.number) for r in done)}")
+    if project.cfg.project.task == "generate":
+        figures = chosen.metrics.get("evaluation") or chosen.metrics.get("loop") or {}
+        if as_json:
+            click.echo(json.dumps({"round": chosen.number, **chosen.metrics}, indent=2))
+            return
+        if "delta_nll" in figures:
+            out.print(f"round {chosen.number}: reference NLL {figures['gold_only']['nll']:.4f} gold only -> "
+                      f"{figures['with_synthetic']['nll']:.4f} with synthetic: {figures['verdict']} (lower is better)")
+        elif "candidate_nll" in figures:
+            out.print(f"round {chosen.number}: reference NLL {figures['baseline_nll']:.4f} kept model -> "
+                      f"{figures['candidate_nll']:.4f}: {escape(figures['reason'])}")
+        loop_html = project.path / REPORT_DIR / "loop.html"
+        if loop_html.exists():
+            out.print(f"HTML: {loop_html}")
+        return
     path = project.path / REPORT_DIR / f"round-{chosen.number}.json"
     if not path.exists():
         raise StageError(f"{path} is missing; run `goldloop evaluate` to write it again")
