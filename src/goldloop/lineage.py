@@ -73,6 +73,7 @@ def lineage(store: Store, record: Record) -> dict[str, Any]:
     node: dict[str, Any] = {
         "id": record.id, "origin": record.origin, "split": record.split, "label": record.label,
         "text": record.text, "round": record.round,
+        **({"response": record.response, "system": record.system, "context": record.context} if record.is_pair else {}),
         "provenance": {"strategy": prov.strategy, "backend": prov.backend, "model": prov.model,
                        "params": prov.params, "template_hash": prov.template_hash,
                        "request_key": prov.request_key, "source": prov.source, "reviewer": prov.reviewer},

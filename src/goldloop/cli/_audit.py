@@ -62,10 +62,13 @@ def _print_lineage(node: dict[str, Any], depth: int = 0) -> None:
         out.print(f"{pad}- {node['id']} (not in the store)")
         return
     p = node["provenance"]
-    head = f"{pad}- {node['id']} [{node['origin']}{'/' + node['split'] if node['split'] else ''}] " \
-           f"label {escape(node['label'])}, round {node['round']}"
+    pair = "response" in node
+    head = f"{pad}- {node['id']} " + escape(f"[{node['origin']}{'/' + node['split'] if node['split'] else ''}]") + " " \
+           + ("prompt -> response" if pair else f"label {escape(node['label'])}") + f", round {node['round']}"
     out.print(head)
-    out.print(f"{pad}  text: {escape(node['text'][:200])}")
+    out.print(f"{pad}  {'prompt' if pair else 'text'}: {escape(node['text'][:200])}")
+    if pair:
+        out.print(f"{pad}  response: {escape(node['response'][:200])}")
     if node["origin"] == "gold":
         out.print(f"{pad}  gold from {escape(p['source'])}")
     elif node["origin"] == "edited":
