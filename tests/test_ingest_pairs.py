@@ -137,3 +137,16 @@ def test_pool_and_classify_stages_refuse_a_generate_project(env):
 
     with pytest.raises(StageError, match="classify task only so far"):
         run_loop(store, cfg, tmp, 1, show_progress=False)
+
+
+def test_pairs_round_trip_on_sqlite_and_postgresql(any_store):
+    from goldloop.records import Record
+
+    pair = Record.gold_pair("Summarise:\n  the claim", "Paid.\n\nIn full.", "heldout", "t.jsonl line 1",
+                            system="Be terse.", context="Claim 7")
+    plain = Record.gold("a ticket", "billing", source="t.csv line 2")
+    any_store.add_records([pair, plain])
+    back = {r.id: r for r in any_store.records()}
+    assert back[pair.id] == pair and back[plain.id] == plain and not back[plain.id].is_pair
+    assert any_store.response_hashes(split="heldout") and not any_store.response_hashes(split="train")
+    assert any_store.verify_audit().ok
