@@ -222,6 +222,7 @@ def test_with_a_vs_b_on_each_drafted_prompt_gets_a_second_response_and_pairs_are
     assert len(firsts) == len(seconds) == 3 and report.records == 6
     for second in seconds:
         first = next(f for f in firsts if f.id == second.provenance.parents[0])
+        assert second.provenance.source == f"generate: response to the prompt of {first.id}"
         assert second.text == first.text and second.response != first.response
         assert set(second.provenance.parents[1:]) == set(first.provenance.parents)      # the same gold seeds
     sync_queue(store, cfg, 1)
@@ -234,6 +235,11 @@ def test_with_a_vs_b_on_each_drafted_prompt_gets_a_second_response_and_pairs_are
     store.add_comparison(Comparison(s.record_id, s.other_id, "b", "ann", 1, created_at=now()))
     dpo = derive(store, 1).dpo
     assert len(dpo) == 1 and dpo[0].prompt == texts[s.record_id] and dpo[0].prompt_source == "pair"
+    # the ranking screen offers responses to one prompt together
+    from goldloop.serve._queue import rank_set
+
+    offered = rank_set(store, "bob", 1, 5)
+    assert offered["label"] == "" and len({r["text"] for r in offered["records"]}) == 1
 
 
 def test_the_collapse_guard_judges_both_sides_of_pairs(project) -> None:

@@ -263,9 +263,11 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
                     pair = PAIR_STRATEGIES[plan.strategy]().parse_pair(result.text or "", result.extra.get("parsed"))
                 prompt, response = (normalize_text(pair[0], mode), normalize_text(pair[1], mode)) if pair else ("", "")
                 if prompt and response:
+                    # a second response's prompt is its parent draft's; the response is this request's
+                    source = f"generate: response to the prompt of {plan.answers[0]}" if plan.answers else "generate"
                     prov = Provenance(parents=plan.seeds, strategy=plan.strategy, backend=llm.backend, model=llm.model,
                                       params=req.sampling(), template_hash=plan.template_hash, request_key=req.key,
-                                      round=round, source="generate", created_at=now())
+                                      round=round, source=source, created_at=now())
                     records.append(Record.synthetic_pair(prompt, response, prov))
                 else:
                     error = "unparsable: the reply holds no complete prompt and response"

@@ -263,6 +263,10 @@ def rank_set(store: Store, reviewer: str, round: int, size: int,
     dropped, _, _ = passing(store.verdicts(round=round))
     states = review_states(store.decisions(round=round))
     rows = store.drafts(round, ("synthetic", "edited"))
+    # generate task: responses are ranked against others to the same prompt, so the prompt is the group
+    prompt_of = {r.id: "prompt:" + text_hash(r.text) for origin in ("synthetic", "edited")
+                 for r in store.records(origin=origin, round=round) if r.is_pair}
+    rows = [(rid, prompt_of.get(rid, label), parents) for rid, label, parents in rows]
     label_of = {rid: label for rid, label, _ in rows}
     ranked: set[str] = set(exclude)
     ranked_per_label: Counter[str] = Counter()
@@ -287,7 +291,8 @@ def rank_set(store: Store, reviewer: str, round: int, size: int,
     chosen = list(groups[0][:size]) if groups else []
     chosen += [rid for rid in by_label[label] if rid not in chosen][:size - len(chosen)]
     records = {r.id: r for r in store.records(ids=chosen)}
-    return {"round": round, "label": label, "records": [_record_view(store, records[rid]) for rid in chosen]}
+    shown = "" if label.startswith("prompt:") else label
+    return {"round": round, "label": shown, "records": [_record_view(store, records[rid]) for rid in chosen]}
 
 
 def undo(store: Store, reviewer: str, client_id: str, lease_seconds: float) -> dict[str, Any]:
