@@ -74,6 +74,9 @@ def load_causal_lm(name: str, dtype: Any = None) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()               # no per-tensor bars while a GGUF is dequantised
     source = resolve_model(name)
     dtype = dtype or torch.float32
     extra = {"gguf_file": source.gguf_file} if source.gguf_file else {}

@@ -151,8 +151,12 @@ def train_generator(dataset_dir: str | Path, method: str = "sft", *, base_model:
         trainer_cls = trl.KTOTrainer
     peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    datasets.disable_progress_bars()            # the summary below says what was trained; no bars per map
     trainer = trainer_cls(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
                           processing_class=tokenizer, peft_config=peft_config)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)   # losses go to goldloop-train.json, not to stdout as dicts
     started = time.perf_counter()
     resume = _last_checkpoint(out) if save_steps else None
     output = trainer.train(resume_from_checkpoint=resume)
