@@ -57,6 +57,21 @@ def test_prompts_show_gold_train_pairs_only_and_drafts_are_pairs(project) -> Non
     assert d.provenance.parents and set(d.provenance.parents) <= gold and d.provenance.request_key
     again = generate_pairs(store, cfg, llm, 1, planned, show_progress=False)           # nothing sent twice
     assert again.already_done == len(planned) and again.succeeded == 0
+    # nor a queue or a snapshot: no held-out record, and no side of one, is ever there
+    from goldloop.review import review_queue
+    from goldloop.serve import sync_queue
+    from goldloop.snapshot import build_snapshot
+
+    held = store.records(origin="gold", split="heldout")
+    sides = {t for r in held for t in (r.text, r.response)}
+    sync_queue(store, cfg, 1)
+    _, slots = store.claim_slots("ann", 1, 100, 60.0, 1)
+    queued = store.records(ids=[s.record_id for s in slots]) + review_queue(store, 1)
+    assert queued and not {r.id for r in queued} & {r.id for r in held}
+    assert not {t for r in queued for t in (r.text, r.response)} & sides
+    snap = build_snapshot(store, cfg, 1)
+    rows = store.records(ids=snap.record_ids)
+    assert not {r.id for r in rows} & {r.id for r in held} and not {t for r in rows for t in (r.text, r.response)} & sides
 
 
 def test_gold_text_cannot_open_a_marker_and_bad_replies_yield_no_record(tmp_path) -> None:
