@@ -150,3 +150,13 @@ def test_pairs_round_trip_on_sqlite_and_postgresql(any_store):
     assert back[pair.id] == pair and back[plain.id] == plain and not back[plain.id].is_pair
     assert any_store.response_hashes(split="heldout") and not any_store.response_hashes(split="train")
     assert any_store.verify_audit().ok
+
+
+def test_column_options_of_the_other_task_are_refused(env, tmp_path):
+    _, cfg, store = env
+    path = write_csv(tmp_path / "p.csv", PAIRS[:2], header=("prompt", "response"))
+    with pytest.raises(IngestError, match="map classify projects"):
+        ingest_file(store, cfg, path, text_column="prompt")
+    with pytest.raises(IngestError, match="map generate projects"):
+        ingest_file(store, fake_config(), path, prompt_column="prompt")
+    assert store.records() == []

@@ -278,10 +278,16 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
     if split not in SPLIT_CHOICES:
         raise IngestError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     if cfg.project.task == "generate":
+        if text_column or label_column:
+            raise IngestError("--text-column and --label-column map classify projects; this project's [project] task "
+                              "is generate: map pairs with --prompt-column and --response-column (or --messages-column)")
         from .ingest_pairs import ingest_pairs
 
         return ingest_pairs(store, cfg, path, prompt_column=prompt_column, response_column=response_column,
                             messages_column=messages_column, split=split)
+    if prompt_column or response_column or messages_column:
+        raise IngestError("--prompt-column, --response-column and --messages-column map generate projects; this "
+                          "project's [project] task is classify: map texts with --text-column and --label-column")
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     text_col = text_column or cfg.ingest.text_column
@@ -370,6 +376,9 @@ def read_labelled(path: Path | str, cfg: Config, *, text_column: str | None = No
     """(normalised text, label) of every row of a labelled file, checked like ingest but stored
     nowhere: for the labels a simulated reviewer answers from, or its training data."""
     path = Path(path)
+    if prompt_column or response_column or messages_column:
+        raise IngestError("--prompt-column, --response-column and --messages-column map generate projects; this "
+                          "project's [project] task is classify: map texts with --text-column and --label-column")
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     text_col = text_column or cfg.ingest.text_column
