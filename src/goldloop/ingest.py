@@ -376,9 +376,6 @@ def read_labelled(path: Path | str, cfg: Config, *, text_column: str | None = No
     """(normalised text, label) of every row of a labelled file, checked like ingest but stored
     nowhere: for the labels a simulated reviewer answers from, or its training data."""
     path = Path(path)
-    if prompt_column or response_column or messages_column:
-        raise IngestError("--prompt-column, --response-column and --messages-column map generate projects; this "
-                          "project's [project] task is classify: map texts with --text-column and --label-column")
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     text_col = text_column or cfg.ingest.text_column
