@@ -171,6 +171,22 @@ def train_on_pairs(records: Sequence[Record], base_model: str, out_dir: str | Pa
     return result
 
 
+def base_model(cfg: Any) -> str:
+    """The model a generate project's adapters are trained on: ``[trl] base_model``, else the packaged SmolLM2."""
+    return cfg.trl.base_model or "smollm2"
+
+
+def fit_adapter(cfg: Any, records: Sequence[Record], out_dir: str | Path) -> tuple[Any, Any]:
+    """Train a LoRA adapter on ``records`` with the ``[trl]`` settings; return (model with it, tokenizer)."""
+    from .train import LoraSettings
+
+    t = cfg.trl
+    train_on_pairs(records, base_model(cfg), out_dir, max_steps=t.max_steps, batch_size=t.batch_size,
+                   learning_rate=t.learning_rate or 2e-4, max_length=t.max_length, seed=t.seed,
+                   lora=LoraSettings(r=t.lora_r, alpha=t.lora_alpha, dropout=t.lora_dropout))
+    return load_adapter(base_model(cfg), out_dir)
+
+
 def load_adapter(base_model: str, adapter_dir: str | Path) -> tuple[Any, Any]:
     """(model with the LoRA adapter, tokenizer) for scoring."""
     from peft import PeftModel
@@ -209,7 +225,6 @@ def evaluate_pair_snapshot(store: Any, cfg: Any, snapshot: Any, work_dir: str | 
     (reference NLL) and on the first ``generate`` of them (chrF, ROUGE-L, similarity), and call the
     change by a paired bootstrap interval of the NLL difference."""
     from .errors import StageError
-    from .train import LoraSettings
 
     records = store.records(ids=snapshot.record_ids)
     if any(r.split == "heldout" for r in records):
@@ -218,16 +233,10 @@ def evaluate_pair_snapshot(store: Any, cfg: Any, snapshot: Any, work_dir: str | 
     heldout = [r for r in store.records(origin="gold", split="heldout") if r.is_pair]
     if not gold or not heldout:
         raise StageError("evaluating a generate project needs gold-train and held-out pairs; ingest them first")
-    t = cfg.trl
-    base = t.base_model or "smollm2"
-    lora = LoraSettings(r=t.lora_r, alpha=t.lora_alpha, dropout=t.lora_dropout)
-    settings = dict(max_steps=t.max_steps, batch_size=t.batch_size, learning_rate=t.learning_rate or 2e-4,
-                    max_length=t.max_length, seed=t.seed, lora=lora)
     work = Path(work_dir)
     scores = {}
     for name, rows in (("gold_only", gold), ("with_synthetic", records)):
-        train_on_pairs(rows, base, work / name, **settings)
-        model, tokenizer = load_adapter(base, work / name)
+        model, tokenizer = fit_adapter(cfg, rows, work / name)
         nll = score_pairs(model, tokenizer, heldout, name, generate=False).nll
         gen = (score_pairs(model, tokenizer, heldout[:generate], name, embedder=embedder,
                            max_new_tokens=max_new_tokens) if generate else PairScores(name, []))
@@ -241,7 +250,7 @@ def evaluate_pair_snapshot(store: Any, cfg: Any, snapshot: Any, work_dir: str | 
     deltas = {k: (None if means_a[k] is None or means_b[k] is None else round(float(means_b[k]) - float(means_a[k]), 4))
               for k in means_a}
     return PairEvaluation(means_a, means_b, delta, (low, high), verdict, len(heldout),
-                          {"gold_only": len(gold), "with_synthetic": len(records)}, base, deltas)
+                          {"gold_only": len(gold), "with_synthetic": len(records)}, base_model(cfg), deltas)
 
 
 def close_pair_round(store: Any, cfg: Any, project_dir: str | Path, number: int, *, embedder: Any = None,

@@ -29,7 +29,7 @@ import numpy as np
 from .config import Config
 from .embed import CachedEmbedder, Embedder, make_embedder
 from .errors import StageError
-from .evaluate_pairs import load_adapter, paired_bootstrap, score_pairs, train_on_pairs
+from .evaluate_pairs import base_model, fit_adapter, paired_bootstrap, score_pairs
 from .filters import passing
 from .generate import weak_spot_seeds
 from .llm import LLM
@@ -99,14 +99,7 @@ def call_round(baseline: list[float], candidate: list[float], cfg: Config) -> tu
 
 
 def _train_and_score(cfg: Config, rows: list[Record], heldout: list[Record], out: Path) -> list[float]:
-    t = cfg.trl
-    from .train import LoraSettings
-
-    base = t.base_model or "smollm2"
-    train_on_pairs(rows, base, out, max_steps=t.max_steps, batch_size=t.batch_size,
-                   learning_rate=t.learning_rate or 2e-4, max_length=t.max_length, seed=t.seed,
-                   lora=LoraSettings(r=t.lora_r, alpha=t.lora_alpha, dropout=t.lora_dropout))
-    model, tokenizer = load_adapter(base, out)
+    model, tokenizer = fit_adapter(cfg, rows, out)
     return score_pairs(model, tokenizer, heldout, out.name, generate=False).nll
 
 
@@ -163,7 +156,6 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
                                              "timings": {k: round(v, 2) for k, v in timings.items()}})
         say(f"round {number}: {reason}")
         result.rounds.append(call)
-        del cached
         no_gain = 0 if gain else no_gain + 1
         if no_gain >= cfg.loop.patience:
             result.stopped = (f"stopped after round {number}: {no_gain} round(s) in a row without a fall in held-out "
@@ -204,7 +196,7 @@ def pair_loop_report(store: Store, cfg: Config, stopped: str, samples: int = 6) 
     picked = random.Random(cfg.project.seed).sample(accepted, min(samples, len(accepted)))
     reviewers = {rv["name"]: rv for x in rounds for rv in x.get("simulated_reviewers", [])}
     return {"format": "goldloop.pair_loop_report.v1", "project": cfg.project.name, "stopped": stopped,
-            "base_model": cfg.trl.base_model or "smollm2",
+            "base_model": base_model(cfg),
             "heldout": len([r for r in store.records(origin="gold", split="heldout") if r.is_pair]),
             "rounds": rounds, "simulated_reviewers": list(reviewers.values()),
             "samples": [{"id": r.id, "round": r.round, "strategy": r.provenance.strategy, "prompt": r.text,
