@@ -182,7 +182,7 @@ def main() -> None:
                       ("full", "all real training pairs")):
         print(f"{name:<28} {statistics.mean(nll[row]):>14.4f} "
               + (f"{mean('chrf', row):>8.2f} {mean('rouge_l', row):>8.4f}" if args.generate else ""))
-    print(f"NLL lift (gold only - with synthetic) per seed: " + ", ".join(f"{x:+.4f}" for x in lift))
+    print("NLL lift (gold only - with synthetic) per seed: " + ", ".join(f"{x:+.4f}" for x in lift))
     print(f"share of the gold-only -> all-real NLL gap closed: {statistics.mean(gaps):.1%}")
     wall = round(time.monotonic() - started, 1)
     print(f"wall time: {wall} s")

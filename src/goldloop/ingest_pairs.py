@@ -25,7 +25,7 @@ from . import _ingest_checks as checks
 from .config import Config
 from .errors import IngestError
 from .ingest import _MISSING, Column, IngestReport, _Row, read_rows
-from .records import Record, normalize_text, text_hash
+from .records import Record, normalize_text, pair_normalize_mode, text_hash
 from .store import IngestRow, Store
 
 PARTS = ("prompt", "response", "system", "context")
@@ -99,7 +99,7 @@ def _from_messages(loc: str, name: str, value: object) -> tuple[str | None, dict
 def check_pairs(path_name: str, rows: Sequence[_Row], cfg: Config,
                 columns: dict[str, Column]) -> tuple[list[Pair], list[str]]:
     """The clean pairs (normalised) and the problems, in row order."""
-    mode = "lines" if cfg.ingest.normalize == "whitespace" else cfg.ingest.normalize
+    mode = pair_normalize_mode(cfg.ingest.normalize)
     clean, problems = [], []
     for row in rows:
         loc = f"{path_name} {row.where}"

@@ -46,6 +46,16 @@ def normalize_text(text: str, mode: str = "whitespace") -> str:
     return _WS.sub(" ", text).strip()
 
 
+def pair_normalize_mode(mode: str) -> str:
+    """The normalisation of a prompt or response under ``[ingest] normalize``: ``whitespace`` keeps
+    line breaks and indentation there (``lines``), as code and lists need.
+
+    >>> pair_normalize_mode("whitespace"), pair_normalize_mode("letters")
+    ('lines', 'letters')
+    """
+    return "lines" if mode == "whitespace" else mode
+
+
 def label_key(label: str) -> str:
     """Labels equal under this key are one label spelled two ways.
 

@@ -27,9 +27,9 @@ from ..errors import Interrupted, StageError
 from ..interrupts import graceful_stop
 from ..llm import LLM, CompletionRequest, sampling_controls
 from ..progress import progress_bar
-from ..records import Provenance, Record, content_hash, normalize_text, now
-from ..store import GenerationRow, Store
-from ._runner import GenerateReport
+from ..records import Provenance, Record, content_hash, normalize_text, now, pair_normalize_mode
+from ..store import Store
+from ._runner import GenerateReport, generation_row
 from ._strategies import _ENV, Prompt, Rules, Strategy, _templates
 
 _HEADING = re.compile(r"(?m)^(\s*)#{3,}")
@@ -245,7 +245,7 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
     todo = [p for p in planned if p.request.key not in done]
     report = GenerateReport(round=round, planned=len(planned), already_done=len(planned) - len(todo))
     by_key = {p.request.key: p for p in todo}
-    mode = "lines" if cfg.ingest.normalize == "whitespace" else cfg.ingest.normalize
+    mode = pair_normalize_mode(cfg.ingest.normalize)
     store.log_event("generate.start", {"round": round, "planned": len(planned), "todo": len(todo), "task": "generate",
                                        "backend": llm.backend, "model": llm.model})
     with graceful_stop(llm.stop) as stop, progress_bar(f"round {round}: drafting pairs", len(todo),
@@ -271,12 +271,7 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
                     records.append(Record.synthetic_pair(prompt, response, prov))
                 else:
                     error = "unparsable: the reply holds no complete prompt and response"
-            prompt_text = req.prompt if req.prompt is not None else "\n\n".join(m["content"] for m in req.messages or ())
-            row = GenerationRow(
-                request_key=req.key, round=round, strategy=plan.strategy, label="", prompt=prompt_text,
-                status="ok" if result.ok else "failed", reply=result.text or "", error=error or "",
-                attempts=result.attempts, tokens_in=result.tokens_in, tokens_out=result.tokens_out,
-                seconds=result.seconds, backend=llm.backend, model=llm.model)
+            row = generation_row(req, result, llm, round, plan.strategy, "", error)
             store.add_generation(row, records)
             report.count(row, records=len(records))
             advance(1, note=f"{report.records} pairs, {report.failed} failed")

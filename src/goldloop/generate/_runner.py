@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..config import Config
 from ..errors import Interrupted, StageError, require_classify
-from ..llm import LLM, CompletionRequest, sampling_controls
+from ..llm import LLM, CompletionRequest, CompletionResult, sampling_controls
 from ..progress import progress_bar
 from ..records import Provenance, Record, content_hash, normalize_text, now
 from ..interrupts import graceful_stop
@@ -133,6 +133,18 @@ def build_request(cfg: Config, llm: LLM, strategy_name: str, label: str, seeds: 
     return PlannedRequest(request, strategy.name, label, tuple(s.id for s in seeds), template_hash)
 
 
+def generation_row(req: CompletionRequest, result: CompletionResult, llm: LLM, round: int, strategy: str, label: str,
+                   error: str | None = None) -> GenerationRow:
+    """The stored account of one request and its reply (``error``: what the reply lacked, when the
+    request itself went through)."""
+    prompt_text = req.prompt if req.prompt is not None else "\n\n".join(m["content"] for m in req.messages or ())
+    return GenerationRow(
+        request_key=req.key, round=round, strategy=strategy, label=label, prompt=prompt_text,
+        status="ok" if result.ok else "failed", reply=result.text or "", error=error or result.error or "",
+        attempts=result.attempts, tokens_in=result.tokens_in, tokens_out=result.tokens_out, seconds=result.seconds,
+        backend=llm.backend, model=llm.model)
+
+
 def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: bool = True,
              planned: list[PlannedRequest] | None = None) -> GenerateReport:
     """Send every planned request of ``round`` that has no stored reply yet.
@@ -163,13 +175,7 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
                                   model=llm.model, params=req.sampling(), template_hash=plan.template_hash,
                                   request_key=req.key, round=round, source="generate", created_at=now())
                 records.append(Record.synthetic(text, plan.label, prov))
-            prompt_text = req.prompt if req.prompt is not None else "\n\n".join(
-                m["content"] for m in req.messages or ())
-            row = GenerationRow(
-                request_key=req.key, round=round, strategy=plan.strategy, label=plan.label,
-                prompt=prompt_text, status="ok" if result.ok else "failed", reply=result.text or "",
-                error=result.error, attempts=result.attempts, tokens_in=result.tokens_in,
-                tokens_out=result.tokens_out, seconds=result.seconds, backend=llm.backend, model=llm.model)
+            row = generation_row(req, result, llm, round, plan.strategy, plan.label)
             store.add_generation(row, records)
             report.count(row)
             advance(1, note=(f"stopping on {stop.signal}: saving the replies in flight (again to abandon them)"

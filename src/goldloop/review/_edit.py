@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..config import Config
 from ..errors import GoldloopError
-from ..records import Record, did_you_mean, normalize_text
+from ..records import Record, did_you_mean, normalize_text, pair_normalize_mode
 from ..store import Store
 
 
@@ -72,7 +72,7 @@ def edit_record(original: Record, text: str | None, label: str | None, *, labels
 
 def _edit_pair(original: Record, prompt: str | None, response: str | None, *, normalize: str, reviewer: str,
                round: int) -> Record:
-    mode = "lines" if normalize == "whitespace" else normalize
+    mode = pair_normalize_mode(normalize)
     new_prompt = original.text if prompt is None else normalize_text(prompt, mode)
     new_response = original.response if response is None else normalize_text(response, mode)
     if not new_prompt or not new_response:
