@@ -153,3 +153,18 @@ def team_project(store_url: str, tmp_path: Path) -> tuple[Path, Config, Store]:
     ingest_file(store, cfg, write_csv(tmp_path / "gold.csv", make_rows()))
     yield tmp_path, cfg, store
     store.close()
+
+
+def ingest_fails(env, path, *fragments, **kwargs) -> str:
+    """Ingest ``path`` into ``env`` (tmp folder, config, store) expecting an IngestError whose message
+    holds every fragment, with nothing written; returns the message."""
+    from goldloop.errors import IngestError
+    from goldloop.ingest import ingest_file
+
+    _, cfg, store = env
+    with pytest.raises(IngestError) as info:
+        ingest_file(store, cfg, path, **kwargs)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+    assert store.records() == [] and store.ingest_rows() == [], "a failed ingest must write nothing"
+    return str(info.value)

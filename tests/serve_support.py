@@ -77,3 +77,26 @@ def live_server(app, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def drafted_pairs(path: Path, rows: list[dict[str, str]], reply: str) -> tuple[Config, Store]:
+    """A generate project in ``path``: ``rows`` ingested as gold-train pairs, round 1 drafted by a fake
+    model that answers every request with ``reply``, and the review users added."""
+    import json
+
+    from goldloop.generate import generate_pairs, plan_pair_requests
+    from goldloop.ingest import ingest_file
+    from goldloop.store import open_store
+
+    from .conftest import fake_config
+
+    cfg = fake_config(project={"task": "generate"})
+    cfg.save(path)
+    store = open_store(path)
+    (path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ingest_file(store, cfg, path / "pairs.jsonl", split="train")
+    store.open_round()
+    llm = FakeLLM(lambda request: reply)
+    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=1), show_progress=False)
+    add_users(store)
+    return cfg, store

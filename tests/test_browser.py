@@ -14,7 +14,7 @@ from goldloop.records import Provenance, Record, Verdict
 from goldloop.review import review_states
 from goldloop.serve import create_app
 
-from .serve_support import PASSWORD, add_users, filtered_round, live_server
+from .serve_support import PASSWORD, add_users, drafted_pairs, filtered_round, live_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -290,25 +290,9 @@ def test_page_modules_load_as_javascript_under_the_csp(project, browser):
 def test_a_pair_shows_prompt_and_response_and_its_response_is_edited(tmp_path, browser):
     """The generate task on the page: both sides shown as text, the label hidden, an edit rewrites
     the response (line breaks kept)."""
-    import json
-
-    from goldloop.generate import generate_pairs, plan_pair_requests
-    from goldloop.ingest import ingest_file
-    from goldloop.llm import FakeLLM
-    from goldloop.store import open_store
-
-    from .conftest import fake_config
-
-    cfg = fake_config(project={"task": "generate"})
-    cfg.save(tmp_path)
-    store = open_store(tmp_path)
     rows = [{"prompt": f"What does tool {i} do?", "response": f"It fixes {i} things."} for i in range(6)]
-    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    ingest_file(store, cfg, tmp_path / "pairs.jsonl", split="train")
-    store.open_round()
-    llm = FakeLLM(lambda r: "What does the <i>new</i> tool do?\n### Response\nIt <img src=x onerror=\"window.__xss=1\"> welds.")
-    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=1), show_progress=False)
-    add_users(store)
+    cfg, store = drafted_pairs(tmp_path, rows, "What does the <i>new</i> tool do?\n### Response\n"
+                                               "It <img src=x onerror=\"window.__xss=1\"> welds.")
     with live_server(create_app(tmp_path, cfg, store)) as url:
         page = browser.new_page()
         _log_in(page, url, "ann")

@@ -12,6 +12,7 @@ from goldloop.ingest import ingest_file
 from goldloop.store import open_store
 
 from .conftest import fake_config, make_rows, write_csv
+from .conftest import ingest_fails as _fails
 
 
 @pytest.fixture
@@ -22,14 +23,6 @@ def env(tmp_path):
     store.close()
 
 
-def _fails(env, path, *fragments, **kwargs):
-    _, cfg, store = env
-    with pytest.raises(IngestError) as info:
-        ingest_file(store, cfg, path, **kwargs)
-    for fragment in fragments:
-        assert fragment in str(info.value), str(info.value)
-    assert store.records() == [] and store.ingest_rows() == [], "a failed ingest must write nothing"
-    return str(info.value)
 
 
 def test_missing_file(env):

@@ -12,6 +12,7 @@ from goldloop.ingest import ingest_file
 from goldloop.store import open_store
 
 from .conftest import fake_config, write_csv
+from .conftest import ingest_fails as _fails
 
 PAIRS = [(f"Summarise claim {i}: the {w} was damaged on day {i} and repaired after inspection number {i * 7}.",
           f"Claim {i}: {w} damaged, repaired.\n\nInspected ({i * 7}).")
@@ -27,14 +28,6 @@ def env(tmp_path):
     store.close()
 
 
-def _fails(env, path, *fragments, **kwargs):
-    _, cfg, store = env
-    with pytest.raises(IngestError) as info:
-        ingest_file(store, cfg, path, **kwargs)
-    for fragment in fragments:
-        assert fragment in str(info.value), str(info.value)
-    assert store.records() == [] and store.ingest_rows() == [], "a failed ingest must write nothing"
-    return str(info.value)
 
 
 def test_pairs_are_ingested_with_a_heldout_split_and_line_breaks_kept(env):

@@ -12,7 +12,7 @@ from goldloop.records import Verdict
 from goldloop.review import review_states
 from goldloop.serve import AuthError, add_user, cohen_kappa, create_app, list_users
 
-from .serve_support import PASSWORD, add_users, filtered_round, login
+from .serve_support import PASSWORD, add_users, drafted_pairs, filtered_round, login
 
 
 @pytest.fixture
@@ -363,27 +363,11 @@ def test_stats_follow_a_skip_and_can_leave_the_signals_out(served):
 
 def test_pairs_are_reviewed_on_the_web_with_their_response_edited(tmp_path):
     """A generate project's item shows prompt and response; an edit rewrites the response."""
-    import json
-
-    from goldloop.generate import generate_pairs, plan_pair_requests
-    from goldloop.ingest import ingest_file
-    from goldloop.llm import FakeLLM
-    from goldloop.store import open_store
     from goldloop.training_signals import derive
 
-    from .conftest import fake_config
-
-    cfg = fake_config(project={"task": "generate"})
-    cfg.save(tmp_path)
-    store = open_store(tmp_path)
     rows = [{"prompt": f"What does tool {i} do?\n\n  It has {i} parts.", "response": f"It fixes {i} things.\n\nSafely."}
             for i in range(8)]
-    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    ingest_file(store, cfg, tmp_path / "pairs.jsonl", split="train")
-    store.open_round()
-    llm = FakeLLM(lambda r: "What does the new tool do?\n### Response\nIt <b>welds</b> metal.")
-    generate_pairs(store, cfg, llm, 1, plan_pair_requests(store, cfg, llm, 1, per_strategy=1), show_progress=False)
-    add_users(store)
+    cfg, store = drafted_pairs(tmp_path, rows, "What does the new tool do?\n### Response\nIt <b>welds</b> metal.")
     client = _client(create_app(tmp_path, cfg, store), "ann")
     item = client.post("/api/next", json={"want": 1}).json()["items"][0]
     record = item["records"][0]
