@@ -10,8 +10,9 @@ sees, on which every figure below is scored.
 Two SIMULATED reviewers stand in for people (they are marked simulated in the store):
 - the pool reviewer answers a suggested label from the label 20 Newsgroups gives that post;
 - the draft reviewer is a TF-IDF + logistic-regression classifier trained on the train posts
-  that are neither gold nor pool (never trained on or scored by the loop); it accepts a draft
-  when it predicts the draft's label. Its accuracy on the unseen test posts is printed.
+  that are neither gold nor pool and on the test posts drawn neither as held-out nor as unseen
+  test (never trained on or scored by the loop); it accepts a draft when it predicts the draft's
+  label. Its accuracy on the unseen test posts is printed.
 
 Rows (the same `classify` model, MiniLM embeddings + logistic regression, for all):
 - gold only;
@@ -170,7 +171,8 @@ def with_self_training(cfg: Config, embedder: CachedEmbedder, train: list[Record
 
 
 def run_seed(seed: int, args: argparse.Namespace, train_pool: dict[str, list[str]], heldout: list[tuple[str, str]],
-             test: list[tuple[str, str]], shared: SharedCache, work: Path, full_f1: float) -> dict[str, object]:
+             test: list[tuple[str, str]], spare: list[tuple[str, str]], shared: SharedCache, work: Path,
+             full_f1: float) -> dict[str, object]:
     rng = random.Random(seed)
     gold_rows, pool_rows, judge_rows = [], [], []
     for label, texts in sorted(train_pool.items()):
@@ -178,6 +180,7 @@ def run_seed(seed: int, args: argparse.Namespace, train_pool: dict[str, list[str
         gold_rows += [(t, label) for t in order[:args.per_label]]
         pool_rows += [(t, label) for t in order[args.per_label:args.per_label + args.pool_per_label]]
         judge_rows += [(t, label) for t in order[args.per_label + args.pool_per_label:]]
+    judge_rows += spare
     work.mkdir(parents=True, exist_ok=True)
     files = {"gold": write_csv(work / "gold.csv", gold_rows), "heldout": write_csv(work / "heldout.csv", heldout),
              "pool": write_csv(work / "pool.csv", pool_rows, with_label=False),
@@ -219,7 +222,9 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=120, help="Flywheel [loop] candidates_per_round (drafts).")
     parser.add_argument("--drafts-candidates", type=int, default=240, help="Drafts-only [loop] candidates_per_round.")
     parser.add_argument("--per-label", type=int, default=10, help="Gold-train posts per label.")
-    parser.add_argument("--pool-per-label", type=int, default=100, help="Unlabelled pool posts per label.")
+    parser.add_argument("--pool-per-label", type=int, default=400,
+                        help="Unlabelled pool posts per label (most of the train split: the real records a team "
+                             "has most of).")
     parser.add_argument("--labels", type=int, default=20, help="Labels used (the first, by name).")
     parser.add_argument("--heldout-per-label", type=int, default=50,
                         help="Held-out test posts per label the loop's decisions read.")
@@ -243,11 +248,13 @@ def main() -> None:
     chosen = sorted(out["train"])[:args.labels]
     train_pool, test_pool = {k: out["train"][k] for k in chosen}, {k: out["test"][k] for k in chosen}
     fixed = random.Random(12345)            # the same held-out and test posts for every seed
-    heldout, test = [], []
+    heldout, test, spare = [], [], []
     for label, texts in sorted(test_pool.items()):
         picked = fixed.sample(texts, min(len(texts), args.heldout_per_label + args.test_per_label))
         heldout += [(t, label) for t in picked[:args.heldout_per_label]]
         test += [(t, label) for t in picked[args.heldout_per_label:]]
+        drawn = set(picked)
+        spare += [(t, label) for t in texts if t not in drawn]  # only the simulated draft reviewer reads these
     cfg0 = Config()
     cfg0.embed.backend = args.embedder
     shared = SharedCache(make_embedder(cfg0.embed), work / "cache")
@@ -260,8 +267,8 @@ def main() -> None:
     runs = []
     stamp = int(time.time())
     for seed in range(args.seeds):
-        runs.append(run_seed(seed, args, train_pool, heldout, test, shared, work / f"run-{stamp}" / f"seed-{seed}",
-                             full_f1))
+        runs.append(run_seed(seed, args, train_pool, heldout, test, spare, shared,
+                             work / f"run-{stamp}" / f"seed-{seed}", full_f1))
         r = runs[-1]
         print(f"seed {seed}: gold {r['gold_only']:.3f}  random labelling {r['random_labelling']:.3f}  "
               f"flywheel {r['flywheel']:.3f}  drafts only {r['drafts_only']:.3f}  ({r['decisions']} decisions)",

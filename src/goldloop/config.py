@@ -358,8 +358,8 @@ class LoopConfig:
                            minimum=0.0, maximum=1.0)
     min_source_share: float = _f(0.1, "Least share of the budget a source keeps while it has candidates, so its "
                                       "lift stays measured.", minimum=0.0, maximum=0.5)
-    budget_step: float = _f(0.5, "How far one round moves the shares toward the measured lift per decision "
-                                 "(1: all the way).", minimum=0.0, maximum=1.0)
+    budget_step: float = _f(1.0, "How far one round moves the shares toward the measured lift per decision "
+                                 "(1: all the way; the summed window already damps noise).", minimum=0.0, maximum=1.0)
     budget_window: int = _f(0, "Rounds whose lift per decision sets the next split: their lifts and decisions are "
                                "summed, so one noisy round does not swing it. 0: every budgeted round so far; 1: the "
                                "last round only.", minimum=0)

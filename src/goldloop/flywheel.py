@@ -88,8 +88,10 @@ def next_shares(shares: Mapping[str, float], lift_per_100: Mapping[str, float | 
     """Move the shares toward each source's positive lift per decision, within the bounds.
 
     >>> from goldloop.config import Config
+    >>> next_shares({"drafts": 0.5, "pool": 0.5}, {"drafts": 0.5, "pool": 2.0}, Config())
+    {'drafts': 0.2, 'pool': 0.8}
     >>> next_shares({"drafts": 0.5, "pool": 0.5}, {"drafts": 0.0, "pool": 2.0}, Config())
-    {'drafts': 0.3, 'pool': 0.7}
+    {'drafts': 0.1, 'pool': 0.9}
     """
     gains = {s: max(float(lift_per_100.get(s) or 0.0), 0.0) for s in SOURCES}
     if sum(gains.values()) <= 0:
