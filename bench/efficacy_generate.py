@@ -25,7 +25,20 @@ Usage (two CPU cores: a seed takes tens of minutes; train and draft one after th
     python bench/efficacy_generate.py --seeds 5 --gold 100 --drafts 60 --steps 80
 
 ``--backend fake`` drafts with the scripted test model (figures meaningless, machinery only);
-``--base-model`` takes any model :func:`goldloop.train._causal_lm.load_causal_lm` loads.
+``--base-model`` takes any model :func:`goldloop.train._causal_lm.load_causal_lm` loads (a
+``.gguf`` file too).
+
+Drafting and training can run on different machines: ``--export FILE`` drafts, filters and
+reviews every seed and writes the training sets of each (JSON lines); ``--drafted FILE`` trains
+and scores them, ``--parallel N`` seeds at once, on the GPU when there is one (the adapters
+and their scoring move there by themselves). The baseline rows are always trained in the same
+run as the rows they are compared with.
+
+``--levers`` adds two rows that try to make the drafts pay: gold + only the accepted drafts whose
+response the gold-only adapter finds as likely as the median real pair it never trained on (the
+"trained model's likelihood" score, as a filter), and gold twice + the drafts (the drafts' share
+of the steps halved). ``--no-repeat-ngram N`` also scores every row's greedy outputs decoded with
+no N-gram repeated (the small model's greedy outputs otherwise loop).
 """
 
 from __future__ import annotations
@@ -39,11 +52,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from goldloop.config import Config
 from goldloop.embed import CachedEmbedder, make_embedder
-from goldloop.evaluate_pairs import load_adapter, score_pairs, train_on_pairs
+from goldloop.evaluate_pairs import load_adapter, reference_nll, score_pairs, train_on_pairs
 from goldloop.filters import passing, run_filters
 from goldloop.generate import generate_pairs, plan_pair_requests
 from goldloop.ingest import ingest_file
@@ -61,8 +75,9 @@ def write_jsonl(path: Path, pairs: list[dict[str, str]]) -> Path:
     return path
 
 
-def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namespace, work: Path,
-                  embedder: CachedEmbedder) -> dict[str, object]:
+def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namespace, work: Path) -> dict[str, object]:
+    """One adapter trained on ``records`` and scored on ``heldout``; with ``--no-repeat-ngram`` the greedy
+    outputs are also scored a second time with that n-gram block (``chrf_blocked``, ``rouge_l_blocked``)."""
     started = time.monotonic()
     out = work / f"adapter-{name}"
     result = train_on_pairs(records, args.base_model, out, max_steps=args.steps, batch_size=args.batch,
@@ -70,24 +85,38 @@ def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namesp
                             lora=LoraSettings(r=16, alpha=32, dropout=0.05))
     model, tok = load_adapter(args.base_model, out)
     nll = score_pairs(model, tok, heldout, name, generate=False).nll
-    gen = score_pairs(model, tok, heldout[:args.generate], name, max_new_tokens=args.max_new_tokens) if args.generate else None
-    seconds = round(time.monotonic() - started, 1)
+    asked = heldout[:args.generate]
+    gen = score_pairs(model, tok, asked, name, max_new_tokens=args.max_new_tokens) if args.generate else None
+    row: dict[str, object] = {"rows": len(records), "nll": nll, "chrf": gen.chrf if gen else [],
+                              "rouge_l": gen.rouge_l if gen else [], "outputs": gen.outputs[:3] if gen else [],
+                              "train_loss": result.train_loss}
+    if gen and args.no_repeat_ngram:
+        blocked = score_pairs(model, tok, asked, name, max_new_tokens=args.max_new_tokens,
+                              no_repeat_ngram_size=args.no_repeat_ngram)
+        row |= {"chrf_blocked": blocked.chrf, "rouge_l_blocked": blocked.rouge_l, "outputs_blocked": blocked.outputs[:3]}
+    row["seconds"] = round(time.monotonic() - started, 1)
+    row["_model"] = (model, tok)
     print(f"  {name}: {len(records)} rows, train loss {result.train_loss:.3f}, held-out NLL "
           f"{statistics.mean(nll):.4f}" + (f", chrF {statistics.mean(gen.chrf):.2f}, ROUGE-L "
-                                           f"{statistics.mean(gen.rouge_l):.4f}" if gen else "") + f" ({seconds} s)",
+                                           f"{statistics.mean(gen.rouge_l):.4f}" if gen else "") + f" ({row['seconds']} s)",
           file=sys.stderr, flush=True)
-    return {"rows": len(records), "nll": nll, "chrf": gen.chrf if gen else [], "rouge_l": gen.rouge_l if gen else [],
-            "outputs": gen.outputs[:3] if gen else [], "train_loss": result.train_loss, "seconds": seconds}
+    return row
 
 
-def run_seed(seed: int, pairs: list[dict[str, str]], args: argparse.Namespace, work: Path) -> dict[str, object]:
+def split_seed(seed: int, pairs: list[dict[str, str]], args: argparse.Namespace) -> dict[str, list[dict[str, str]]]:
+    """The seed's held-out pairs, the simulated judge's calibration pairs, gold, and all real training pairs."""
     rng = random.Random(seed)
     order = rng.sample(range(len(pairs)), len(pairs))
     heldout = [pairs[i] for i in order[:args.heldout]]
     judge_pairs = [pairs[i] for i in order[args.heldout:args.heldout + args.judge_pairs]]
     rest = [pairs[i] for i in order[args.heldout + args.judge_pairs:]]
-    gold = rest[:args.gold]
-    full = rest[:args.full] if args.full else rest
+    return {"heldout": heldout, "judge": judge_pairs, "gold": rest[:args.gold],
+            "full": rest[:args.full] if args.full else rest}
+
+
+def draft_seed(seed: int, pairs: list[dict[str, str]], args: argparse.Namespace, work: Path) -> dict[str, object]:
+    """Draft, filter and (simulated) review one seed's round; the pairs each training set is made of."""
+    split = split_seed(seed, pairs, args)
     work.mkdir(parents=True, exist_ok=True)
     cfg = Config()
     cfg.project.name, cfg.project.task, cfg.project.seed = f"docstrings-{seed}", "generate", seed
@@ -95,8 +124,8 @@ def run_seed(seed: int, pairs: list[dict[str, str]], args: argparse.Namespace, w
     cfg.generate.item_name = "Example"
     cfg.save(work)
     store = open_store(work)
-    ingest_file(store, cfg, write_jsonl(work / "gold.jsonl", gold), split="train")
-    ingest_file(store, cfg, write_jsonl(work / "heldout.jsonl", heldout), split="heldout")
+    ingest_file(store, cfg, write_jsonl(work / "gold.jsonl", split["gold"]), split="train")
+    ingest_file(store, cfg, write_jsonl(work / "heldout.jsonl", split["heldout"]), split="heldout")
     embedder = CachedEmbedder(make_embedder(cfg.embed), store)
     llm = make_llm(cfg.llm)
     started = time.monotonic()
@@ -109,23 +138,62 @@ def run_seed(seed: int, pairs: list[dict[str, str]], args: argparse.Namespace, w
     report = run_filters(store, cfg, 1, embedder)
     dropped, _, _ = passing(store.verdicts(round=1))
     passed = [r for r in store.records(origin="synthetic", round=1) if r.id not in dropped]
-    judge = PairJudge([(p["prompt"], p["response"]) for p in judge_pairs], embedder, "judge.jsonl", seed=seed)
+    judge = PairJudge([(p["prompt"], p["response"]) for p in split["judge"]], embedder, "judge.jsonl", seed=seed)
     counts = apply_simulated(store, cfg, 1, judge, passed)
     states = review_states(store.decisions(round=1))
-    accepted = [r for r in passed if states.get(r.id) and states[r.id].action == "accept"]
-    gold_records = store.records(origin="gold", split="train")
-    held_records = store.records(origin="gold", split="heldout")
+    accepted = [{"prompt": r.text, "response": r.response} for r in passed
+                if states.get(r.id) and states[r.id].action == "accept"]
+    gold = [{"prompt": r.text, "response": r.response} for r in store.records(origin="gold", split="train")]
+    heldout = [{"prompt": r.text, "response": r.response} for r in store.records(origin="gold", split="heldout")]
+    store.close()
     print(f"seed {seed}: {drafted.records} drafts in {draft_seconds} s, {report.passed} passed the filters, "
           f"{len(accepted)} accepted by {judge.name}", file=sys.stderr, flush=True)
-    full_records = [r for r in _records_of(full)]
-    rows = {"gold_only": fit_and_score("gold-only", gold_records, held_records, args, work, embedder),
-            "with_synthetic": fit_and_score("gold+synthetic", gold_records + accepted, held_records, args, work,
-                                            embedder),
-            "full": fit_and_score("all-real", full_records, held_records, args, work, embedder)}
-    store.close()
     return {"seed": seed, "drafted": drafted.records, "passed_filters": report.passed, "accepted": len(accepted),
             "judge": judge.to_json(), "judge_counts": counts, "draft_seconds": draft_seconds,
-            "funnel": report.funnel(), "rows": rows}
+            "funnel": report.funnel(),
+            "sets": {"gold": gold, "accepted": accepted, "heldout": heldout, "full": split["full"],
+                     "judge": split["judge"]}}
+
+
+def likely_drafts(model_tok: tuple, accepted: list, real: list, quantile: float) -> tuple[list, float]:
+    """The accepted drafts whose response is at least as likely under the gold-only adapter as the
+    ``quantile`` of real pairs it never trained on (the judge's calibration pairs): the reference-free
+    "trained model's likelihood" score, as a filter. Returns (kept drafts, the NLL ceiling)."""
+    model, tok = model_tok
+    ceiling = float(np.quantile(reference_nll(model, tok, real), quantile))
+    nll = reference_nll(model, tok, accepted)
+    return [r for r, x in zip(accepted, nll) if x <= ceiling], ceiling
+
+
+def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path) -> dict[str, object]:
+    """Every training set of one drafted seed, each trained with the same steps and scored on its held-out pairs."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sets = drafted["sets"]                                                                # type: ignore[index]
+    gold, accepted, held = (_records_of(sets[k]) for k in ("gold", "accepted", "heldout"))  # type: ignore[index]
+    work.mkdir(parents=True, exist_ok=True)
+    rows = {"gold_only": fit_and_score("gold-only", gold, held, args, work)}
+    gold_model = rows["gold_only"].pop("_model")
+    rows["with_synthetic"] = fit_and_score("gold+synthetic", gold + accepted, held, args, work)
+    levers: dict[str, object] = {}
+    if args.levers:
+        kept, ceiling = likely_drafts(gold_model, accepted, _records_of(sets["judge"]), args.likely_quantile)  # type: ignore[index]
+        levers["likely_drafts"] = {"kept": len(kept), "of": len(accepted), "nll_ceiling": round(ceiling, 4)}
+        rows["likely_synthetic"] = fit_and_score("gold+likely-synthetic", gold + kept, held, args, work)
+        # with the same steps, gold twice is gold seen as often as before: the drafts' share halves
+        rows["gold_twice_synthetic"] = fit_and_score("gold-x2+synthetic", gold + gold + accepted, held, args, work)
+    rows["full"] = fit_and_score("all-real", _records_of(sets["full"]), held, args, work)   # type: ignore[index]
+    for row in rows.values():
+        row.pop("_model", None)
+    print(f"seed {drafted['seed']} done: " + json.dumps({k: round(statistics.mean(v["nll"]), 4) for k, v in rows.items()}),
+          file=sys.stderr, flush=True)
+    return {k: v for k, v in drafted.items() if k != "sets"} | {
+        "rows": rows, "levers": levers, "sizes": {k: len(v) for k, v in sets.items()}}          # type: ignore[union-attr]
+
+
+def _train_seed_job(job: tuple) -> dict[str, object]:
+    drafted, args, work = job
+    return train_seed(drafted, args, work)
 
 
 def _records_of(pairs: list[dict[str, str]]) -> list:
@@ -155,39 +223,95 @@ def main() -> None:
     parser.add_argument("--embedder", default="minilm", choices=("minilm", "fake"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--export", type=Path, default=None,
+                        help="Draft, filter and review every seed, write the training sets to this JSONL file and "
+                             "stop (train them elsewhere, e.g. on a GPU machine, with --drafted).")
+    parser.add_argument("--drafted", type=Path, default=None,
+                        help="Train and score the seeds an earlier --export wrote (no drafting).")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="Seeds trained at once, one process each (a GPU has room for several).")
+    parser.add_argument("--levers", action="store_true",
+                        help="Also train: gold + the accepted drafts the gold-only adapter finds likely; gold twice + "
+                             "drafts (the drafts' share halved).")
+    parser.add_argument("--likely-quantile", type=float, default=0.5,
+                        help="--levers: a draft is kept when its response NLL under the gold-only adapter is at most "
+                             "this quantile of the NLL of real pairs it never trained on.")
+    parser.add_argument("--no-repeat-ngram", type=int, default=0,
+                        help="Also score greedy outputs decoded with this n-gram repeat block (0: off).")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.monotonic()
     pairs = stdlib_pairs()
     work = args.work or Path(tempfile.mkdtemp(prefix="goldloop-efficacy-generate-"))
-    runs = []
     stamp = int(time.time())
-    for seed in range(args.seeds):
-        runs.append(run_seed(seed, pairs, args, work / f"run-{stamp}" / f"seed-{seed}"))
+    if args.drafted:
+        drafted = [json.loads(line) for line in args.drafted.read_text(encoding="utf-8").splitlines() if line.strip()]
+        drafted = drafted[:args.seeds]
+    else:
+        drafted = [draft_seed(seed, pairs, args, work / f"run-{stamp}" / f"seed-{seed}") for seed in range(args.seeds)]
+    if args.export:
+        args.export.write_text("".join(json.dumps(d) + "\n" for d in drafted), encoding="utf-8")
+        print(f"drafted seeds written to {args.export}; train and score them with --drafted {args.export}")
+        return
+    jobs = [(d, args, work / f"run-{stamp}" / f"seed-{d['seed']}") for d in drafted]
+    if args.parallel > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.parallel) as workers:
+            runs = workers.map(_train_seed_job, jobs)
+    else:
+        runs = [_train_seed_job(job) for job in jobs]
 
     def mean(key: str, row: str) -> float:
         return statistics.mean(statistics.mean(r["rows"][row][key]) for r in runs)          # type: ignore[index]
 
-    nll = {row: [statistics.mean(r["rows"][row]["nll"]) for r in runs] for row in ("gold_only", "with_synthetic", "full")}  # type: ignore[index]
+    names = {"gold_only": "gold only", "with_synthetic": "gold + accepted synthetic",
+             "likely_synthetic": "gold + the likely drafts", "gold_twice_synthetic": "gold x2 + synthetic",
+             "full": "all real training pairs"}
+    present = [row for row in names if all(row in r["rows"] for r in runs)]                  # type: ignore[operator]
+    nll = {row: [statistics.mean(r["rows"][row]["nll"]) for r in runs] for row in present}  # type: ignore[index]
     lift = [g - s for g, s in zip(nll["gold_only"], nll["with_synthetic"])]            # lower NLL is better
     gaps = [(g - s) / (g - f) if g > f else 0.0 for g, s, f in zip(nll["gold_only"], nll["with_synthetic"], nll["full"])]
     chrf_lift = (mean("chrf", "with_synthetic") - mean("chrf", "gold_only")) if args.generate else None
     rouge_lift = (mean("rouge_l", "with_synthetic") - mean("rouge_l", "gold_only")) if args.generate else None
-    print(f"\nstandard-library docstrings (Python {python_version()}, {len(pairs)} pairs), {args.seeds} seeds, "
-          f"{args.gold} gold pairs, {args.heldout} held-out pairs; SFT + LoRA on {args.base_model}, {args.steps} steps")
+    blocked = bool(args.generate and args.no_repeat_ngram)
+    sizes = runs[0]["sizes"]                                                                # type: ignore[index]
+    print(f"\nstandard-library docstrings (Python {python_version()}, {len(pairs)} pairs), {len(runs)} seeds, "
+          f"{sizes['gold']} gold pairs, {sizes['heldout']} held-out pairs; SFT + LoRA on "
+          f"{Path(args.base_model).name}, {args.steps} steps")
     print(f"simulated reviewer: {runs[0]['judge']['description']}")                     # type: ignore[index]
-    print(f"{'training set':<28} {'reference NLL':>14} {'chrF':>8} {'ROUGE-L':>8}")
-    for row, name in (("gold_only", "gold only"), ("with_synthetic", "gold + accepted synthetic"),
-                      ("full", "all real training pairs")):
-        print(f"{name:<28} {statistics.mean(nll[row]):>14.4f} "
-              + (f"{mean('chrf', row):>8.2f} {mean('rouge_l', row):>8.4f}" if args.generate else ""))
+    print("accepted drafts per seed: " + ", ".join(str(r["accepted"]) for r in runs))
+    head = f"{'training set':<28} {'reference NLL':>14} {'chrF':>8} {'ROUGE-L':>8}"
+    print(head + (f" {'chrF*':>8} {'ROUGE-L*':>9}" if blocked else ""))
+    for row in present:
+        line = f"{names[row]:<28} {statistics.mean(nll[row]):>14.4f} "
+        if args.generate:
+            line += f"{mean('chrf', row):>8.2f} {mean('rouge_l', row):>8.4f}"
+        if blocked:
+            line += f" {mean('chrf_blocked', row):>8.2f} {mean('rouge_l_blocked', row):>9.4f}"
+        print(line)
+    if blocked:
+        print(f"* greedy decoding with no {args.no_repeat_ngram}-gram repeated")
     print("NLL lift (gold only - with synthetic) per seed: " + ", ".join(f"{x:+.4f}" for x in lift))
     print(f"share of the gold-only -> all-real NLL gap closed: {statistics.mean(gaps):.1%}")
+    lever_figures: dict[str, object] = {}
+    for row, base in (("likely_synthetic", "gold_only"), ("gold_twice_synthetic", "gold_only")):
+        if row in nll:
+            lifts = [g - s for g, s in zip(nll[base], nll[row])]
+            lever_figures[f"nll_lift_{row}_mean"] = round(statistics.mean(lifts), 4)
+            lever_figures[f"nll_seeds_with_lift_{row}"] = sum(x > 0 for x in lifts)
+            print(f"NLL lift, {names[row]} against {names[base]}, per seed: " + ", ".join(f"{x:+.4f}" for x in lifts))
+    if blocked:
+        lever_figures["chrf_blocked_lift_mean"] = round(mean("chrf_blocked", "with_synthetic")
+                                                        - mean("chrf_blocked", "gold_only"), 4)
+        lever_figures["rougel_blocked_lift_mean"] = round(mean("rouge_l_blocked", "with_synthetic")
+                                                          - mean("rouge_l_blocked", "gold_only"), 4)
     wall = round(time.monotonic() - started, 1)
     print(f"wall time: {wall} s")
-    print(json.dumps({"seeds": args.seeds, "gold": args.gold, "heldout": args.heldout, "steps": args.steps,
-                      "base_model": args.base_model, "python": python_version(),
+    print(json.dumps({"seeds": len(runs), "gold": sizes["gold"], "heldout": sizes["heldout"], "steps": args.steps,
+                      "base_model": Path(args.base_model).name, "python": python_version(),
+                      "device": "cuda" if torch.cuda.is_available() else "cpu",
                       "nll_gold_only_mean": round(statistics.mean(nll["gold_only"]), 4),
                       "nll_with_synthetic_mean": round(statistics.mean(nll["with_synthetic"]), 4),
                       "nll_full_mean": round(statistics.mean(nll["full"]), 4),
@@ -195,9 +319,10 @@ def main() -> None:
                       "chrf_lift_mean": None if chrf_lift is None else round(chrf_lift, 4),
                       "rougel_lift_mean": None if rouge_lift is None else round(rouge_lift, 4),
                       "accepted_mean": statistics.mean(int(r["accepted"]) for r in runs),           # type: ignore[arg-type]
-                      "wall_seconds": wall,
+                      **lever_figures, "wall_seconds": wall,
                       "runs": [{k: v for k, v in r.items() if k != "rows"} | {
-                          "rows": {row: {k: v for k, v in fig.items() if k not in ("nll", "chrf", "rouge_l")}
+                          "rows": {row: {k: v for k, v in fig.items() if k not in ("nll", "chrf", "rouge_l", "chrf_blocked",
+                                                                                  "rouge_l_blocked")}
                                    | {"nll_mean": round(statistics.mean(fig["nll"]), 4)}
                                    for row, fig in r["rows"].items()}} for r in runs]}))      # type: ignore[union-attr]
 

@@ -13,8 +13,9 @@ pytest.importorskip("trl", reason="needs the `train` extra")
 pytest.importorskip("peft", reason="needs the `train` extra")
 
 from goldloop.errors import StageError  # noqa: E402
-from goldloop.evaluate_pairs import (chrf, load_adapter, paired_bootstrap, prompt_messages,  # noqa: E402
-                                     reference_nll, rouge_l, score_pairs, sft_rows, train_on_pairs)
+from goldloop.evaluate_pairs import (chrf, greedy_outputs, load_adapter, paired_bootstrap,  # noqa: E402
+                                     prompt_messages, reference_nll, rouge_l, score_pairs, sft_rows,
+                                     train_on_pairs)
 from goldloop.records import Record  # noqa: E402
 from goldloop.train import LoraSettings  # noqa: E402
 
@@ -63,6 +64,26 @@ def test_sft_on_pairs_lowers_their_reference_nll(tiny: str, tmp_path: Path) -> N
     assert sum(after.nll) / 4 < sum(before) / 4 - 0.25                 # nats per response token
     assert abs(sum(after.nll) / 4 - result.losses[-1]) < 0.2           # measured as the trainer measures it
     assert len(after.outputs) == 4 and len(after.chrf) == 4 and all(0 <= x <= 1 for x in after.rouge_l)
+
+
+def test_batched_greedy_outputs_match_one_at_a_time_and_the_ngram_block_holds(tmp_path: Path) -> None:
+    """Left-padded batches give each prompt the output it gets alone; a 2-gram block leaves no
+    2-gram of output tokens repeated."""
+    import torch
+
+    torch.manual_seed(0)                # a model whose outputs differ by prompt, so the comparison means something
+    base = build_tiny_llama(tmp_path / "model", [w for p in PAIRS for w in p])
+    train_on_pairs(_records(), base, tmp_path / "adapter", max_steps=60, batch_size=4, learning_rate=5e-2,
+                   max_length=64, lora=LoraSettings(r=8, alpha=16, dropout=0.0))
+    model, tok = load_adapter(base, tmp_path / "adapter")
+    records = _records() + [Record.gold_pair("the printer", "it prints")]     # prompts of different lengths
+    alone = greedy_outputs(model, tok, records, 12, batch_size=1)
+    assert len(set(alone)) >= 2
+    assert greedy_outputs(model, tok, records, 12, batch_size=4) == alone
+    for text in greedy_outputs(model, tok, records, 12, batch_size=4, no_repeat_ngram_size=2):
+        ids = tok(text, add_special_tokens=False).input_ids
+        grams = list(zip(ids, ids[1:]))
+        assert len(grams) == len(set(grams))
 
 
 def test_gemma_gguf_is_refused_and_a_missing_model_is_named(tmp_path: Path) -> None:

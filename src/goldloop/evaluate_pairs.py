@@ -52,6 +52,7 @@ def reference_nll(model: Any, tokenizer: Any, records: Sequence[Record], max_len
     import torch
 
     model.eval()
+    device = _device(model)
     out = []
     with torch.no_grad():
         for rec in records:
@@ -59,26 +60,38 @@ def reference_nll(model: Any, tokenizer: Any, records: Sequence[Record], max_len
             answer = tokenizer(rec.response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
             ids = (prompt + answer)[-max_length:]
             n_answer = min(len(answer), len(ids) - 1)
-            logits = model(torch.tensor([ids])).logits[0, :-1].float()
-            target = torch.tensor(ids[1:])
+            logits = model(torch.tensor([ids], device=device)).logits[0, :-1].float()
+            target = torch.tensor(ids[1:], device=device)
             losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")
             out.append(float(losses[-n_answer:].mean()))
     return out
 
 
-def greedy_outputs(model: Any, tokenizer: Any, records: Sequence[Record], max_new_tokens: int = 128) -> list[str]:
-    """The model's greedy response to each pair's prompt (up to its end-of-turn token)."""
+def _device(model: Any) -> Any:
+    return next(model.parameters()).device
+
+
+def greedy_outputs(model: Any, tokenizer: Any, records: Sequence[Record], max_new_tokens: int = 128, *,
+                   batch_size: int = 8, no_repeat_ngram_size: int = 0) -> list[str]:
+    """The model's greedy response to each pair's prompt (up to its end-of-turn token), ``batch_size``
+    prompts at a time (left-padded). ``no_repeat_ngram_size`` > 0 forbids repeating an n-gram of
+    that many tokens: small models' greedy outputs otherwise loop until ``max_new_tokens``."""
     import torch
 
     model.eval()
+    device, pad = _device(model), tokenizer.pad_token_id
+    prompts = [_prompt_ids(tokenizer, rec) for rec in records]
+    extra = {"no_repeat_ngram_size": no_repeat_ngram_size} if no_repeat_ngram_size > 0 else {}
     out = []
     with torch.no_grad():
-        for rec in records:
-            ids = torch.tensor([_prompt_ids(tokenizer, rec)])
-            made = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                  do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                                  pad_token_id=tokenizer.pad_token_id)
-            out.append(tokenizer.decode(made[0, ids.shape[1]:], skip_special_tokens=True).strip())
+        for start in range(0, len(prompts), max(1, batch_size)):
+            chunk = prompts[start:start + max(1, batch_size)]
+            width = max(len(p) for p in chunk)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+            made = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, **extra)
+            out += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in made]
     return out
 
 
@@ -126,12 +139,13 @@ class PairScores:
 
 
 def score_pairs(model: Any, tokenizer: Any, heldout: Sequence[Record], name: str, *, generate: bool = True,
-                embedder: Any = None, max_new_tokens: int = 128) -> PairScores:
+                embedder: Any = None, max_new_tokens: int = 128, no_repeat_ngram_size: int = 0) -> PairScores:
     """Every score of one model on the held-out pairs (``generate`` False: reference NLL only)."""
     scores = PairScores(name, reference_nll(model, tokenizer, heldout))
     if generate:
         refs = [r.response for r in heldout]
-        scores.outputs = greedy_outputs(model, tokenizer, heldout, max_new_tokens)
+        scores.outputs = greedy_outputs(model, tokenizer, heldout, max_new_tokens,
+                                        no_repeat_ngram_size=no_repeat_ngram_size)
         scores.chrf = chrf(scores.outputs, refs)
         scores.rouge_l = rouge_l(scores.outputs, refs)
         if embedder is not None:
@@ -188,13 +202,16 @@ def fit_adapter(cfg: Any, records: Sequence[Record], out_dir: str | Path) -> tup
 
 
 def load_adapter(base_model: str, adapter_dir: str | Path) -> tuple[Any, Any]:
-    """(model with the LoRA adapter, tokenizer) for scoring."""
+    """(model with the LoRA adapter, tokenizer) for scoring, on the GPU when there is one."""
     from peft import PeftModel
 
     from .train._causal_lm import load_causal_lm
 
+    import torch
+
     model, tokenizer = load_causal_lm(base_model)
-    return PeftModel.from_pretrained(model, str(adapter_dir)), tokenizer
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    return (model.to("cuda") if torch.cuda.is_available() else model), tokenizer
 
 
 @dataclass
