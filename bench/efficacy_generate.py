@@ -44,6 +44,7 @@ no N-gram repeated (the small model's greedy outputs otherwise loop).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import random
 import statistics
@@ -224,8 +225,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--export", type=Path, default=None,
-                        help="Draft, filter and review every seed, write the training sets to this JSONL file and "
-                             "stop (train them elsewhere, e.g. on a GPU machine, with --drafted).")
+                        help="Draft, filter and review every seed, write the training sets to this JSONL file "
+                             "(gzipped when it ends in .gz) and stop (train them elsewhere, e.g. on a GPU machine, "
+                             "with --drafted).")
     parser.add_argument("--drafted", type=Path, default=None,
                         help="Train and score the seeds an earlier --export wrote (no drafting).")
     parser.add_argument("--parallel", type=int, default=1,
@@ -246,12 +248,17 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="goldloop-efficacy-generate-"))
     stamp = int(time.time())
     if args.drafted:
-        drafted = [json.loads(line) for line in args.drafted.read_text(encoding="utf-8").splitlines() if line.strip()]
-        drafted = drafted[:args.seeds]
+        with gzip.open(args.drafted, "rt", encoding="utf-8") if args.drafted.suffix == ".gz" else \
+                args.drafted.open(encoding="utf-8") as handle:
+            drafted = [json.loads(line) for line in handle if line.strip()][:args.seeds]
     else:
         drafted = [draft_seed(seed, pairs, args, work / f"run-{stamp}" / f"seed-{seed}") for seed in range(args.seeds)]
     if args.export:
-        args.export.write_text("".join(json.dumps(d) + "\n" for d in drafted), encoding="utf-8")
+        text = "".join(json.dumps(d) + "\n" for d in drafted)
+        if args.export.suffix == ".gz":
+            args.export.write_bytes(gzip.compress(text.encode("utf-8")))
+        else:
+            args.export.write_text(text, encoding="utf-8")
         print(f"drafted seeds written to {args.export}; train and score them with --drafted {args.export}")
         return
     jobs = [(d, args, work / f"run-{stamp}" / f"seed-{d['seed']}") for d in drafted]
