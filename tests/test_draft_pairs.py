@@ -74,6 +74,42 @@ def test_prompts_show_gold_train_pairs_only_and_drafts_are_pairs(project) -> Non
     assert not {r.id for r in rows} & {r.id for r in held} and not {t for r in rows for t in (r.text, r.response)} & sides
 
 
+def test_an_embedded_prompt_leaves_the_reply_its_room(tmp_path) -> None:
+    """With the embedded model's context known, the longest gold pairs are left out of a prompt until
+    it fits the context less the reply's tokens; one pair always stays. Endpoints of unknown context
+    get every pair asked for."""
+    from goldloop.generate._pairs import CHARS_PER_TOKEN, prompt_room
+
+    long_pairs = [(f"Write the docstring.\n\ndef long{i}(x):\n" + "    x = x + 1\n" * (40 + i), f"Add {i}.")
+                  for i in range(6)]
+    cfg = fake_config(project={"task": "generate"}, llm={"backend": "embedded", "context_per_sequence": 600},
+                      generate={"seeds_per_prompt": 3, "pair_max_tokens": 200})
+    store = open_store(tmp_path)
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in PAIRS[:3] + long_pairs),
+                    encoding="utf-8")
+    ingest_file(store, cfg, path, split="train")
+    assert prompt_room(cfg) == 400
+    planned = plan_pair_requests(store, cfg, FakeLLM(_reply), 1, per_strategy=6)
+    assert all(len(p.request.prompt) / CHARS_PER_TOKEN <= 400 or len(p.seeds) == 1 for p in planned)
+    assert any(len(p.seeds) < 3 for p in planned) and all(p.seeds for p in planned)
+    cfg.llm.backend = "fake"
+    assert prompt_room(cfg) is None
+    assert all(len(p.seeds) == 3 for p in plan_pair_requests(store, cfg, FakeLLM(_reply), 1, per_strategy=6))
+    store.close()
+    # the longest go first, and the shortest stays even when it alone is too long
+    from goldloop.generate._pairs import fit_seeds
+    from goldloop.generate._strategies import Prompt
+    from goldloop.records import Record
+
+    recs = [Record.gold_pair("a" * n, "b") for n in (300, 30, 900, 60)]
+    render = lambda chosen: Prompt(text="".join(r.text for r in chosen), messages=None, stop=())  # noqa: E731
+    kept, prompt = fit_seeds(recs, render, 40)
+    assert [len(r.text) for r in kept] == [30, 60] and len(prompt.text) == 90
+    assert [len(r.text) for r in fit_seeds(recs, render, 1)[0]] == [30]
+    assert fit_seeds(recs, render, None)[0] == recs
+
+
 def test_gold_text_cannot_open_a_marker_and_bad_replies_yield_no_record(tmp_path) -> None:
     cfg = fake_config(project={"task": "generate"})
     store = open_store(tmp_path)

@@ -186,11 +186,42 @@ def _request(cfg: Config, llm: LLM, strategy: PairStrategy, prompt: Prompt, temp
                              controls=tuple(controls.items()))
 
 
+#: Characters per token assumed when a prompt must fit a context window: a low estimate (code and
+#: docstrings run 3.0-4.2 with the default model), so the estimate errs toward a shorter prompt.
+CHARS_PER_TOKEN = 3.0
+
+
+def prompt_room(cfg: Config) -> int | None:
+    """Tokens a pair prompt may take, or None when the context is not known: the embedded model's
+    ``[llm] context_per_sequence`` less the ``[generate] pair_max_tokens`` its reply may use."""
+    if cfg.llm.backend != "embedded":
+        return None
+    return max(0, cfg.llm.context_per_sequence - cfg.generate.pair_max_tokens)
+
+
+def fit_seeds(seeds: Sequence[Record], render: Any, room: int | None) -> tuple[list[Record], Prompt]:
+    """The seeds, longest dropped first (one is always kept), until ``render(seeds)`` fits in ``room``
+    tokens, and that prompt. A prompt that fills the context leaves the reply no room to finish a
+    pair: it comes back cut off or refused."""
+    kept = list(seeds)
+    prompt = render(kept)
+    while room is not None and len(kept) > 1 and _tokens(prompt) > room:
+        kept.remove(max(kept, key=lambda r: len(r.text) + len(r.response)))
+        prompt = render(kept)
+    return kept, prompt
+
+
+def _tokens(prompt: Prompt) -> float:
+    chars = len(prompt.text or "") + sum(len(m["content"]) for m in prompt.messages or ())
+    return chars / CHARS_PER_TOKEN
+
+
 def plan_pair_requests(store: Store, cfg: Config, llm: LLM, round: int, per_strategy: int,
                        strategies: Sequence[str] = DEFAULT_PAIR_STRATEGIES,
                        focus: Sequence[str] = ()) -> list[PlannedPair]:
     """``per_strategy`` requests of each strategy, each showing ``[generate] seeds_per_prompt`` gold-train
-    pairs drawn at random for it (held-out pairs never reach a prompt); the same every time.
+    pairs drawn at random for it (held-out pairs never reach a prompt; the longest are left out when
+    the prompt would not leave the reply its room, see :func:`fit_seeds`); the same every time.
     ``focus``: ids of gold-train pairs ``pair_targeted.v1`` draws its seeds from (it is left out
     without them)."""
     train = [r for r in store.records(origin="gold", split="train") if r.is_pair]
@@ -203,6 +234,7 @@ def plan_pair_requests(store: Store, cfg: Config, llm: LLM, round: int, per_stra
         raise StageError(f"unknown pair strategies {', '.join(unknown)}; known: {', '.join(sorted(PAIR_STRATEGIES))}")
     g, mode = cfg.generate, cfg.llm.mode
     rules = Rules.from_config(g)
+    room = prompt_room(cfg)
     planned = []
     for name in strategies:
         strategy = PAIR_STRATEGIES[name]()
@@ -210,8 +242,9 @@ def plan_pair_requests(store: Store, cfg: Config, llm: LLM, round: int, per_stra
         rng = random.Random(content_hash(cfg.project.seed, round, name, "pairs"))
         pool = focused if name == PairTargeted.name else train
         for position in range(per_strategy):
-            seeds = rng.sample(pool, min(g.seeds_per_prompt, len(pool)))
-            prompt = strategy.render_pairs(mode, seeds, item_name=g.item_name, rules=rules)
+            seeds, prompt = fit_seeds(rng.sample(pool, min(g.seeds_per_prompt, len(pool))),
+                                      lambda chosen: strategy.render_pairs(mode, chosen, item_name=g.item_name,
+                                                                           rules=rules), room)
             request = _request(cfg, llm, strategy, prompt, template_hash, round, position)
             planned.append(PlannedPair(request, name, tuple(s.id for s in seeds), template_hash))
     return planned
@@ -227,10 +260,13 @@ def plan_second_responses(store: Store, cfg: Config, llm: LLM, round: int, per_p
     drafts = [r for r in store.records(origin="synthetic", round=round)
               if r.is_pair and r.provenance.strategy in PAIR_STRATEGIES]
     seeds_of = {r.id: r for r in store.records(ids=sorted({p for d in drafts for p in d.provenance.parents}))}
+    room = prompt_room(cfg)
     planned = []
     for draft in sorted(drafts, key=lambda r: r.id):
-        seeds = [seeds_of[p] for p in draft.provenance.parents if p in seeds_of]
-        prompt = strategy.render_response(mode, seeds, draft.text, item_name=cfg.generate.item_name, rules=rules)
+        seeds, prompt = fit_seeds([seeds_of[p] for p in draft.provenance.parents if p in seeds_of],
+                                  lambda chosen: strategy.render_response(mode, chosen, draft.text,
+                                                                          item_name=cfg.generate.item_name,
+                                                                          rules=rules), room)
         for k in range(per_prompt):
             request = _request(cfg, llm, strategy, prompt, template_hash, round, draft.id, k)
             planned.append(PlannedPair(request, strategy.name, (draft.id, *(s.id for s in seeds)), template_hash,
