@@ -39,11 +39,15 @@ class SuggestConfig:
                                              "(the `[embed]` embedder and `[train]` classifier, as the loop trains; "
                                              "it embeds every open pool record once, cached) or `selection` (the "
                                              "fast model that picks pool records).", choices=("trainer", "selection"))
-    self_training_confidence: float = _f(0.7, "Least confidence of that model for a self-training row (on 20 "
-                                              "Newsgroups, 20 labels: 0.7 gave 95 % correct labels, 0.5 89 %).",
+    self_training_confidence: float = _f(0.6, "Least confidence of that model for a self-training row. On 20 "
+                                              "Newsgroups (20 labels, 200 gold + 390 reviewed posts, a pool of "
+                                              "8,000, 5 seeds) 0.6 gave 92 % correct labels and the best held-out "
+                                              "macro-F1; 0.8 gave 97 % correct but fewer rows and less lift.",
                                          minimum=0.5, maximum=1.0)
     self_training_weight: float = _f(0.5, "Training weight of a self-training row.", minimum=0.0, maximum=1.0)
-    self_training_max: int = _f(1000, "Most self-training rows a round has (they replace the last round's).",
+    self_training_max: int = _f(5000, "Most self-training rows a round has, the most confident first (they replace "
+                                      "the last round's). Breadth pays: on the set above, 1,000 rows lifted held-out "
+                                      "macro-F1 by -0.001, every row over the confidence (~4,000) by +0.008.",
                                 minimum=0)
 
 
