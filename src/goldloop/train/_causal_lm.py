@@ -93,6 +93,8 @@ def load_causal_lm(name: str, dtype: Any = None) -> tuple[Any, Any]:
         reason = str(exc).rstrip(".")
         raise StageError(f"cannot load the base model {source.describe()}: {reason}. Pass a local folder, a GGUF file, "
                          "`smollm2`, or a model id that is reachable (set HF_HUB_OFFLINE=0 to download)") from exc
+    if source.gguf_file:
+        _plain_after_gguf(model)
     fix_chatml_tokenizer(tokenizer)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -106,6 +108,20 @@ def load_causal_lm(name: str, dtype: Any = None) -> tuple[Any, Any]:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer
+
+
+def _plain_after_gguf(model: Any) -> None:
+    """transformers dequantises a GGUF's weights on load, yet newer releases still mark the model as
+    quantized by the GGUF method, which their Trainer refuses to train; its weights are plain floats."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    if getattr(model, "is_quantized", False) and not isinstance(getattr(type(model), "is_quantized", None), property):
+        model.is_quantized = False
+    if getattr(model.config, "quantization_config", None) is not None:
+        try:
+            del model.config.quantization_config
+        except AttributeError:
+            model.config.quantization_config = None
 
 
 def fix_chatml_tokenizer(tokenizer: Any) -> None:
