@@ -322,6 +322,26 @@ def test_self_training_is_off_by_default_and_counts_as_machine_labelled(pooled) 
     assert fast.self_trained == len(rows) > 0 and all(r.provenance.model.startswith("selection:") for r in rows)
 
 
+def test_self_training_rows_are_trimmed_to_the_synthetic_share_policy(pooled) -> None:
+    """Self-training rows are optional: a training set they would push over [policy]
+    max_synthetic_share keeps the most confident of them that fit, and says how many it left out."""
+    _, cfg, store, _ = pooled
+    gold = store.records(origin="gold", split="train")
+    cfg.suggest.self_training, cfg.suggest.self_training_confidence = True, 0.5
+    number = store.open_round()
+    report = suggest(store, cfg, number, 3, _embedder(store), gold)
+    machine = [r for r in store.records(origin="pool", round=number) if r.provenance.strategy == "self_train.v1"]
+    assert report.self_trained == len(machine) > 4
+    cfg.policy.max_synthetic_share = (len(machine) - 3) / (len(gold) + len(machine) - 3)    # room for all but 3
+    snap = build_snapshot(store, cfg, number)
+    kept = [r for r in machine if r.id in snap.record_ids]
+    assert len(kept) == len(machine) - 3 and snap.manifest["synthetic_share"] <= cfg.policy.max_synthetic_share + 1e-4
+    assert snap.manifest["excluded"]["self-training row over [policy] max_synthetic_share (least confident first)"] == 3
+    confidence = lambda r: r.provenance.params["confidence"]  # noqa: E731
+    assert min(map(confidence, kept)) >= max(confidence(r) for r in machine if r.id not in snap.record_ids)
+    assert all(rule["passed"] for rule in snap.manifest["policy_results"] if rule["rule"] == "max_synthetic_share")
+
+
 def test_cli_ingests_a_pool_suggests_and_runs_a_simulated_flywheel(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

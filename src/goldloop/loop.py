@@ -35,7 +35,7 @@ from .llm import LLM, make_llm
 from .plan import Plan, make_plan, plan_path, read_plan, write_plan
 from .records import SELF_TRAIN, Record, Snapshot
 from .report import write_loop_report, write_report
-from .snapshot import build_snapshot, derived_snapshot
+from .snapshot import build_snapshot, derived_snapshot, within_synthetic_share
 from .store import RoundInfo, Store
 
 if TYPE_CHECKING:
@@ -240,6 +240,11 @@ def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carrie
         return round_snap
     ids = set(round_snap.record_ids) | {r.id for r in carried}
     records = store.records(ids=sorted(ids))
+    machine = [r for r in records if r.provenance.strategy == SELF_TRAIN]
+    rows = [r for r in records if r.provenance.strategy != SELF_TRAIN]
+    machine, _ = within_synthetic_share(rows, machine, cfg.policy.max_synthetic_share)   # carried rows count too
+    records = rows + machine
+    ids = {r.id for r in records}
     m = round_snap.manifest
     kept = kept_snapshot(store)
     before = kept.manifest if kept is not None else {}

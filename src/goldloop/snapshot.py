@@ -87,6 +87,9 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
                 and states[r.id].action != "none"}
     machine = [r for r in store.records(origin="pool", round=number) if r.provenance.strategy == SELF_TRAIN
                and r.provenance.parents[0] not in answered] if cfg.suggest.self_training else []
+    machine, over = within_synthetic_share(chosen, machine, cfg.policy.max_synthetic_share)
+    if over:
+        excluded["self-training row over [policy] max_synthetic_share (least confident first)"] += over
     chosen += machine
     if any(r.split == "heldout" for r in chosen):
         raise StageError("a held-out record reached the snapshot; refusing to continue")
@@ -104,6 +107,28 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,
                     record_ids=tuple(ids), manifest=manifest, created_at=now())
     return store_snapshot(store, cfg, snap, chosen, gate_verdicts)
+
+
+def within_synthetic_share(rows: list[Record], machine: list[Record], limit: float) -> tuple[list[Record], int]:
+    """The most confident of the self-training rows ``machine`` that ``rows`` can take while the
+    training set stays within ``limit`` synthetic (``[policy] max_synthetic_share``), and how many
+    were left out. They are optional extras: the policy trims them instead of refusing the set.
+
+    >>> from goldloop.records import Record
+    >>> gold = [Record.gold(f"t{i}", "a") for i in range(2)]
+    >>> machine = [Record.self_trained(Record.gold(f"p{i}", "a"), "a", "m", {"confidence": i / 10}, 1) for i in range(9)]
+    >>> kept, over = within_synthetic_share(gold, machine, 0.8)
+    >>> len(kept), over, min(r.provenance.params["confidence"] for r in kept)
+    (8, 1, 0.1)
+    """
+    made = sum(not r.real for r in rows)
+    if limit >= 1.0 or not machine:
+        return machine, 0
+    room = max(0, int((limit * len(rows) - made) / (1.0 - limit) + 1e-9))
+    if len(machine) <= room:
+        return machine, 0
+    ranked = sorted(machine, key=lambda r: (-float(r.provenance.params.get("confidence", 0.0)), r.id))
+    return ranked[:room], len(machine) - room
 
 
 def store_snapshot(store: Store, cfg: Config, snap: Snapshot, records: list[Record],
