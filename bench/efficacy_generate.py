@@ -97,7 +97,7 @@ def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namesp
         row |= {"chrf_blocked": blocked.chrf, "rouge_l_blocked": blocked.rouge_l, "outputs_blocked": blocked.outputs[:3]}
     row["seconds"] = round(time.monotonic() - started, 1)
     row["_model"] = (model, tok)
-    print(f"  {name}: {len(records)} rows, train loss {result.train_loss:.3f}, held-out NLL "
+    print(f"  {work.name} {name}: {len(records)} rows, train loss {result.train_loss:.3f}, held-out NLL "
           f"{statistics.mean(nll):.4f}" + (f", chrF {statistics.mean(gen.chrf):.2f}, ROUGE-L "
                                            f"{statistics.mean(gen.rouge_l):.4f}" if gen else "") + f" ({row['seconds']} s)",
           file=sys.stderr, flush=True)
