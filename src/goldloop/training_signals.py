@@ -307,7 +307,7 @@ def _from_decisions(decisions: list[Decision], prompts: _Prompts, out: Signals) 
 
 def _pair_rows(chosen: Record, rejected: Record, prompts: _Prompts, meta: dict[str, Any],
                with_dpo: bool, out: Signals) -> None:
-    (p_chosen, s_chosen), (p_rejected, s_rejected) = prompts.of(chosen), prompts.of(rejected)
+    (p_chosen, s_chosen), (p_rejected, _) = prompts.of(chosen), prompts.of(rejected)
     row_meta = {"record_id": chosen.id, "origin": chosen.origin, "record_label": chosen.label,
                 "strategy": chosen.provenance.strategy, "rejected_id": rejected.id,
                 "rejected_origin": rejected.origin, **meta}
