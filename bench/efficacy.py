@@ -21,7 +21,7 @@ Rows (the same `classify` model, MiniLM embeddings + logistic regression, for al
 - random labelling + self-training: that set plus the self-training rows the flywheel's settings
   add from the rest of the pool (what self-training alone buys, without the flywheel's picks);
 - flywheel: ``goldloop loop`` with ``[loop] review_budget`` per round split between drafts and
-  pool suggestions by measured lift, and (``--self-training``, on by default) ``[suggest]
+  pool suggestions by measured lift (from ``[loop] pool_share`` at its default), and (``--self-training``, on by default) ``[suggest]
   self_training`` at its default settings; the training set it kept (with its stored weights);
 - drafts only: the same loop with the whole budget on drafts (no pool), judged by the draft
   reviewer;
@@ -191,7 +191,7 @@ def run_seed(seed: int, args: argparse.Namespace, train_pool: dict[str, list[str
     judge = DraftJudge([t for t, _ in judge_rows], [y for _, y in judge_rows], "judge.csv", seed,
                        [t for t, _ in test], [y for _, y in test])
     labels = sorted(train_pool)
-    fly = run_project(f"seed-{seed}-flywheel", seed, args, args.budget, 0.5, args.rounds, files,
+    fly = run_project(f"seed-{seed}-flywheel", seed, args, args.budget, Config().loop.pool_share, args.rounds, files,
                       {"pool": oracle, "drafts": judge}, shared, work, test, labels)
     drafts = run_project(f"seed-{seed}-drafts", seed, args, args.drafts_budget, 0.0, args.drafts_rounds, files,
                          {"drafts": judge}, shared, work, test, labels)
