@@ -62,6 +62,7 @@ from goldloop.ingest import ingest_file
 from goldloop.loop import run_loop
 from goldloop.records import Record
 from goldloop.simulate import DraftJudge, LabelOracle
+from goldloop.snapshot import within_synthetic_share
 from goldloop.store import open_store
 from goldloop.suggest import self_training_rows
 from goldloop.train import build_classifier
@@ -161,11 +162,13 @@ def run_project(name: str, seed: int, args: argparse.Namespace, budget: int, poo
 def with_self_training(cfg: Config, embedder: CachedEmbedder, train: list[Record], rest: list[tuple[str, str]],
                        test: list[tuple[str, str]], labels: list[str]) -> tuple[float, int]:
     """macro-F1 of ``train`` plus the self-training rows the flywheel's settings would add from the
-    ``rest`` of the pool (labels hidden), and how many rows that was."""
+    ``rest`` of the pool (labels hidden, trimmed to ``[policy] max_synthetic_share`` as a snapshot
+    trims them), and how many rows that was."""
     rest_records = [Record.gold(t, labels[0]) for t, _ in rest]          # the true label is never read
     model = build_classifier(cfg, embedder).fit(train)
     machine = self_training_rows(cfg, 1, rest_records, model.predict_proba([r.text for r in rest_records]),
                                  model.labels, "random labelling")
+    machine, _ = within_synthetic_share(train, machine, cfg.policy.max_synthetic_share)   # as a snapshot trims them
     weights = {r.id: cfg.suggest.self_training_weight for r in machine}
     return macro_f1(cfg, embedder, train + machine, test, labels, weights), len(machine)
 
