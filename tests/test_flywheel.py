@@ -322,6 +322,9 @@ def test_self_training_is_off_by_default_and_counts_as_machine_labelled(pooled) 
     assert fast.self_trained == len(rows) > 0 and all(r.provenance.model.startswith("selection:") for r in rows)
 
 
+OVER = "self-training row over [policy] max_synthetic_share (least confident first)"
+
+
 def test_self_training_rows_are_trimmed_to_the_synthetic_share_policy(pooled) -> None:
     """Self-training rows are optional: a training set they would push over [policy]
     max_synthetic_share keeps the most confident of them that fit, and says how many it left out."""
@@ -336,10 +339,20 @@ def test_self_training_rows_are_trimmed_to_the_synthetic_share_policy(pooled) ->
     snap = build_snapshot(store, cfg, number)
     kept = [r for r in machine if r.id in snap.record_ids]
     assert len(kept) == len(machine) - 3 and snap.manifest["synthetic_share"] <= cfg.policy.max_synthetic_share + 1e-4
-    assert snap.manifest["excluded"]["self-training row over [policy] max_synthetic_share (least confident first)"] == 3
+    assert snap.manifest["excluded"][OVER] == 3
     confidence = lambda r: r.provenance.params["confidence"]  # noqa: E731
     assert min(map(confidence, kept)) >= max(confidence(r) for r in machine if r.id not in snap.record_ids)
     assert all(rule["passed"] for rule in snap.manifest["policy_results"] if rule["rule"] == "max_synthetic_share")
+    # merged with real rows carried from earlier rounds, the set has room again for the ones left out
+    from goldloop.loop import accumulated_snapshot
+
+    carried = [Record.gold(f"an earlier round's confirmed post {i}", "billing", source="earlier.csv") for i in range(2)]
+    store.add_records(carried)
+    merged = accumulated_snapshot(store, cfg, snap, carried)
+    again = [r for r in machine if r.id in merged.record_ids]
+    assert len(kept) < len(again) <= len(machine) and merged.manifest["synthetic_share"] <= cfg.policy.max_synthetic_share + 1e-4
+    assert merged.manifest["excluded"].get(OVER, 0) == len(machine) - len(again)
+    assert all(merged.manifest["weights"][r.id] == cfg.suggest.self_training_weight for r in again)
 
 
 def test_cli_ingests_a_pool_suggests_and_runs_a_simulated_flywheel(tmp_path: Path) -> None:

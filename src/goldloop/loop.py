@@ -35,7 +35,7 @@ from .llm import LLM, make_llm
 from .plan import Plan, make_plan, plan_path, read_plan, write_plan
 from .records import SELF_TRAIN, Record, Snapshot
 from .report import write_loop_report, write_report
-from .snapshot import build_snapshot, derived_snapshot, within_synthetic_share
+from .snapshot import OVER_SHARE, build_snapshot, derived_snapshot, self_training_of_round, within_synthetic_share
 from .store import RoundInfo, Store
 
 if TYPE_CHECKING:
@@ -239,18 +239,23 @@ def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carrie
     if not carried:
         return round_snap
     ids = set(round_snap.record_ids) | {r.id for r in carried}
-    records = store.records(ids=sorted(ids))
-    machine = [r for r in records if r.provenance.strategy == SELF_TRAIN]
-    rows = [r for r in records if r.provenance.strategy != SELF_TRAIN]
-    machine, _ = within_synthetic_share(rows, machine, cfg.policy.max_synthetic_share)   # carried rows count too
+    rows = [r for r in store.records(ids=sorted(ids)) if r.provenance.strategy != SELF_TRAIN]
+    # the round's self-training rows fit the policy again on the merged set: the carried real rows
+    # make room for some the round's own snapshot had to leave out
+    machine, over = within_synthetic_share(rows, self_training_of_round(store, cfg, round_snap.round),
+                                           cfg.policy.max_synthetic_share)
     records = rows + machine
     ids = {r.id for r in records}
     m = round_snap.manifest
+    excluded = {k: v for k, v in (m.get("excluded") or {}).items() if k != OVER_SHARE}
+    excluded |= {OVER_SHARE: over} if over else {}
     kept = kept_snapshot(store)
     before = kept.manifest if kept is not None else {}
     return derived_snapshot(store, cfg, round_snap, records, f"loop-round-{round_snap.round}", {
         "policy": m.get("policy", {}), "carried": len(carried), "round_snapshot": round_snap.id,
-        "weights": dict(sorted((k, v) for k, v in {**(before.get("weights") or {}), **(m.get("weights") or {})}.items()
+        "excluded": excluded,
+        "weights": dict(sorted((k, v) for k, v in {**(before.get("weights") or {}), **(m.get("weights") or {}),
+                                                   **{r.id: cfg.suggest.self_training_weight for r in machine}}.items()
                                if k in ids)),
         "simulated_reviewers": sorted(set(m.get("simulated_reviewers", [])) | set(before.get("simulated_reviewers") or []))})
 

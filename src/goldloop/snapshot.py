@@ -83,13 +83,10 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
             gate_verdicts.append(Verdict(rec.id, GATE, False, None, "a suggested label trains only once a "
                                          "reviewer confirms or corrects it", number))
     chosen += store.records(ids=edited_ids)
-    answered = {r.provenance.parents[0] for r in suggested if states.get(r.id) is not None
-                and states[r.id].action != "none"}
-    machine = [r for r in store.records(origin="pool", round=number) if r.provenance.strategy == SELF_TRAIN
-               and r.provenance.parents[0] not in answered] if cfg.suggest.self_training else []
-    machine, over = within_synthetic_share(chosen, machine, cfg.policy.max_synthetic_share)
+    machine, over = within_synthetic_share(chosen, self_training_of_round(store, cfg, number),
+                                           cfg.policy.max_synthetic_share)
     if over:
-        excluded["self-training row over [policy] max_synthetic_share (least confident first)"] += over
+        excluded[OVER_SHARE] += over
     chosen += machine
     if any(r.split == "heldout" for r in chosen):
         raise StageError("a held-out record reached the snapshot; refusing to continue")
@@ -107,6 +104,21 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,
                     record_ids=tuple(ids), manifest=manifest, created_at=now())
     return store_snapshot(store, cfg, snap, chosen, gate_verdicts)
+
+
+#: Why a self-training row was left out of a training set.
+OVER_SHARE = "self-training row over [policy] max_synthetic_share (least confident first)"
+
+
+def self_training_of_round(store: Store, cfg: Config, number: int) -> list[Record]:
+    """The self-training rows round ``number`` made whose pool record no reviewer answered in it."""
+    if not cfg.suggest.self_training:
+        return []
+    states = review_states(store.decisions(round=number))
+    answered = {r.provenance.parents[0] for r in suggestions(store, number)
+                if states.get(r.id) is not None and states[r.id].action != "none"}
+    return [r for r in store.records(origin="pool", round=number)
+            if r.provenance.strategy == SELF_TRAIN and r.provenance.parents[0] not in answered]
 
 
 def within_synthetic_share(rows: list[Record], machine: list[Record], limit: float) -> tuple[list[Record], int]:
