@@ -21,8 +21,9 @@ Rows (the same `classify` model, MiniLM embeddings + logistic regression, for al
 - random labelling + self-training: that set plus the self-training rows the flywheel's settings
   add from the rest of the pool (what self-training alone buys, without the flywheel's picks);
 - flywheel: ``goldloop loop`` with ``[loop] review_budget`` per round split between drafts and
-  pool suggestions by measured lift (from ``[loop] pool_share`` at its default), and (``--self-training``, on by default) ``[suggest]
-  self_training`` at its default settings; the training set it kept (with its stored weights);
+  pool suggestions by measured lift (from ``[loop] pool_share`` at its default), and
+  (``--self-training``, on by default) ``[suggest] self_training`` at its default settings; the
+  training set it kept (with its stored weights);
 - drafts only: the same loop with the whole budget on drafts (no pool), judged by the draft
   reviewer;
 - full: the whole train split.

@@ -76,7 +76,8 @@ def write_jsonl(path: Path, pairs: list[dict[str, str]]) -> Path:
     return path
 
 
-def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namespace, work: Path) -> dict[str, object]:
+def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namespace, work: Path,
+                  keep_model: bool = False) -> dict[str, object]:
     """One adapter trained on ``records`` and scored on ``heldout``; with ``--no-repeat-ngram`` the greedy
     outputs are also scored a second time with that n-gram block (``chrf_blocked``, ``rouge_l_blocked``)."""
     started = time.monotonic()
@@ -96,7 +97,8 @@ def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namesp
                               no_repeat_ngram_size=args.no_repeat_ngram)
         row |= {"chrf_blocked": blocked.chrf, "rouge_l_blocked": blocked.rouge_l, "outputs_blocked": blocked.outputs[:3]}
     row["seconds"] = round(time.monotonic() - started, 1)
-    row["_model"] = (model, tok)
+    if keep_model:
+        row["_model"] = (model, tok)                    # popped by the caller; other rows free theirs
     print(f"  {work.name} {name}: {len(records)} rows, train loss {result.train_loss:.3f}, held-out NLL "
           f"{statistics.mean(nll):.4f}" + (f", chrF {statistics.mean(gen.chrf):.2f}, ROUGE-L "
                                            f"{statistics.mean(gen.rouge_l):.4f}" if gen else "") + f" ({row['seconds']} s)",
@@ -173,19 +175,18 @@ def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path)
     sets = drafted["sets"]                                                                # type: ignore[index]
     gold, accepted, held = (_records_of(sets[k]) for k in ("gold", "accepted", "heldout"))  # type: ignore[index]
     work.mkdir(parents=True, exist_ok=True)
-    rows = {"gold_only": fit_and_score("gold-only", gold, held, args, work)}
-    gold_model = rows["gold_only"].pop("_model")
+    rows = {"gold_only": fit_and_score("gold-only", gold, held, args, work, keep_model=args.levers)}
+    gold_model = rows["gold_only"].pop("_model", None)
     rows["with_synthetic"] = fit_and_score("gold+synthetic", gold + accepted, held, args, work)
     levers: dict[str, object] = {}
     if args.levers:
         kept, ceiling = likely_drafts(gold_model, accepted, _records_of(sets["judge"]), args.likely_quantile)  # type: ignore[index]
+        gold_model = None                                                           # done with it
         levers["likely_drafts"] = {"kept": len(kept), "of": len(accepted), "nll_ceiling": round(ceiling, 4)}
         rows["likely_synthetic"] = fit_and_score("gold+likely-synthetic", gold + kept, held, args, work)
         # with the same steps, gold twice is gold seen as often as before: the drafts' share halves
         rows["gold_twice_synthetic"] = fit_and_score("gold-x2+synthetic", gold + gold + accepted, held, args, work)
     rows["full"] = fit_and_score("all-real", _records_of(sets["full"]), held, args, work)   # type: ignore[index]
-    for row in rows.values():
-        row.pop("_model", None)
     print(f"seed {drafted['seed']} done: " + json.dumps({k: round(statistics.mean(v["nll"]), 4) for k, v in rows.items()}),
           file=sys.stderr, flush=True)
     return {k: v for k, v in drafted.items() if k != "sets"} | {

@@ -203,11 +203,10 @@ def fit_adapter(cfg: Any, records: Sequence[Record], out_dir: str | Path) -> tup
 
 def load_adapter(base_model: str, adapter_dir: str | Path) -> tuple[Any, Any]:
     """(model with the LoRA adapter, tokenizer) for scoring, on the GPU when there is one."""
+    import torch
     from peft import PeftModel
 
     from .train._causal_lm import load_causal_lm
-
-    import torch
 
     model, tokenizer = load_causal_lm(base_model)
     model = PeftModel.from_pretrained(model, str(adapter_dir))
