@@ -169,7 +169,8 @@ def with_self_training(cfg: Config, embedder: CachedEmbedder, train: list[Record
     model = build_classifier(cfg, embedder).fit(train)
     machine = self_training_rows(cfg, 1, rest_records, model.predict_proba([r.text for r in rest_records]),
                                  model.labels, "random labelling")
-    machine, _ = within_synthetic_share(train, machine, cfg.policy.max_synthetic_share)   # as a snapshot trims them
+    machine, _ = within_synthetic_share(train, machine, cfg.policy.max_synthetic_share,   # as a snapshot trims them
+                                        cfg.suggest.self_training_keep)
     weights = {r.id: cfg.suggest.self_training_weight for r in machine}
     return macro_f1(cfg, embedder, train + machine, test, labels, weights), len(machine)
 
@@ -275,8 +276,10 @@ def main() -> None:
                              work / f"run-{stamp}" / f"seed-{seed}", full_f1))
         r = runs[-1]
         print(f"seed {seed}: gold {r['gold_only']:.3f}  random labelling {r['random_labelling']:.3f}  "
-              f"flywheel {r['flywheel']:.3f}  drafts only {r['drafts_only']:.3f}  ({r['decisions']} decisions)",
-              file=sys.stderr, flush=True)
+              f"+ self-training {r['random_labelling_self_training']:.3f}  flywheel {r['flywheel']:.3f}  "
+              f"drafts only {r['drafts_only']:.3f}  ({r['decisions']} decisions)", file=sys.stderr, flush=True)
+        with (work / f"run-{stamp}" / "seeds.jsonl").open("a", encoding="utf-8") as fh:   # a stopped run keeps its seeds
+            fh.write(json.dumps(r, default=str) + "\n")
 
     def stat(key: str) -> tuple[float, float]:
         values = [float(r[key]) for r in runs]          # type: ignore[arg-type]

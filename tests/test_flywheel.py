@@ -17,7 +17,7 @@ from goldloop.records import Decision, Record, now, text_hash
 from goldloop.review import edit_record, review_queue
 from goldloop.serve import sync_queue
 from goldloop.simulate import DraftJudge, LabelOracle, apply_simulated
-from goldloop.snapshot import build_snapshot
+from goldloop.snapshot import build_snapshot, within_synthetic_share
 from goldloop.store import open_store
 from goldloop.suggest import suggest, suggestions
 from goldloop.training_signals import derive
@@ -322,12 +322,13 @@ def test_self_training_is_off_by_default_and_counts_as_machine_labelled(pooled) 
     assert fast.self_trained == len(rows) > 0 and all(r.provenance.model.startswith("selection:") for r in rows)
 
 
-OVER = "self-training row over [policy] max_synthetic_share (least confident first)"
+OVER = "self-training row over [policy] max_synthetic_share (kept: [suggest] self_training_keep)"
 
 
 def test_self_training_rows_are_trimmed_to_the_synthetic_share_policy(pooled) -> None:
     """Self-training rows are optional: a training set they would push over [policy]
-    max_synthetic_share keeps the most confident of them that fit, and says how many it left out."""
+    max_synthetic_share keeps those of them that fit, the least confident by default ([suggest]
+    self_training_keep), and says how many it left out."""
     _, cfg, store, _ = pooled
     gold = store.records(origin="gold", split="train")
     cfg.suggest.self_training, cfg.suggest.self_training_confidence = True, 0.5
@@ -341,7 +342,10 @@ def test_self_training_rows_are_trimmed_to_the_synthetic_share_policy(pooled) ->
     assert len(kept) == len(machine) - 3 and snap.manifest["synthetic_share"] <= cfg.policy.max_synthetic_share + 1e-4
     assert snap.manifest["excluded"][OVER] == 3
     confidence = lambda r: r.provenance.params["confidence"]  # noqa: E731
-    assert min(map(confidence, kept)) >= max(confidence(r) for r in machine if r.id not in snap.record_ids)
+    assert max(map(confidence, kept)) <= min(confidence(r) for r in machine if r.id not in snap.record_ids)
+    assert {r.id for r in within_synthetic_share(gold, machine, cfg.policy.max_synthetic_share)[0]} == {r.id for r in kept}
+    top, over = within_synthetic_share(gold, machine, cfg.policy.max_synthetic_share, "most_confident")
+    assert over == 3 and min(map(confidence, top)) >= max(confidence(r) for r in machine if r not in top)
     assert all(rule["passed"] for rule in snap.manifest["policy_results"] if rule["rule"] == "max_synthetic_share")
     # merged with real rows carried from earlier rounds, the set has room again for the ones left out
     from goldloop.loop import accumulated_snapshot

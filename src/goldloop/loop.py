@@ -243,7 +243,7 @@ def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carrie
     # the round's self-training rows fit the policy again on the merged set: the carried real rows
     # make room for some the round's own snapshot had to leave out
     machine, over = within_synthetic_share(rows, self_training_of_round(store, cfg, round_snap.round),
-                                           cfg.policy.max_synthetic_share)
+                                           cfg.policy.max_synthetic_share, cfg.suggest.self_training_keep)
     records = rows + machine
     ids = {r.id for r in records}
     m = round_snap.manifest

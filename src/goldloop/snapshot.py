@@ -84,7 +84,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
                                          "reviewer confirms or corrects it", number))
     chosen += store.records(ids=edited_ids)
     machine, over = within_synthetic_share(chosen, self_training_of_round(store, cfg, number),
-                                           cfg.policy.max_synthetic_share)
+                                           cfg.policy.max_synthetic_share, cfg.suggest.self_training_keep)
     if over:
         excluded[OVER_SHARE] += over
     chosen += machine
@@ -107,7 +107,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
 
 
 #: Why a self-training row was left out of a training set.
-OVER_SHARE = "self-training row over [policy] max_synthetic_share (least confident first)"
+OVER_SHARE = "self-training row over [policy] max_synthetic_share (kept: [suggest] self_training_keep)"
 
 
 def self_training_of_round(store: Store, cfg: Config, number: int) -> list[Record]:
@@ -121,17 +121,23 @@ def self_training_of_round(store: Store, cfg: Config, number: int) -> list[Recor
             if r.provenance.strategy == SELF_TRAIN and r.provenance.parents[0] not in answered]
 
 
-def within_synthetic_share(rows: list[Record], machine: list[Record], limit: float) -> tuple[list[Record], int]:
-    """The most confident of the self-training rows ``machine`` that ``rows`` can take while the
-    training set stays within ``limit`` synthetic (``[policy] max_synthetic_share``), and how many
-    were left out. They are optional extras: the policy trims them instead of refusing the set.
+def within_synthetic_share(rows: list[Record], machine: list[Record], limit: float,
+                           keep: str = "least_confident") -> tuple[list[Record], int]:
+    """The self-training rows of ``machine`` that ``rows`` can take while the training set stays
+    within ``limit`` synthetic (``[policy] max_synthetic_share``), and how many were left out. They
+    are optional extras: the policy trims them instead of refusing the set. ``keep``
+    (``[suggest] self_training_keep``) says which stay: the least confident (nearest the threshold:
+    the model already gets the most confident right, so they teach it least) or the most confident.
 
     >>> from goldloop.records import Record
     >>> gold = [Record.gold(f"t{i}", "a") for i in range(2)]
     >>> machine = [Record.self_trained(Record.gold(f"p{i}", "a"), "a", "m", {"confidence": i / 10}, 1) for i in range(9)]
     >>> kept, over = within_synthetic_share(gold, machine, 0.8)
-    >>> len(kept), over, min(r.provenance.params["confidence"] for r in kept)
-    (8, 1, 0.1)
+    >>> len(kept), over, max(r.provenance.params["confidence"] for r in kept)
+    (8, 1, 0.7)
+    >>> kept, over = within_synthetic_share(gold, machine, 0.8, keep="most_confident")
+    >>> min(r.provenance.params["confidence"] for r in kept)
+    0.1
     """
     made = sum(not r.real for r in rows)
     if limit >= 1.0 or not machine:
@@ -139,7 +145,8 @@ def within_synthetic_share(rows: list[Record], machine: list[Record], limit: flo
     room = max(0, int((limit * len(rows) - made) / (1.0 - limit) + 1e-9))
     if len(machine) <= room:
         return machine, 0
-    ranked = sorted(machine, key=lambda r: (-float(r.provenance.params.get("confidence", 0.0)), r.id))
+    sign = 1.0 if keep == "least_confident" else -1.0
+    ranked = sorted(machine, key=lambda r: (sign * float(r.provenance.params.get("confidence", 0.0)), r.id))
     return ranked[:room], len(machine) - room
 
 
