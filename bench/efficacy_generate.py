@@ -34,10 +34,12 @@ and scores them, ``--parallel N`` seeds at once, on the GPU when there is one (t
 and their scoring move there by themselves). The baseline rows are always trained in the same
 run as the rows they are compared with.
 
-``--levers`` adds two rows that try to make the drafts pay: gold + only the accepted drafts whose
-response the gold-only adapter finds as likely as the median real pair it never trained on (the
-"trained model's likelihood" score, as a filter), and gold twice + the drafts (the drafts' share
-of the steps halved). ``--no-repeat-ngram N`` also scores every row's greedy outputs decoded with
+``--levers likely,ifd,gold2,epochs`` adds rows that try to make the drafts pay: gold + only the
+accepted drafts whose response the gold-only adapter finds as likely as the median real pair it
+never trained on (the "trained model's likelihood" score, as a filter); gold + only the drafts
+whose instruction-following difficulty (IFD) is within that of real pairs; gold twice + the drafts
+(the drafts' share of the steps halved); gold + the drafts with as many passes over gold as gold
+only had (more steps). ``--no-repeat-ngram N`` also scores every row's greedy outputs decoded with
 no N-gram repeated (the small model's greedy outputs otherwise loop).
 """
 
@@ -77,19 +79,19 @@ def write_jsonl(path: Path, pairs: list[dict[str, str]]) -> Path:
 
 
 def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namespace, work: Path,
-                  keep_model: bool = False) -> dict[str, object]:
+                  keep_model: bool = False, steps: int = 0) -> dict[str, object]:
     """One adapter trained on ``records`` and scored on ``heldout``; with ``--no-repeat-ngram`` the greedy
     outputs are also scored a second time with that n-gram block (``chrf_blocked``, ``rouge_l_blocked``)."""
     started = time.monotonic()
     out = work / f"adapter-{name}"
-    result = train_on_pairs(records, args.base_model, out, max_steps=args.steps, batch_size=args.batch,
+    result = train_on_pairs(records, args.base_model, out, max_steps=steps or args.steps, batch_size=args.batch,
                             learning_rate=args.lr, max_length=args.max_length, seed=args.seed_offset,
                             lora=LoraSettings(r=16, alpha=32, dropout=0.05))
     model, tok = load_adapter(args.base_model, out)
     nll = score_pairs(model, tok, heldout, name, generate=False).nll
     asked = heldout[:args.generate]
     gen = score_pairs(model, tok, asked, name, max_new_tokens=args.max_new_tokens) if args.generate else None
-    row: dict[str, object] = {"rows": len(records), "nll": nll, "chrf": gen.chrf if gen else [],
+    row: dict[str, object] = {"rows": len(records), "steps": steps or args.steps, "nll": nll, "chrf": gen.chrf if gen else [],
                               "rouge_l": gen.rouge_l if gen else [], "outputs": gen.outputs[:3] if gen else [],
                               "train_loss": result.train_loss}
     if gen and args.no_repeat_ngram:
@@ -168,29 +170,67 @@ def likely_drafts(model_tok: tuple, accepted: list, real: list, quantile: float)
     return [r for r, x in zip(accepted, nll) if x <= ceiling], ceiling
 
 
+def ifd(model_tok: tuple, pairs: list) -> list[float]:
+    """Instruction-following difficulty (Li et al. 2024, "From Quantity to Quality", arXiv 2308.12032):
+    the response's NLL given its prompt over its NLL with an empty prompt. Near or above 1, the
+    prompt does not explain the response: the pair does not hang together."""
+    from dataclasses import replace
+
+    model, tok = model_tok
+    given = reference_nll(model, tok, pairs)
+    alone = reference_nll(model, tok, [replace(r, text="") for r in pairs])
+    return [g / a if a > 0 else float("inf") for g, a in zip(given, alone)]
+
+
+def coherent_drafts(model_tok: tuple, accepted: list, real: list, quantile: float) -> tuple[list, float]:
+    """The accepted drafts whose IFD under the gold-only adapter is at most the ``quantile`` of the
+    IFD of real pairs it never trained on. Returns (kept drafts, the IFD ceiling)."""
+    ceiling = float(np.quantile(ifd(model_tok, real), quantile))
+    return [r for r, x in zip(accepted, ifd(model_tok, accepted)) if x <= ceiling], ceiling
+
+
+LEVERS = ("likely", "ifd", "gold2", "epochs")
+
+
 def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path) -> dict[str, object]:
-    """Every training set of one drafted seed, each trained with the same steps and scored on its held-out pairs."""
+    """Every training set of one drafted seed, each trained with the same steps (``epochs``: the
+    same passes over gold) and scored on its held-out pairs."""
     if args.threads:
         torch.set_num_threads(args.threads)
     sets = drafted["sets"]                                                                # type: ignore[index]
     gold, accepted, held = (_records_of(sets[k]) for k in ("gold", "accepted", "heldout"))  # type: ignore[index]
+    real = _records_of(sets["judge"])                                                     # type: ignore[index]
     work.mkdir(parents=True, exist_ok=True)
-    rows = {"gold_only": fit_and_score("gold-only", gold, held, args, work, keep_model=args.levers)}
+    levers = set(args.levers)
+    rows = {"gold_only": fit_and_score("gold-only", gold, held, args, work, keep_model=bool(levers & {"likely", "ifd"}))}
     gold_model = rows["gold_only"].pop("_model", None)
+    figures: dict[str, object] = {}
+    picked: dict[str, list] = {}
+    if "likely" in levers:
+        picked["likely_synthetic"], ceiling = likely_drafts(gold_model, accepted, real, args.likely_quantile)
+        figures["likely_drafts"] = {"kept": len(picked["likely_synthetic"]), "of": len(accepted),
+                                    "nll_ceiling": round(ceiling, 4)}
+    if "ifd" in levers:
+        picked["coherent_synthetic"], ceiling = coherent_drafts(gold_model, accepted, real, args.ifd_quantile)
+        figures["coherent_drafts"] = {"kept": len(picked["coherent_synthetic"]), "of": len(accepted),
+                                      "ifd_ceiling": round(ceiling, 4)}
+    gold_model = None                                                                   # done with it
     rows["with_synthetic"] = fit_and_score("gold+synthetic", gold + accepted, held, args, work)
-    levers: dict[str, object] = {}
-    if args.levers:
-        kept, ceiling = likely_drafts(gold_model, accepted, _records_of(sets["judge"]), args.likely_quantile)  # type: ignore[index]
-        gold_model = None                                                           # done with it
-        levers["likely_drafts"] = {"kept": len(kept), "of": len(accepted), "nll_ceiling": round(ceiling, 4)}
-        rows["likely_synthetic"] = fit_and_score("gold+likely-synthetic", gold + kept, held, args, work)
+    for row, kept in picked.items():
+        rows[row] = fit_and_score(row.replace("_", "-"), gold + kept, held, args, work)
+    if "gold2" in levers:
         # with the same steps, gold twice is gold seen as often as before: the drafts' share halves
         rows["gold_twice_synthetic"] = fit_and_score("gold-x2+synthetic", gold + gold + accepted, held, args, work)
+    if "epochs" in levers:
+        # as many passes over gold as gold only had: the drafts are added, not swapped for gold steps
+        same = round(args.steps * (len(gold) + len(accepted)) / len(gold))
+        rows["same_epochs_synthetic"] = fit_and_score("gold+synthetic-same-epochs", gold + accepted, held, args, work,
+                                                      steps=same)
     rows["full"] = fit_and_score("all-real", _records_of(sets["full"]), held, args, work)   # type: ignore[index]
     print(f"seed {drafted['seed']} done: " + json.dumps({k: round(statistics.mean(v["nll"]), 4) for k, v in rows.items()}),
           file=sys.stderr, flush=True)
     return {k: v for k, v in drafted.items() if k != "sets"} | {
-        "rows": rows, "levers": levers, "sizes": {k: len(v) for k, v in sets.items()}}          # type: ignore[union-attr]
+        "rows": rows, "levers": figures, "sizes": {k: len(v) for k, v in sets.items()}}          # type: ignore[union-attr]
 
 
 def _train_seed_job(job: tuple) -> dict[str, object]:
@@ -233,15 +273,20 @@ def main() -> None:
                         help="Train and score the seeds an earlier --export wrote (no drafting).")
     parser.add_argument("--parallel", type=int, default=1,
                         help="Seeds trained at once, one process each (a GPU has room for several).")
-    parser.add_argument("--levers", action="store_true",
-                        help="Also train: gold + the accepted drafts the gold-only adapter finds likely; gold twice + "
-                             "drafts (the drafts' share halved).")
+    parser.add_argument("--levers", type=lambda v: [x for x in v.split(",") if x], default=[],
+                        help="Comma-separated extra rows: likely (gold + the accepted drafts the gold-only adapter "
+                             "finds likely), ifd (gold + the drafts whose prompt explains their response), gold2 "
+                             "(gold twice + drafts), epochs (gold + drafts with as many passes over gold as gold only).")
+    parser.add_argument("--ifd-quantile", type=float, default=0.9,
+                        help="--levers ifd: a draft is kept when its IFD is at most this quantile of real pairs' IFD.")
     parser.add_argument("--likely-quantile", type=float, default=0.5,
                         help="--levers: a draft is kept when its response NLL under the gold-only adapter is at most "
                              "this quantile of the NLL of real pairs it never trained on.")
     parser.add_argument("--no-repeat-ngram", type=int, default=0,
                         help="Also score greedy outputs decoded with this n-gram repeat block (0: off).")
     args = parser.parse_args()
+    if set(args.levers) - set(LEVERS):
+        parser.error(f"--levers: unknown {sorted(set(args.levers) - set(LEVERS))}; choose from {', '.join(LEVERS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.monotonic()
@@ -275,7 +320,8 @@ def main() -> None:
         return statistics.mean(statistics.mean(r["rows"][row][key]) for r in runs)          # type: ignore[index]
 
     names = {"gold_only": "gold only", "with_synthetic": "gold + accepted synthetic",
-             "likely_synthetic": "gold + the likely drafts", "gold_twice_synthetic": "gold x2 + synthetic",
+             "likely_synthetic": "gold + the likely drafts", "coherent_synthetic": "gold + drafts by IFD",
+             "gold_twice_synthetic": "gold x2 + synthetic", "same_epochs_synthetic": "gold + synthetic, same epochs",
              "full": "all real training pairs"}
     present = [row for row in names if all(row in r["rows"] for r in runs)]                  # type: ignore[operator]
     nll = {row: [statistics.mean(r["rows"][row]["nll"]) for r in runs] for row in present}  # type: ignore[index]
@@ -304,12 +350,15 @@ def main() -> None:
     print("NLL lift (gold only - with synthetic) per seed: " + ", ".join(f"{x:+.4f}" for x in lift))
     print(f"share of the gold-only -> all-real NLL gap closed: {statistics.mean(gaps):.1%}")
     lever_figures: dict[str, object] = {}
-    for row, base in (("likely_synthetic", "gold_only"), ("gold_twice_synthetic", "gold_only")):
+    for row, base in (("likely_synthetic", "gold_only"), ("coherent_synthetic", "gold_only"),
+                      ("gold_twice_synthetic", "gold_only"), ("same_epochs_synthetic", "gold_only")):
         if row in nll:
             lifts = [g - s for g, s in zip(nll[base], nll[row])]
             lever_figures[f"nll_lift_{row}_mean"] = round(statistics.mean(lifts), 4)
             lever_figures[f"nll_seeds_with_lift_{row}"] = sum(x > 0 for x in lifts)
             print(f"NLL lift, {names[row]} against {names[base]}, per seed: " + ", ".join(f"{x:+.4f}" for x in lifts))
+            if args.generate:
+                lever_figures[f"chrf_lift_{row}_mean"] = round(mean("chrf", row) - mean("chrf", "gold_only"), 4)
     if blocked:
         lever_figures["chrf_blocked_lift_mean"] = round(mean("chrf_blocked", "with_synthetic")
                                                         - mean("chrf_blocked", "gold_only"), 4)

@@ -66,8 +66,9 @@ def test_sft_on_pairs_lowers_their_reference_nll(tiny: str, tmp_path: Path) -> N
     assert len(after.outputs) == 4 and len(after.chrf) == 4 and all(0 <= x <= 1 for x in after.rouge_l)
 
 
-def test_batched_greedy_outputs_match_one_at_a_time_and_the_ngram_block_holds(tmp_path: Path) -> None:
-    """Left-padded batches give each prompt the output it gets alone; a 2-gram block leaves no
+def test_batched_greedy_outputs_and_nll_match_one_at_a_time_and_the_ngram_block_holds(tmp_path: Path) -> None:
+    """Left-padded batches give each prompt the output it gets alone, right-padded ones the
+    reference NLL it gets alone; a 2-gram block leaves no
     2-gram of output tokens repeated."""
     import torch
 
@@ -80,6 +81,8 @@ def test_batched_greedy_outputs_match_one_at_a_time_and_the_ngram_block_holds(tm
     alone = greedy_outputs(model, tok, records, 12, batch_size=1)
     assert len(set(alone)) >= 2
     assert greedy_outputs(model, tok, records, 12, batch_size=4) == alone
+    alone_nll = reference_nll(model, tok, records, batch_size=1)       # right-padded NLL batches agree too
+    assert reference_nll(model, tok, records, batch_size=4) == pytest.approx(alone_nll, abs=1e-4)
     for text in greedy_outputs(model, tok, records, 12, batch_size=4, no_repeat_ngram_size=2):
         ids = tok(text, add_special_tokens=False).input_ids
         grams = list(zip(ids, ids[1:]))

@@ -46,24 +46,34 @@ def _prompt_ids(tokenizer: Any, record: Record) -> list[int]:
     return tokenizer(text, add_special_tokens=False).input_ids
 
 
-def reference_nll(model: Any, tokenizer: Any, records: Sequence[Record], max_length: int = 1024) -> list[float]:
+def reference_nll(model: Any, tokenizer: Any, records: Sequence[Record], max_length: int = 1024, *,
+                  batch_size: int = 8) -> list[float]:
     """Per pair, the mean negative log-likelihood (nats per token) of its response given its prompt;
-    the response is followed by the end-of-turn token, as the model was taught to stop."""
+    the response is followed by the end-of-turn token, as the model was taught to stop. Pairs are
+    scored ``batch_size`` at a time, right-padded (the padding is masked and never scored)."""
     import torch
 
     model.eval()
     device = _device(model)
+    rows = []
+    for rec in records:
+        prompt = _prompt_ids(tokenizer, rec)
+        answer = tokenizer(rec.response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        ids = (prompt + answer)[-max_length:]
+        rows.append((ids, min(len(answer), len(ids) - 1)))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = []
     with torch.no_grad():
-        for rec in records:
-            prompt = _prompt_ids(tokenizer, rec)
-            answer = tokenizer(rec.response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-            ids = (prompt + answer)[-max_length:]
-            n_answer = min(len(answer), len(ids) - 1)
-            logits = model(torch.tensor([ids], device=device)).logits[0, :-1].float()
-            target = torch.tensor(ids[1:], device=device)
-            losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")
-            out.append(float(losses[-n_answer:].mean()))
+        for start in range(0, len(rows), max(1, batch_size)):
+            chunk = rows[start:start + max(1, batch_size)]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in chunk], device=device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in chunk], device=device)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+            for row, (seq, n_answer) in enumerate(chunk):
+                end = len(seq) - 1                       # the last scored position of this row
+                out.append(float(losses[row, end - n_answer:end].mean()))
     return out
 
 
