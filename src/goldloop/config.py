@@ -22,6 +22,7 @@ import tomli_w
 
 from ._config_fields import build_section, setting as _f, suggest
 from ._config_flywheel import SuggestConfig, SyntheticConfig
+from ._config_policy import PolicyConfig
 from .errors import ConfigError
 
 CONFIG_FILE = "goldloop.toml"
@@ -363,23 +364,6 @@ class LoopConfig:
     budget_window: int = _f(0, "Rounds whose lift per decision sets the next split: their lifts and decisions are "
                                "summed, so one noisy round does not swing it. 0: every budgeted round so far; 1: the "
                                "last round only.", minimum=0)
-
-
-@dataclass
-class PolicyConfig:
-    use_case: str = _f("", "Name of the use case these rules govern (default: [project] name). Sign-offs are "
-                           "given for a use case.")
-    max_synthetic_share: float = _f(0.8, "Largest share of a training snapshot that may be synthetic or edited "
-                                         "rows (1.0: no limit).", minimum=0.0, maximum=1.0)
-    review_required: str = _f("none", "Human review of synthetic rows before training: `none`, `all` (every "
-                                      "synthetic row accepted or edited by a reviewer) or `sampled` (at least "
-                                      "review_sample_rate of them).", choices=("none", "all", "sampled"))
-    review_sample_rate: float = _f(0.1, "Share of synthetic rows a reviewer must have accepted or edited when "
-                                        "review_required = \"sampled\".", minimum=0.0, maximum=1.0)
-    signoff_required: bool = _f(False, "Whether an approver must sign a snapshot off for this use case before it "
-                                       "is exported or used by `goldloop train` (for regulated use cases).")
-    min_gold_per_label: int = _f(1, "Fewest real gold rows each label must have in a training snapshot.",
-                                 minimum=0)
 
 
 @dataclass

@@ -16,6 +16,12 @@ Rules:
 - ``max_synthetic_share``: synthetic and edited rows are at most this share of the rows.
 - ``human_review``: synthetic rows were accepted by a reviewer (``all``), or at least a sampled
   share of them was (``sampled``); rows a reviewer edited count as reviewed.
+- ``gold_only_labels``: no synthetic, edited or machine-labelled row has one of these labels
+  (e.g. red-line decisions, whose training rows must be real).
+- ``max_source_class_share``: each source class (:mod:`goldloop.sources`: llm, simulator,
+  external) is at most its ``[policy] max_<class>_share`` of the rows.
+- ``external_license``: every row from a public source was ingested with a licence (when
+  ``[policy] external_license_required``).
 - ``signoff``: an approver signed the snapshot off for this use case (checked at export and by
   ``goldloop train``, which make models or data for use; a round's held-out evaluation, which
   only judges the round, does not need it, and a snapshot must exist before it can be signed).
@@ -35,14 +41,16 @@ from typing import Any
 from .config import CONFIG_FILE, Config
 from .errors import GoldloopError
 from .lineage import ancestry
-from .records import Record, Snapshot, text_hash
+from .records import Record, Snapshot, did_you_mean, text_hash
 from .review import review_states
+from .sources import class_counts, source_class
 from .store import Store
 
 STAGES = ("snapshot", "evaluate", "export", "train")
+CAPPED_CLASSES = ("llm", "simulator", "external")
 UNOVERRIDABLE = ("heldout_isolation", "no_synthetic_only")
-RULES = ("heldout_isolation", "no_synthetic_only", "min_gold_per_label", "max_synthetic_share", "human_review",
-         "signoff")
+RULES = ("heldout_isolation", "no_synthetic_only", "min_gold_per_label", "max_synthetic_share", "gold_only_labels",
+         "max_source_class_share", "external_license", "human_review", "signoff")
 
 
 class PolicyError(GoldloopError):
@@ -109,6 +117,14 @@ def check(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
         f"{pol.max_synthetic_share:.0%}" + ("" if share <= pol.max_synthetic_share + 1e-12 else
                                            ". Add gold data or keep fewer synthetic rows."),
         {"synthetic": len(made), "rows": total, "share": round(share, 4), "limit": pol.max_synthetic_share}))
+
+    if pol.gold_only_labels:
+        results.append(_gold_only(pol.gold_only_labels, labels, rows))
+    caps = {c: getattr(pol, f"max_{c}_share") for c in CAPPED_CLASSES}
+    if any(cap < 1.0 for cap in caps.values()):
+        results.append(_class_shares(caps, rows))
+    if pol.external_license_required:
+        results.append(_licences(rows))
 
     if pol.review_required != "none":
         results.append(_review(store, pol.review_required, pol.review_sample_rate, made))
@@ -216,6 +232,57 @@ def _isolation(store: Store, rows: list[Record]) -> PolicyResult:
         parts.append(f"{len(same_text)} row(s) repeat a held-out text (e.g. {same_text[0]})")
     return PolicyResult("heldout_isolation", False, "; ".join(parts) + ". Held-out data must never reach training.",
                         {"heldout_in_set": len(in_set), "heldout_seeded": len(seeded), "heldout_text": len(same_text)})
+
+
+def _gold_only(gold_only: list[str], labels: list[str], rows: list[Record]) -> PolicyResult:
+    """Rows of the gold-only labels must be real; a name the project does not know is a failure too,
+    so that a misspelt red line never goes silently unguarded."""
+    unknown = [lab for lab in gold_only if lab not in labels]
+    bad = [r for r in rows if r.label in set(gold_only) and not r.real]
+    per = Counter(r.label for r in bad)
+    parts = []
+    if bad:
+        parts.append(f"{len(bad)} synthetic, edited or machine-labelled row(s) of gold-only label(s) "
+                     + ", ".join(f"{lab!r} ({n})" for lab, n in sorted(per.items()))
+                     + f" (e.g. {bad[0].id}); [policy] gold_only_labels says their training rows must be real")
+    if unknown:
+        hints = [f"{lab!r}" + (f" (did you mean {hint!r}?)" if (hint := did_you_mean(lab, labels)) else "")
+                 for lab in unknown]
+        parts.append(f"[policy] gold_only_labels names label(s) the project does not have: {', '.join(hints)}")
+    return PolicyResult(
+        "gold_only_labels", not parts,
+        "; ".join(parts) + "." + (" Reject those rows." if bad else "") + (" Fix the setting." if unknown else "")
+        if parts else
+        f"every row of {', '.join(repr(lab) for lab in gold_only)} is real",
+        {"labels": list(gold_only), "refused": len(bad), "by_label": dict(per), "unknown": unknown})
+
+
+def _class_shares(caps: dict[str, float], rows: list[Record]) -> PolicyResult:
+    counts = class_counts(rows)
+    total = len(rows)
+    shares = {c: (counts[c] / total if total else 0.0) for c in caps}
+    over = {c: s for c, s in shares.items() if s > caps[c] + 1e-12}
+    described = [f"{c} rows are {shares[c]:.1%} ({counts[c]} of {total}); the limit is {caps[c]:.0%}"
+                 for c in caps if caps[c] < 1.0]
+    message = ("; ".join(described) if not over else
+               "; ".join(f"{c} rows are {shares[c]:.1%} ({counts[c]} of {total}), over the limit of {caps[c]:.0%} "
+                         f"([policy] max_{c}_share)" for c in over) + ". Keep fewer of them or add first-party rows.")
+    return PolicyResult("max_source_class_share", not over, message,
+                        {"rows": total, "counts": counts, "shares": {c: round(v, 4) for c, v in shares.items()},
+                         "limits": caps})
+
+
+def _licences(rows: list[Record]) -> PolicyResult:
+    external = [r for r in rows if source_class(r) == "external"]
+    missing = [r for r in external if not r.provenance.params.get("license")]
+    cites = sorted({str(r.provenance.params.get("citation", "")) for r in missing})
+    return PolicyResult(
+        "external_license", not missing,
+        (f"all {len(external)} rows from public sources carry a licence" if not missing else
+         f"{len(missing)} of {len(external)} rows from public sources have no licence (e.g. {missing[0].id}, "
+         f"from {', '.join(cites[:3])}); [policy] external_license_required refuses them. Ingest the source "
+         "again with --license, or leave it out."),
+        {"external": len(external), "without_license": len(missing), "citations": cites})
 
 
 def _review(store: Store, mode: str, rate: float, made: list[Record]) -> PolicyResult:

@@ -28,6 +28,7 @@ from . import _ingest_checks as checks
 from .config import Config
 from .errors import IngestError
 from .records import Record, normalize_text, text_hash
+from .sources import SourceInfo
 from .store import IngestRow, Store
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -264,9 +265,13 @@ def _check_row(loc: str, row: _Row, cfg: Config, text_col: str, label_col: str |
 
 def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str | None = None,
                 label_column: str | None = None, split: str = "auto", prompt_column: str | None = None,
-                response_column: str | None = None, messages_column: str | None = None) -> IngestReport:
+                response_column: str | None = None, messages_column: str | None = None,
+                source: SourceInfo | None = None) -> IngestReport:
     """Validate and ingest one file of gold data; all or nothing. For ``[project] task =
     "generate"`` the rows are prompt → response pairs (see :mod:`goldloop.ingest_pairs`).
+
+    ``source``: the file's source class (:mod:`goldloop.sources`; default first-party), and for a
+    public source its citation and licence, stored on every record it adds.
 
     ``split``: ``auto`` sets a stratified, seeded share aside as held-out real data; ``train`` or
     ``heldout`` puts every row of the file in that split (e.g. an official test set); ``pool``
@@ -284,7 +289,7 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
         from .ingest_pairs import ingest_pairs
 
         return ingest_pairs(store, cfg, path, prompt_column=prompt_column, response_column=response_column,
-                            messages_column=messages_column, split=split)
+                            messages_column=messages_column, split=split, source=source)
     if prompt_column or response_column or messages_column:
         raise IngestError("--prompt-column, --response-column and --messages-column map generate projects; this "
                           "project's [project] task is classify: map texts with --text-column and --label-column")
@@ -293,8 +298,10 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
     text_col = text_column or cfg.ingest.text_column
     label_col = None if split == "pool" else (label_column or cfg.ingest.label_column)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    source = source or SourceInfo()
     batch = hashlib.sha256(json.dumps([digest, text_col, label_col, split, cfg.ingest.normalize,
-                                       cfg.ingest.heldout_fraction, cfg.project.seed]).encode()).hexdigest()[:16]
+                                       cfg.ingest.heldout_fraction, cfg.project.seed]
+                                      + ([source.params()] if source.params() else [])).encode()).hexdigest()[:16]
     report = IngestReport(source=path.name, batch=batch)
     if store.ingest_rows(batch):
         report.already_ingested = True
@@ -349,6 +356,7 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
             rec = Record.pool(text, source=f"{path.name} {row.where}")
         else:
             rec = Record.gold(text, label, which, source=f"{path.name} {row.where}")
+        rec = source.apply(rec)
         records.append(rec)
         record_of_row[row.number] = rec.id
         log.append(IngestRow(batch, path.name, row.number, rec.id, "added",
@@ -360,7 +368,7 @@ def ingest_file(store: Store, cfg: Config, path: Path | str, *, text_column: str
         store.add_records(records)
         store.add_ingest_rows(log)
         store.log_event("ingest", {"source": path.name, "batch": batch, "rows": len(rows),
-                                   "added": len(records), "split": split})
+                                   "added": len(records), "split": split, **source.params()})
     report.rows = len(rows)
     report.added = len(records)
     report.duplicates = len(rows) - len(records)

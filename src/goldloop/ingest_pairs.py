@@ -26,6 +26,7 @@ from .config import Config
 from .errors import IngestError
 from .ingest import _MISSING, Column, IngestReport, _Row, read_rows
 from .records import Record, normalize_text, pair_normalize_mode, text_hash
+from .sources import SourceInfo
 from .store import IngestRow, Store
 
 PARTS = ("prompt", "response", "system", "context")
@@ -132,8 +133,9 @@ def check_pairs(path_name: str, rows: Sequence[_Row], cfg: Config,
 
 def ingest_pairs(store: Store, cfg: Config, path, *, prompt_column: str | None = None,
                  response_column: str | None = None, messages_column: str | None = None,
-                 split: str = "auto") -> IngestReport:
-    """Validate and ingest one file of real prompt → response pairs; all or nothing."""
+                 split: str = "auto", source: SourceInfo | None = None) -> IngestReport:
+    """Validate and ingest one file of real prompt → response pairs; all or nothing. ``source``:
+    the file's source class, citation and licence (:mod:`goldloop.sources`)."""
     from pathlib import Path
 
     path = Path(path)
@@ -147,7 +149,8 @@ def ingest_pairs(store: Store, cfg: Config, path, *, prompt_column: str | None =
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     batch = hashlib.sha256(json.dumps(["pairs", digest, {f: c.name for f, c in columns.items()}, split,
                                        cfg.ingest.normalize, cfg.ingest.heldout_fraction, cfg.project.seed,
-                                       cfg.filter.near_dup_threshold]).encode()).hexdigest()[:16]
+                                       cfg.filter.near_dup_threshold]
+                                      + ([source.params()] if source and source.params() else [])).encode()).hexdigest()[:16]
     report = IngestReport(source=path.name, batch=batch)
     if store.ingest_rows(batch):
         report.already_ingested = True
@@ -188,14 +191,14 @@ def ingest_pairs(store: Store, cfg: Config, path, *, prompt_column: str | None =
                                  f"{clash[1]} (a pair sharing a prompt or response with the other split would "
                                  "leak held-out data; the row is not stored)"))
             continue
-        rec = pair.record(which, f"{path.name} {pair.row.where}")
+        rec = (source or SourceInfo()).apply(pair.record(which, f"{path.name} {pair.row.where}"))
         records.append(rec)
         log.append(IngestRow(batch, path.name, pair.row.number, rec.id, "added", f"gold/{which}"))
     with store.transaction():
         store.add_records(records)
         store.add_ingest_rows(sorted(log, key=lambda r: r.row))
         store.log_event("ingest", {"source": path.name, "batch": batch, "rows": len(rows), "added": len(records),
-                                   "split": split, "task": "generate"})
+                                   "split": split, "task": "generate", **(source.params() if source else {})})
     report.rows, report.added = len(rows), len(records)
     report.duplicates = len(rows) - len(records)
     for rec in records:

@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import GoldloopError
 from .records import Record
+from .sources import source_class
 from .store import Store
 
 ID_LENGTH = 32        # records.content_hash: the first 32 hex digits of a SHA-256
@@ -72,7 +73,8 @@ def lineage(store: Store, record: Record) -> dict[str, Any]:
     snapshots = store.snapshots_with(record.id)
     node: dict[str, Any] = {
         "id": record.id, "origin": record.origin, "split": record.split, "label": record.label,
-        "text": record.text, "round": record.round,
+        "text": record.text, "round": record.round, "source_class": source_class(record),
+        **({k: prov.params[k] for k in ("citation", "license") if k in prov.params}),
         **({"response": record.response, "system": record.system, "context": record.context} if record.is_pair else {}),
         "provenance": {"strategy": prov.strategy, "backend": prov.backend, "model": prov.model,
                        "params": prov.params, "template_hash": prov.template_hash,

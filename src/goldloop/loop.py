@@ -35,7 +35,8 @@ from .llm import LLM, make_llm
 from .plan import Plan, make_plan, plan_path, read_plan, write_plan
 from .records import SELF_TRAIN, Record, Snapshot
 from .report import write_loop_report, write_report
-from .snapshot import OVER_SHARE, build_snapshot, derived_snapshot, self_training_of_round, within_synthetic_share
+from .snapshot import (GOLD_ONLY, OVER_SHARE, build_snapshot, derived_snapshot, self_training_of_round,
+                       within_synthetic_share, without_gold_only)
 from .store import RoundInfo, Store
 
 if TYPE_CHECKING:
@@ -235,20 +236,23 @@ def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carrie
     """The round's snapshot plus the rows carried from the last kept training set (content-addressed,
     checked against [policy] like any other snapshot). Carried self-training rows are left behind:
     the round's own, labelled by the newer model, replace them."""
-    carried = [r for r in carried if r.provenance.strategy != SELF_TRAIN]
+    carried, refused = without_gold_only([r for r in carried if r.provenance.strategy != SELF_TRAIN], cfg)
     if not carried:
         return round_snap
     ids = set(round_snap.record_ids) | {r.id for r in carried}
     rows = [r for r in store.records(ids=sorted(ids)) if r.provenance.strategy != SELF_TRAIN]
     # the round's self-training rows fit the policy again on the merged set: the carried real rows
     # make room for some the round's own snapshot had to leave out
-    machine, over = within_synthetic_share(rows, self_training_of_round(store, cfg, round_snap.round),
-                                           cfg.policy.max_synthetic_share, cfg.suggest.self_training_keep)
+    machine, _ = without_gold_only(self_training_of_round(store, cfg, round_snap.round), cfg)
+    machine, over = within_synthetic_share(rows, machine, cfg.policy.max_synthetic_share,
+                                           cfg.suggest.self_training_keep)
     records = rows + machine
     ids = {r.id for r in records}
     m = round_snap.manifest
     excluded = {k: v for k, v in (m.get("excluded") or {}).items() if k != OVER_SHARE}
     excluded |= {OVER_SHARE: over} if over else {}
+    if refused:                                 # carried from a round before the label became gold-only
+        excluded[GOLD_ONLY] = excluded.get(GOLD_ONLY, 0) + refused
     kept = kept_snapshot(store)
     before = kept.manifest if kept is not None else {}
     return derived_snapshot(store, cfg, round_snap, records, f"loop-round-{round_snap.round}", {

@@ -186,6 +186,8 @@ def make_plan(analysis: Analysis, cfg: Config) -> Plan:
             details[("paraphrase.v1", label, "")] = (f"thin: {f.gold_train} gold-train records (fewer than "
                                                      f"{lc.thin_label_size})", "", ())
 
+    red = set(cfg.policy.gold_only_labels)          # their training rows must be real: no drafts for them
+    candidates = {k: {key: w for key, w in v.items() if key[0] not in red} for k, v in candidates.items()}
     shares = {"targeted.v1": lc.share_targeted, "edge_case.v1": lc.share_edge_case,
               "paraphrase.v1": lc.share_paraphrase}
     budget = allocate(lc.candidates_per_round, {k: v for k, v in shares.items() if candidates[k]})

@@ -98,6 +98,14 @@ REAL_ORIGINS = frozenset({"gold", "pool"})
 #: Strategy names of pool records: ingested unlabelled, a model's suggested label, a reviewer's correction.
 POOL_INGEST, SUGGEST, CORRECT, SELF_TRAIN = "ingest", "suggest.v1", "correct", "self_train.v1"
 
+#: Provenance ``params`` keys of a record's source class (see :mod:`goldloop.sources`); rows made
+#: from a pool record (suggestions, corrections, self-training rows) carry them on.
+SOURCE_KEYS = ("source_class", "citation", "license")
+
+
+def _source_of(parent: "Record") -> dict[str, Any]:
+    return {k: parent.provenance.params[k] for k in SOURCE_KEYS if k in parent.provenance.params}
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -199,7 +207,8 @@ class Record:
     def suggested(cls, parent: "Record", label: str, model: str, params: dict[str, Any], round: int) -> "Record":
         """A pool record's text under the label ``model`` suggests, for a reviewer to confirm or correct."""
         prov = Provenance(parents=(parent.id,), strategy=SUGGEST, backend="classifier", model=model,
-                          params=params, round=round, source=f"suggested label for {parent.id}", created_at=now())
+                          params={**params, **_source_of(parent)}, round=round,
+                          source=f"suggested label for {parent.id}", created_at=now())
         return cls(id=content_hash("suggested", parent.id, label, round), text=parent.text, label=label,
                    origin="pool", split=None, provenance=prov, round=round)
 
@@ -208,7 +217,8 @@ class Record:
         """A pool record under a label the model is confident of and no reviewer answered:
         machine-labelled (self-training), so it counts as synthetic, never as real."""
         prov = Provenance(parents=(parent.id,), strategy=SELF_TRAIN, backend="classifier", model=model,
-                          params=params, round=round, source=f"self-training label for {parent.id}", created_at=now())
+                          params={**params, **_source_of(parent)}, round=round,
+                          source=f"self-training label for {parent.id}", created_at=now())
         return cls(id=content_hash("self-trained", parent.id, label, round), text=parent.text, label=label,
                    origin="pool", split=None, provenance=prov, round=round)
 
@@ -216,7 +226,8 @@ class Record:
     def corrected(cls, suggestion: "Record", label: str, reviewer: str, round: int) -> "Record":
         """A suggestion's real text under the label a reviewer gave instead: still a real row."""
         prov = Provenance(parents=(suggestion.id,), strategy=CORRECT, backend="human", reviewer=reviewer,
-                          round=round, source=f"label correction of {suggestion.id}", created_at=now())
+                          params=_source_of(suggestion), round=round, source=f"label correction of {suggestion.id}",
+                          created_at=now())
         return cls(id=content_hash("corrected", suggestion.text, label, suggestion.id), text=suggestion.text,
                    label=label, origin="pool", split=None, provenance=prov, round=round)
 

@@ -20,6 +20,7 @@ from .filters import REVIEW_GATE, passing
 from .governance import enforce
 from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now
 from .review import review_states, suggestions
+from .sources import citations_of, class_counts
 from .store import Store
 
 GATE = REVIEW_GATE
@@ -83,8 +84,12 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
             gate_verdicts.append(Verdict(rec.id, GATE, False, None, "a suggested label trains only once a "
                                          "reviewer confirms or corrects it", number))
     chosen += store.records(ids=edited_ids)
-    machine, over = within_synthetic_share(chosen, self_training_of_round(store, cfg, number),
-                                           cfg.policy.max_synthetic_share, cfg.suggest.self_training_keep)
+    chosen, refused = without_gold_only(chosen, cfg)
+    machine, refused_machine = without_gold_only(self_training_of_round(store, cfg, number), cfg)
+    if refused + refused_machine:
+        excluded[GOLD_ONLY] += refused + refused_machine
+    machine, over = within_synthetic_share(chosen, machine, cfg.policy.max_synthetic_share,
+                                           cfg.suggest.self_training_keep)
     if over:
         excluded[OVER_SHARE] += over
     chosen += machine
@@ -104,6 +109,20 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,
                     record_ids=tuple(ids), manifest=manifest, created_at=now())
     return store_snapshot(store, cfg, snap, chosen, gate_verdicts)
+
+
+#: Why a row of a gold-only label was left out of a training set.
+GOLD_ONLY = "synthetic, edited or machine-labelled row of a [policy] gold_only_labels label"
+
+
+def without_gold_only(rows: list[Record], cfg: Config) -> tuple[list[Record], int]:
+    """``rows`` less the synthetic, edited and machine-labelled ones of a ``[policy]
+    gold_only_labels`` label (whose training rows must be real), and how many those were."""
+    red = set(cfg.policy.gold_only_labels)
+    if not red:
+        return rows, 0
+    kept = [r for r in rows if r.real or r.label not in red]
+    return kept, len(rows) - len(kept)
 
 
 #: Why a self-training row was left out of a training set.
@@ -211,6 +230,8 @@ def describe(records: list[Record], number: int, candidates: int, excluded: dict
                                  if r.origin == "synthetic")),
         "by_round": {str(k): v for k, v in sorted(Counter(r.round for r in records if r.origin != "gold").items())},
         "by_label": dict(sorted(Counter(r.label for r in records).items())),
+        "by_source_class": class_counts(records),
+        "citations": citations_of(records),
         "by_reviewer": reviewers,
         "synthetic_share": round(len(made) / len(records), 4) if records else 0.0,
         "candidates": candidates,

@@ -269,7 +269,9 @@ def self_training_rows(cfg: Config, number: int, candidates: Sequence[Record], p
     if not s.self_training or s.self_training_max <= 0 or len(proba) == 0:
         return []
     confidence = proba.max(axis=1)
+    red = set(cfg.policy.gold_only_labels)          # machine labels never train those
     order = [int(i) for i in np.argsort(-confidence, kind="stable")
-             if confidence[i] >= s.self_training_confidence][:s.self_training_max]
+             if confidence[i] >= s.self_training_confidence and labels[int(np.argmax(proba[i]))] not in red]
+    order = order[:s.self_training_max]
     return [Record.self_trained(candidates[i], labels[int(np.argmax(proba[i]))], model,
                                 {"confidence": round(float(confidence[i]), 4)}, number) for i in order]

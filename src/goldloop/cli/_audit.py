@@ -69,10 +69,21 @@ def _print_lineage(node: dict[str, Any], depth: int = 0) -> None:
     out.print(f"{pad}  {'prompt' if pair else 'text'}: {escape(node['text'][:200])}")
     if pair:
         out.print(f"{pad}  response: {escape(node['response'][:200])}")
+    source = node.get("source_class", "")
+    if source == "external":
+        out.print(f"{pad}  source class: external, {escape(node.get('citation') or '(no citation)')}, licence "
+                  f"{escape(node.get('license') or '(none given)')}")
+    elif source:
+        out.print(f"{pad}  source class: {escape(source)}")
     if node["origin"] == "gold":
         out.print(f"{pad}  gold from {escape(p['source'])}")
     elif node["origin"] == "edited":
         out.print(f"{pad}  edited by {escape(p['reviewer'] or p['source'])}")
+    elif node["origin"] == "pool":
+        kind = {"ingest": "real pool record from", "correct": "label corrected by"}.get(p["strategy"])
+        out.print(f"{pad}  {kind} {escape(p['source'] if p['strategy'] == 'ingest' else p['reviewer'])}" if kind else
+                  f"{pad}  {'machine label (self-training)' if p['strategy'] == 'self_train.v1' else 'label suggested'}"
+                  f" by {escape(p['backend'])}:{escape(p['model'])}")
     else:
         out.print(f"{pad}  drafted by {escape(p['backend'])}:{escape(p['model'])} with {escape(p['strategy'])} "
                   f"(template {p['template_hash'][:12]}, request {p['request_key'][:12]}, "

@@ -52,21 +52,36 @@ def init(project: Project, name: str | None, labels: str, task: str, force: bool
               help="auto: set a stratified, seeded share aside as held-out real data ([ingest] heldout_fraction); "
                    "train / heldout: the whole file goes to that split (e.g. an official test set); pool: real, "
                    "unlabelled records (no label column needed) whose labels `goldloop suggest` proposes.")
+@click.option("--source", "source_class", type=click.Choice(["first_party", "simulator", "external"]),
+              default="first_party", show_default=True,
+              help="Where the file's data comes from: the team's own records, a simulator, or a public source "
+                   "(then --cite and --license). Manifests, dataset cards and trace show it; [policy] caps each class.")
+@click.option("--cite", default=None,
+              help="--source external: where it was published: doi:10.NNNN/..., arXiv:NNNN.NNNNN, hf:owner/dataset "
+                   "or an http(s) URL.")
+@click.option("--license", "license_id", default=None,
+              help="--source external: the data's licence, an SPDX id such as CC-BY-4.0.")
 @pass_project
 @fail_cleanly
 def ingest(project: Project, file: Path, text_column: str | None, label_column: str | None,
-           prompt_column: str | None, response_column: str | None, messages_column: str | None, split: str) -> None:
+           prompt_column: str | None, response_column: str | None, messages_column: str | None, split: str,
+           source_class: str, cite: str | None, license_id: str | None) -> None:
     """Validate, normalise, dedup and store real human data (CSV, TSV, JSONL or Parquet): labelled texts,
     unlabelled ones (--split pool), or prompt -> response pairs ([project] task = "generate")."""
     from ..ingest import ingest_file
+    from ..sources import SourceInfo
 
+    source = SourceInfo.parse(source_class, cite, license_id)
     report = ingest_file(project.store, project.cfg, file, text_column=text_column, label_column=label_column,
                          split=split, prompt_column=prompt_column, response_column=response_column,
-                         messages_column=messages_column)
+                         messages_column=messages_column, source=source)
     if report.already_ingested:
         out.print(f"{file.name} was ingested before with the same settings (batch {report.batch}); nothing to do")
         return
     splits = ", ".join(f"{n} {s}" for s, n in sorted(report.by_split.items()))
+    if source.params():
+        out.print(f"source: {escape(source.source_class)}" + (f", {escape(source.citation)}" if source.citation else "")
+                  + (f", licence {escape(source.license)}" if source.license else ""))
     if project.cfg.project.task == "generate":
         out.print(f"{file.name}: {report.rows} rows, {report.added} pairs added ({splits}), {report.duplicates} "
                   "duplicates or held-out look-alikes recorded in the ingest log and skipped")

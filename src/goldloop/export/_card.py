@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..records import Record, Snapshot
+from ..sources import citations_of, class_counts
 from ._rows import FORMATS, METADATA_TYPE, ExportRows
 
 TRL_USE = {
@@ -171,6 +172,19 @@ def render_card(rows: ExportRows, snapshot: Snapshot, records: dict[str, Record]
     for key, title in (("origin", "origin"), ("strategy", "strategy"), ("model", "model"),
                        ("backend", "generator backend"), ("reviewer", "reviewer"), ("round", "round")):
         body += _table(title, counts[key]) + [""]
+
+    body += ["## Source classes", "",
+             "Where each record behind these rows came from: `first_party` (the team's own records), `llm` (drafted "
+             "by a language model, or a reviewer's edit of a draft), `simulator`, `external` (a public source, with "
+             "its citation and licence).", ""]
+    shown = list(records.values())
+    body += ["| class | records |", "|---|---|"] + [f"| {c} | {n} |" for c, n in class_counts(shown).items() if n]
+    cited = citations_of(shown)
+    if cited:
+        body += ["", "External sources:", ""] + [
+            f"- {_md(c['citation'])}: {c['rows']} records, licence {_md(c['license']) if c['license'] else '(none given)'}"
+            for c in cited]
+    body += [""]
 
     generators: dict[str, set[str]] = {}
     for sides in rows.sides:

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..config import Config
-from ..errors import Interrupted, StageError, require_classify
+from ..errors import ConfigError, Interrupted, StageError, require_classify
 from ..llm import LLM, CompletionRequest, CompletionResult, sampling_controls
 from ..progress import progress_bar
 from ..records import Provenance, Record, content_hash, normalize_text, now
@@ -85,9 +85,14 @@ def plan_requests(store: Store, cfg: Config, llm: LLM, round: int) -> list[Plann
     if not train:
         raise StageError("no gold training data yet; run `goldloop ingest FILE` first")
     by_label: dict[str, list[Record]] = {}
+    red = set(cfg.policy.gold_only_labels)          # their training rows must be real: no drafts for them
     for rec in train:
-        by_label.setdefault(rec.label, []).append(rec)
+        if rec.label not in red:
+            by_label.setdefault(rec.label, []).append(rec)
     g = cfg.generate
+    if "targeted.v1" in g.strategies and red & set(g.targets):
+        raise ConfigError(f"goldloop.toml: [generate] targets names {', '.join(map(repr, sorted(red & set(g.targets))))}, "
+                          "which [policy] gold_only_labels keeps free of drafts; aim targeted.v1 at other labels")
     rules = Rules.from_config(g)
     strategies = {name: get_strategy(name) for name in g.strategies}
     accepted = accepted_drafts(store, round) if any(s.reads_accepted for s in strategies.values()) else {}
