@@ -91,7 +91,7 @@ def test_an_external_row_without_a_licence_is_refused_when_the_policy_asks(proje
     with pytest.raises(PolicyError) as caught:
         build_snapshot(store, cfg, store.open_round())
     message = {f.rule: f.message for f in caught.value.failures}["external_license"]
-    assert message.startswith(f"6 of 6 rows from public sources have no licence (e.g. ")
+    assert message.startswith("6 of 6 rows from public sources have no licence (e.g. ")
     assert f"from {CITE}); [policy] external_license_required refuses them" in message
     cfg.policy.external_license_required = False
     assert build_snapshot(store, cfg, store.open_round()).manifest["citations"][0]["license"] == ""
