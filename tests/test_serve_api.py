@@ -130,6 +130,25 @@ def test_label_doubt_first_and_what_an_item_shows(team_project):
     assert {v["filter"] for v in record["verdicts"]} >= {"length.v1", "label_consistency.v1"}
 
 
+def test_an_item_cites_the_nearest_approved_examples_and_never_held_out_data(served):
+    _, _, store, app = served
+    assert _client(app).get("/api/cite", params={"record": "x"}).status_code == 401
+    ann = _client(app, "ann")
+    item = ann.post("/api/next", json={"want": 1}).json()["items"][0]["records"][0]
+    answer = ann.get("/api/cite", params={"record": item["id"], "top": 3})
+    assert answer.status_code == 200, answer.text
+    examples = answer.json()["examples"]
+    gold = {r.id: r for r in store.records(origin="gold", split="train")}
+    assert len(examples) == 3 and all(e["id"] in gold and e["text"] != item["text"] for e in examples)
+    assert all(e["source"] == gold[e["id"]].provenance.source and e["reviewer"] == "" and not e["simulated"]
+               and e["source_class"] == "first_party" for e in examples)
+    assert examples[0]["similarity"] >= examples[-1]["similarity"]
+    held = store.records(split="heldout")[0]
+    for bad in (held.id, "no-such-record"):             # a held-out record is not even looked up
+        assert ann.get("/api/cite", params={"record": bad}).status_code == 404
+    assert ann.get("/api/cite", params={"record": item["id"], "top": 500}).status_code == 422
+
+
 def test_decisions_are_idempotent_and_undo_reopens(served):
     _, _, store, app = served
     ann = _client(app, "ann")

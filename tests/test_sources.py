@@ -14,7 +14,7 @@ from goldloop.governance import PolicyError, check
 from goldloop.records import Decision, Record
 from goldloop.snapshot import GOLD_ONLY, build_snapshot
 from goldloop.sources import SourceError, SourceInfo, class_counts, source_class
-from goldloop.suggest import suggest
+from goldloop.suggest import suggest, suggestions
 from .test_governance import _drafts
 
 CITE = "arXiv:2308.12032"
@@ -145,3 +145,20 @@ def test_pool_rows_keep_their_source_class_through_suggestion_and_self_training(
     made = [r for r in store.records(origin="pool", round=number)]
     assert made and {source_class(r) for r in made} == {"simulator"}
     assert class_counts(made)["simulator"] == len(made)
+    # confirmed and corrected pool labels are cited with their reviewer; an undone correction is not
+    from goldloop.governance import citations
+
+    asked = suggestions(store, number)
+    store.add_decision(Decision(asked[0].id, "accept", "ann", number))
+    other = next(lab for lab in ("billing", "outage", "account") if lab != asked[1].label)
+    fixed = Record.corrected(asked[1], other, "bob", number)
+    store.add_decision(Decision(asked[1].id, "edit", "bob", number, new_record_id=fixed.id), new_record=fixed)
+    cited = {c["id"]: c for c in citations(store, cfg, asked[0].text, top=200, embedder=HashingEmbedder())}
+    assert cited[asked[0].id]["reviewer"] == "ann" and cited[asked[0].id]["source_class"] == "simulator"
+    assert cited[fixed.id]["reviewer"] == "bob" and cited[fixed.id]["label"] == other
+    assert cited[fixed.id]["source"].startswith("pool.csv")          # the file the text came from
+    traced = _run(path, "trace", fixed.id)
+    assert "label corrected by bob" in traced and "label suggested by classifier:" in traced
+    assert "real pool record from pool.csv" in traced and traced.count("source class: simulator") == 3
+    store.add_decision(Decision(asked[1].id, "undo", "bob", number))
+    assert fixed.id not in {c["id"] for c in citations(store, cfg, asked[0].text, top=200, embedder=HashingEmbedder())}

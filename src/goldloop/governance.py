@@ -313,8 +313,11 @@ def _review(store: Store, mode: str, rate: float, made: list[Record]) -> PolicyR
 
 
 def citations(store: Store, cfg: Config, text: str, top: int = 5, embedder: Any = None) -> list[dict[str, Any]]:
-    """The gold-train examples nearest to ``text`` (cosine similarity of the project's embedder),
-    so a model's decision on ``text`` can be defended by citing human-labelled data.
+    """The human-approved examples nearest to ``text`` (cosine similarity of the project's embedder),
+    so a model's decision on ``text`` can be defended by citing the labelled data it rests on: gold-
+    train records (with the file and row they were ingested from) and pool records whose label a
+    reviewer confirmed or corrected (with the reviewer; a simulated reviewer is marked as such).
+    Each carries its source class (:mod:`goldloop.sources`) and, for a public source, its citation.
 
     Held-out records are never cited: they stay out of everything that could shape a model.
     """
@@ -327,14 +330,53 @@ def citations(store: Store, cfg: Config, text: str, top: int = 5, embedder: Any 
         raise GoldloopError("give the model input to cite gold examples for (TEXT is empty)")
     if top < 1:
         raise GoldloopError("--top must be at least 1")
-    gold = store.records(origin="gold", split="train")
-    if not gold:
+    approved = approved_examples(store)
+    if not approved:
         raise GoldloopError("there are no gold-train records to cite: run goldloop ingest first")
     embedder = embedder or CachedEmbedder(make_embedder(cfg.embed), store)
-    vecs = np.asarray(embedder.embed([r.text for r in gold]), dtype=np.float32)
+    vecs = np.asarray(embedder.embed([r.text for r, _ in approved]), dtype=np.float32)
     query = np.asarray(embedder.embed([normalize_text(text, cfg.ingest.normalize)]), dtype=np.float32)[0]
     norms = np.linalg.norm(vecs, axis=1) * (np.linalg.norm(query) or 1.0)
     sims = (vecs @ query) / np.where(norms == 0, 1.0, norms)
     order = np.argsort(-sims, kind="stable")[:top]
-    return [{"id": gold[i].id, "label": gold[i].label, "text": gold[i].text, "similarity": round(float(sims[i]), 4),
-             "source": gold[i].provenance.source} for i in order]
+    out = []
+    for i in order:
+        rec, (reviewer, simulated, source) = approved[i]
+        row = {"id": rec.id, "label": rec.label, "text": rec.text, "similarity": round(float(sims[i]), 4),
+               "source": source, "reviewer": reviewer, "simulated": simulated,
+               "source_class": source_class(rec)}
+        row.update({k: rec.provenance.params[k] for k in ("citation", "license") if k in rec.provenance.params})
+        out.append(row)
+    return out
+
+
+def approved_examples(store: Store) -> list[tuple[Record, tuple[str, bool, str]]]:
+    """Gold-train records and reviewer-answered pool rows, each with (reviewer, simulated, source):
+    the reviewer is "" for ingested gold; source is the file and row the text came from."""
+    from .records import CORRECT, SUGGEST
+
+    out: list[tuple[Record, tuple[str, bool, str]]] = [
+        (r, ("", False, r.provenance.source)) for r in store.records(origin="gold", split="train")]
+    pool = store.records(origin="pool")
+    states = review_states(store.decisions()) if pool else {}
+    by_id = {r.id: r for r in pool}
+
+    def origin_of(rec: Record) -> str:
+        seen = set()
+        while rec.provenance.parents and rec.id not in seen:
+            seen.add(rec.id)
+            parent = by_id.get(rec.provenance.parents[0])
+            if parent is None:
+                break
+            rec = parent
+        return rec.provenance.source
+
+    for rec in pool:
+        state = states.get(rec.id)
+        if rec.provenance.strategy == SUGGEST and state is not None and state.action == "accept":
+            out.append((rec, (state.reviewer, state.simulated, origin_of(rec))))
+        elif rec.provenance.strategy == CORRECT and rec.provenance.parents:
+            answer = states.get(rec.provenance.parents[0])          # the correction still stands
+            if answer is not None and answer.action == "edit" and answer.new_record_id == rec.id:
+                out.append((rec, (answer.reviewer, answer.simulated, origin_of(rec))))
+    return out

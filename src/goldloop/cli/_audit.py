@@ -126,11 +126,15 @@ def trace(project: Project, record_id: str, as_json: bool) -> None:
 @pass_project
 @fail_cleanly
 def cite(project: Project, text: str, top: int, as_json: bool) -> None:
-    """The human-approved gold examples nearest to TEXT (a model input), to defend a decision."""
+    """The human-approved examples nearest to TEXT (a model input), to defend a decision: gold, and pool
+    records whose label a reviewer confirmed or corrected, with their source and reviewer."""
     rows = citations(project.store, project.cfg, text, top)      # checks TEXT before loading an embedder
     if as_json:
         out.print_json(json.dumps(rows))
         return
     for r in rows:
+        who = (f"label by {r['reviewer']}" + (" (SIMULATED reviewer)" if r["simulated"] else "") if r["reviewer"]
+               else "gold")
+        where = r["source"] + (f", {r['citation']}" if r.get("citation") else "")
         out.print(f"{r['similarity']:.3f}  {r['id'][:12]} [{escape(r['label'])}] {escape(r['text'][:160])}  "
-                  f"({escape(r['source'])})")
+                  f"({escape(who)}; {escape(r['source_class'])}: {escape(where)})")

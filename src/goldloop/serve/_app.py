@@ -17,7 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Config
+from ..errors import GoldloopError
 from ..training_signals import derive
 from ..store import Store, open_store, project_url
 from . import _auth as auth
@@ -286,6 +287,33 @@ def create_app(project_dir: Path | str, cfg: Config | None = None, store: Store 
         kinds = [kind] if kind else ["sft", "kto", "dpo", "reward"]
         return {"round": number, **{k: [_row(r) for r in getattr(derived, k)[:max(limit, 0)]] for k in kinds},
                 "counts": {k: len(getattr(derived, k)) for k in ("sft", "kto", "dpo", "reward")}}
+
+    cite_embedder: list[Any] = []               # the project's embedder, made on the first citation asked for
+    cite_lock = threading.Lock()
+
+    def _cite(text: str, top: int) -> list[dict[str, Any]]:
+        from ..embed import CachedEmbedder, make_embedder
+        from ..governance import citations
+
+        with cite_lock:
+            if not cite_embedder:
+                cite_embedder.append(CachedEmbedder(make_embedder(cfg.embed), store))
+            found = citations(store, cfg, text, top + 3, cite_embedder[0])
+        return [r for r in found if r["text"] != text][:top]           # not the item itself
+
+    @app.get("/api/cite")
+    async def cite(record: str = Query(max_length=64), top: int = Query(5, ge=1, le=20),
+                   session: auth.Session = Depends(session_of)) -> dict[str, Any]:
+        """The human-approved examples nearest to a record's text, with their source and reviewer:
+        what a decision on it can be defended by. Held-out records are never looked up or cited."""
+        rec = store.get_record(record)
+        if rec is None or rec.split == "heldout":
+            raise HTTPException(404, "no such record")
+        try:
+            examples = await run_in_threadpool(_cite, rec.text, top)
+        except GoldloopError as exc:                    # e.g. no gold-train records yet
+            raise HTTPException(409, str(exc)) from exc
+        return {"record": rec.id, "examples": examples}
 
     @app.get("/api/agreement")
     async def agreement_figures(session: auth.Session = Depends(reader("approver"))) -> dict[str, Any]:

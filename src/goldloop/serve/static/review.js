@@ -1,6 +1,7 @@
 // The review screen: one candidate (accept, reject, edit, skip) or an A-vs-B pair (prefer), its
 // gold seeds and filter verdicts, and undo. Every decision goes into the outbox and the next
 // prefetched item shows at once; the network loop (feed.js) sends it.
+import { hideCitations, showCitations } from "./cite.js";
 import { renderDiff } from "./diff.js";
 import { $, clear, el, markPaint, notice, row } from "./dom.js";
 import { kick } from "./feed.js";
@@ -45,6 +46,7 @@ export function render(keyAt) {
   $("item").hidden = !item;
   $("empty").hidden = !!item;
   closeEditor();
+  hideCitations();
   if (item) {
     const records = item.records;
     const pair = item.kind === "pair";
@@ -241,6 +243,7 @@ export function triageKey(event, keyAt) {
       return true;
     case "s": decide("skip", null, keyAt); return true;
     case "u": undo(keyAt); return true;
+    case "c": showCitations(); return true;
     default: return false;
   }
 }
