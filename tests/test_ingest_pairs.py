@@ -45,6 +45,19 @@ def test_pairs_are_ingested_with_a_heldout_split_and_line_breaks_kept(env):
     assert again.already_ingested
 
 
+def test_pairs_from_a_public_source_carry_its_citation_and_licence(env):
+    from goldloop.sources import SourceInfo, source_class
+
+    tmp, cfg, store = env
+    path = write_csv(tmp / "pairs.csv", PAIRS, header=("prompt", "response"))
+    info = SourceInfo.parse("external", "hf:example/claims", "CC-BY-4.0")
+    report = ingest_file(store, cfg, path, source=info)
+    assert report.added == len(PAIRS)
+    assert all(source_class(r) == "external" and r.provenance.params["citation"] == "hf:example/claims"
+               and r.provenance.params["license"] == "CC-BY-4.0" for r in store.records(origin="gold"))
+    assert store.verify_audit().ok
+
+
 def test_missing_response_column_and_empty_prompt_are_located(env):
     tmp = env[0]
     _fails(env, write_csv(tmp / "a.csv", PAIRS[:2], header=("prompt", "answer")),

@@ -49,6 +49,8 @@ def test_an_external_rows_citation_and_licence_reach_the_manifest_the_card_and_t
     path, cfg, store = project
     said = _ingest_external(path)
     assert f"source: external, {CITE}, licence CC-BY-4.0" in said
+    assert (f"ingested by source class: first_party 60, external 6; public sources: {CITE} (CC-BY-4.0)"
+            in _run(path, "status"))
     external = [r for r in store.records(origin="gold") if source_class(r) == "external"]
     assert len(external) == 6 and all(r.provenance.params["license"] == "CC-BY-4.0" for r in external)
     assert source_class(store.records(origin="gold")[0]) == "first_party"

@@ -97,6 +97,7 @@ def ingest(project: Project, file: Path, text_column: str | None, label_column: 
 def status(project: Project) -> None:
     """What the project holds: gold by split and label, candidates, decisions, rounds."""
     from ..review import is_suggestion
+    from ..sources import citations_of, class_counts
 
     store = project.store
     gold = store.records(origin="gold")
@@ -117,6 +118,12 @@ def status(project: Project) -> None:
     if pool:
         out.print(f"pool: {sum(r.split == 'pool' for r in pool)} unlabelled real records; "
                   f"{sum(is_suggestion(r) for r in pool)} suggested labels")
+    ingested = class_counts(gold + [r for r in pool if r.split == "pool"])
+    if any(n for c, n in ingested.items() if c != "first_party"):
+        cited = citations_of(gold + pool)
+        out.print("ingested by source class: " + ", ".join(f"{c} {n}" for c, n in ingested.items() if n)
+                  + ("; public sources: " + ", ".join(f"{escape(c['citation'])} ({c['license'] or 'no licence'})"
+                                                       for c in cited) if cited else ""))
     for r in store.rounds():
         ev = r.metrics.get("evaluation", {})
         score = (f"; macro-F1 {ev['gold_only']['macro_f1']:.3f} -> {ev['with_synthetic']['macro_f1']:.3f} "
