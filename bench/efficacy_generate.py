@@ -87,10 +87,17 @@ def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namesp
     result = train_on_pairs(records, args.base_model, out, max_steps=steps or args.steps, batch_size=args.batch,
                             learning_rate=args.lr, max_length=args.max_length, seed=args.seed_offset,
                             lora=LoraSettings(r=16, alpha=32, dropout=0.05))
+    phases = {"train": time.monotonic() - started}
+    mark = time.monotonic()
     model, tok = load_adapter(args.base_model, out)
+    phases["load"] = time.monotonic() - mark
+    mark = time.monotonic()
     nll = score_pairs(model, tok, heldout, name, generate=False).nll
+    phases["nll"] = time.monotonic() - mark
+    mark = time.monotonic()
     asked = heldout[:args.generate]
     gen = score_pairs(model, tok, asked, name, max_new_tokens=args.max_new_tokens) if args.generate else None
+    phases["generate"] = time.monotonic() - mark
     row: dict[str, object] = {"rows": len(records), "steps": steps or args.steps, "nll": nll, "chrf": gen.chrf if gen else [],
                               "rouge_l": gen.rouge_l if gen else [], "outputs": gen.outputs[:3] if gen else [],
                               "train_loss": result.train_loss}
@@ -99,11 +106,13 @@ def fit_and_score(name: str, records: list, heldout: list, args: argparse.Namesp
                               no_repeat_ngram_size=args.no_repeat_ngram)
         row |= {"chrf_blocked": blocked.chrf, "rouge_l_blocked": blocked.rouge_l, "outputs_blocked": blocked.outputs[:3]}
     row["seconds"] = round(time.monotonic() - started, 1)
+    row["phase_seconds"] = {k: round(v, 1) for k, v in phases.items()}
     if keep_model:
         row["_model"] = (model, tok)                    # popped by the caller; other rows free theirs
     print(f"  {work.name} {name}: {len(records)} rows, train loss {result.train_loss:.3f}, held-out NLL "
           f"{statistics.mean(nll):.4f}" + (f", chrF {statistics.mean(gen.chrf):.2f}, ROUGE-L "
-                                           f"{statistics.mean(gen.rouge_l):.4f}" if gen else "") + f" ({row['seconds']} s)",
+                                           f"{statistics.mean(gen.rouge_l):.4f}" if gen else "") + f" ({row['seconds']} s: "
+          + ", ".join(f"{k} {v}" for k, v in row["phase_seconds"].items()) + ")",
           file=sys.stderr, flush=True)
     return row
 
@@ -235,6 +244,10 @@ def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path)
 
 def _train_seed_job(job: tuple) -> dict[str, object]:
     drafted, args, work = job
+    if args.parallel > 1 and not args.threads:        # share the cores: N processes of all cores each oversubscribe
+        import os
+
+        args.threads = max(1, (os.cpu_count() or 1) // args.parallel)
     return train_seed(drafted, args, work)
 
 
@@ -263,7 +276,8 @@ def main() -> None:
     parser.add_argument("--base-model", default="smollm2")
     parser.add_argument("--backend", default="embedded", choices=("embedded", "fake"))
     parser.add_argument("--embedder", default="minilm", choices=("minilm", "fake"))
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per process (0: torch's default; with --parallel N, the cores / N).")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--export", type=Path, default=None,
                         help="Draft, filter and review every seed, write the training sets to this JSONL file "
