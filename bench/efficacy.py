@@ -98,6 +98,10 @@ def project_config(name: str, seed: int, args: argparse.Namespace, budget: int, 
     cfg.loop.pool_share = pool_share
     cfg.synthetic.selection = args.selection
     cfg.suggest.self_training = args.self_training and pool_share > 0
+    if args.random_share is not None:
+        cfg.suggest.random_share = args.random_share
+    if args.typical_share is not None:
+        cfg.suggest.typical_share = args.typical_share
     if pool_share == 0.0:
         cfg.loop.min_source_share = 0.0
     return cfg
@@ -240,6 +244,10 @@ def main() -> None:
     parser.add_argument("--self-training", action=argparse.BooleanOptionalAction, default=True,
                         help="[suggest] self_training in the flywheel: confident unreviewed pool records at low weight "
                              "(machine-labelled; no reviewer decisions).")
+    parser.add_argument("--random-share", type=float, default=None,
+                        help="[suggest] random_share of the flywheel (default: the config default).")
+    parser.add_argument("--typical-share", type=float, default=None,
+                        help="[suggest] typical_share of the flywheel (default: the config default).")
     parser.add_argument("--backend", default="embedded", choices=("embedded", "fake"), help="LLM backend.")
     parser.add_argument("--embedder", default="minilm", choices=("minilm", "fake"), help="Embedder.")
     parser.add_argument("--work", type=Path, default=None,
@@ -322,6 +330,8 @@ def main() -> None:
         "drafts_rounds": args.drafts_rounds, "drafts_budget_per_round": args.drafts_budget, "per_label": args.per_label,
         "pool_per_label": args.pool_per_label, "labels": args.labels, "test_posts": len(test),
         "heldout_posts": len(heldout), "selection": args.selection, "self_training": args.self_training,
+        "random_share": project_config("x", 0, args, 1, 0.5).suggest.random_share,
+        "typical_share": project_config("x", 0, args, 1, 0.5).suggest.typical_share,
         "gold_only_mean": round(stat("gold_only")[0], 4), "random_labelling_mean": round(stat("random_labelling")[0], 4),
         "random_labelling_self_training_mean": round(stat("random_labelling_self_training")[0], 4),
         "flywheel_seeds_not_below_random": sum(float(r["flywheel"]) >= float(r["random_labelling"]) for r in runs),

@@ -98,6 +98,34 @@ def test_suggestions_reach_the_queue_and_an_accept_becomes_a_real_row(pooled) ->
     assert again.already and len(suggestions(store, number)) == 9
 
 
+def test_random_share_draws_that_many_picks_at_random_and_the_same_ones_again() -> None:
+    """[suggest] random_share: exploration picks drawn at random, seeded, none twice; the rest
+    picked as before (typical_share 0: all uncertain)."""
+    import numpy as np
+
+    from goldloop.suggest import pick
+
+    cfg = Config()
+    cfg.suggest.random_share, cfg.suggest.typical_share = 0.5, 0.0
+    rng = np.random.default_rng(0)
+    proba, vecs = rng.dirichlet(np.ones(3), size=200), rng.normal(size=(200, 8)).astype(np.float32)
+    picked = pick(proba, ["a", "b", "c"], vecs, 20, cfg, seed=5)
+    kinds = [why.split(":")[0] for _, why in picked]
+    assert len({i for i, _ in picked}) == 20 and kinds.count("random") == 10 and kinds.count("uncertain") == 10
+    assert pick(proba, ["a", "b", "c"], vecs, 20, cfg, seed=5) == picked
+    assert {i for i, w in pick(proba, ["a", "b", "c"], vecs, 20, cfg, seed=6) if w.startswith("random")} != \
+        {i for i, w in picked if w.startswith("random")}
+    margins = np.sort(proba, axis=1)[:, -1] - np.sort(proba, axis=1)[:, -2]
+    uncertain = [i for i, w in picked if w.startswith("uncertain")]
+    rest = sorted(set(range(200)) - {i for i, _ in picked})
+    top = proba.argmax(axis=1)
+    for label in set(top[uncertain]):                   # per predicted label: the most uncertain of what is left
+        assert max(margins[[i for i in uncertain if top[i] == label]]) <= min(
+            margins[[i for i in rest if top[i] == label]]) + 1e-9
+    cfg.suggest.random_share = 0.0
+    assert not [w for _, w in pick(proba, ["a", "b", "c"], vecs, 20, cfg, seed=5) if w.startswith("random")]
+
+
 def test_a_corrected_suggestion_is_a_real_row_under_the_new_label_and_a_signal(pooled) -> None:
     _, cfg, store, _ = pooled
     number = store.open_round()

@@ -1,10 +1,11 @@
 """The `suggest` stage: the current model proposes labels for real, unlabelled pool records and
 picks the ones a reviewer should see.
 
-Picking follows what works from a cold start with pretrained embeddings: first the typical
-records of each predicted label (the record nearest the centre of each cluster, after
-TypiClust, Hacohen et al. 2022), then the most uncertain ones (smallest margin between the two
-likeliest labels, Schröder et al. 2022). The budget leans toward the labels the error analysis
+Picking follows what works from a cold start with pretrained embeddings: optionally a share
+drawn at random (exploration, ``[suggest] random_share``), then the typical records of each
+predicted label (the record nearest the centre of each cluster, after TypiClust, Hacohen et al.
+2022), then the most uncertain ones (smallest margin between the two likeliest labels, Schröder
+et al. 2022). The budget leans toward the labels the error analysis
 found weak, and an uncertain record whose two likeliest labels are a confused pair ranks first.
 
 Scoring a big pool uses cheap static (model2vec) embeddings; only the records picked are
@@ -26,7 +27,7 @@ import numpy as np
 from .config import Config
 from .embed import CachedEmbedder, Embedder, HashingEmbedder
 from .errors import StageError, require_classify
-from .records import Record, text_hash
+from .records import Record, content_hash, text_hash
 from .review import review_states, suggestions
 from .store import Store
 from .train import LinearClassifier, build_classifier, row_weights
@@ -137,14 +138,23 @@ def typical_picks(vecs: np.ndarray, n: int, seed: int) -> list[tuple[int, int]]:
 
 
 def pick(proba: np.ndarray, labels: Sequence[str], vecs: np.ndarray, budget: int, cfg: Config,
-         f1: Mapping[str, float] | None = None, confused: Sequence[tuple[str, str]] = ()) -> list[tuple[int, str]]:
-    """(row, reason) of up to ``budget`` rows: per predicted label, its typical rows first, then the
-    most uncertain; a label's share follows :func:`label_weights`; what a label cannot use goes to
-    the most uncertain rows overall."""
+         f1: Mapping[str, float] | None = None, confused: Sequence[tuple[str, str]] = (),
+         seed: int = 0) -> list[tuple[int, str]]:
+    """(row, reason) of up to ``budget`` rows: ``[suggest] random_share`` of them drawn at random
+    (seeded by ``seed``); the rest per predicted label, its typical rows first, then the most
+    uncertain; a label's share follows :func:`label_weights`; what a label cannot use goes to the
+    most uncertain rows overall."""
     from .plan import allocate
 
     if budget <= 0 or len(proba) == 0:
         return []
+    n_random = min(len(proba), round(budget * cfg.suggest.random_share))
+    drawn = {int(i): "random: drawn from the open pool (exploration)"
+             for i in np.random.default_rng(seed).choice(len(proba), size=n_random, replace=False)}
+    if n_random:
+        rest = [i for i in range(len(proba)) if i not in drawn]
+        more = pick(proba[rest], labels, vecs[rest], budget - n_random, _without_random(cfg), f1, confused)
+        return list(drawn.items()) + [(rest[i], why) for i, why in more]
     order = np.argsort(-proba, axis=1)
     top, second = order[:, 0], order[:, 1] if proba.shape[1] > 1 else order[:, 0]
     rows = np.arange(len(proba))
@@ -172,6 +182,15 @@ def pick(proba: np.ndarray, labels: Sequence[str], vecs: np.ndarray, budget: int
         if int(i) not in chosen:
             chosen[int(i)] = _uncertain(int(i), labels, top, second, margin, boosted)
     return list(chosen.items())
+
+
+def _without_random(cfg: Config) -> Config:
+    import copy
+
+    out = copy.copy(cfg)
+    out.suggest = copy.copy(cfg.suggest)
+    out.suggest.random_share = 0.0
+    return out
 
 
 def _uncertain(i: int, labels: Sequence[str], top: np.ndarray, second: np.ndarray, margin: np.ndarray,
@@ -216,7 +235,8 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
     scorer = LinearClassifier(C=cfg.train.C, seed=cfg.project.seed).fit(
         train_vecs, [r.label for r in training], row_weights(training, cfg.train.synthetic_weight, weights))
     proba = scorer.predict_proba(vecs)
-    picked = pick(proba, scorer.labels, vecs, budget, cfg, f1, confused)
+    picked = pick(proba, scorer.labels, vecs, budget, cfg, f1, confused,
+                  seed=int(content_hash(cfg.project.seed, number, "random picks")[:8], 16))
     report.seconds["score_and_pick"] = round(time.monotonic() - started, 2)
 
     started = time.monotonic()
