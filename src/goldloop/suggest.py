@@ -5,8 +5,8 @@ Picking follows what works from a cold start with pretrained embeddings: optiona
 drawn at random (exploration, ``[suggest] random_share``), then the typical records of each
 predicted label (the record nearest the centre of each cluster, after TypiClust, Hacohen et al.
 2022), then the most uncertain ones (smallest margin between the two likeliest labels, Schröder
-et al. 2022). The budget leans toward the labels the error analysis
-found weak, and an uncertain record whose two likeliest labels are a confused pair ranks first.
+et al. 2022). The budget leans toward the labels the error analysis found weak, and an uncertain
+record whose two likeliest labels are a confused pair ranks first.
 
 Scoring a big pool uses cheap static (model2vec) embeddings; only the records picked are
 embedded by the trainer's embedder, whose model gives the label the reviewer sees. A pool
