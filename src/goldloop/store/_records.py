@@ -56,7 +56,8 @@ class RecordTables(AuditLog):
                          p.source, p.reviewer, p.created_at or now()))
             if added:
                 keys = [[i] for i in added]
-                pairs = [[r.id] for r in records if r.is_pair and r.id in set(added)]
+                fresh = set(added)
+                pairs = [[r.id] for r in records if r.is_pair and r.id in fresh]
                 self.audit("records.add", {"count": len(added),
                                            "rows": self._digests(db, "records", keys)
                                            + self._digests(db, "provenance", keys)
