@@ -202,11 +202,12 @@ def run_seed(seed: int, args: argparse.Namespace, train_pool: dict[str, list[str
     labels = sorted(train_pool)
     fly = run_project(f"seed-{seed}-flywheel", seed, args, args.budget, Config().loop.pool_share, args.rounds, files,
                       {"pool": oracle, "drafts": judge}, shared, work, test, labels)
-    drafts = run_project(f"seed-{seed}-drafts", seed, args, args.drafts_budget, 0.0, args.drafts_rounds, files,
-                         {"drafts": judge}, shared, work, test, labels)
     embedder = shared.cached
     gold = [Record.gold(t, y) for t, y in gold_rows]
     gold_f1 = macro_f1(cfg, embedder, gold, test, labels)
+    drafts = run_project(f"seed-{seed}-drafts", seed, args, args.drafts_budget, 0.0, args.drafts_rounds, files,
+                         {"drafts": judge}, shared, work, test, labels) if args.drafts_rounds else {
+        "macro_f1": gold_f1, "decisions": 0, "kept_round_test_deltas": [], "rounds": [], "not_run": True}
     n = int(fly["decisions"])                                        # type: ignore[arg-type]
     random_rows = [Record.gold(t, y) for t, y in random.Random(seed + 1000).sample(pool_rows, min(n, len(pool_rows)))]
     random_f1 = macro_f1(cfg, embedder, gold + random_rows, test, labels)
@@ -321,7 +322,8 @@ def main() -> None:
     if args.self_training:
         print("self-training rows in the kept flywheel sets (machine-labelled, no decisions): "
               + ", ".join(str(r["flywheel_run"]["self_trained"]) for r in runs))          # type: ignore[index]
-    print(f"drafts-only lift {d_mean:+.4f}, 95 % interval over seeds {d_mean - d_half:+.4f} … {d_mean + d_half:+.4f}")
+    print(f"drafts-only lift {d_mean:+.4f}, 95 % interval over seeds {d_mean - d_half:+.4f} … {d_mean + d_half:+.4f}"
+          if args.drafts_rounds else "drafts only: not run (--drafts-rounds 0); its figures are gold only's")
     print(f"worst kept round on the unseen test posts: {min(deltas) if deltas else 0.0:+.4f} ({len(deltas)} kept rounds)")
     wall = time.monotonic() - started
     print(f"wall time: {wall:.0f} s")
