@@ -327,13 +327,13 @@ def main() -> None:
     print(f"worst kept round on the unseen test posts: {min(deltas) if deltas else 0.0:+.4f} ({len(deltas)} kept rounds)")
     wall = time.monotonic() - started
     print(f"wall time: {wall:.0f} s")
+    picks = project_config("flywheel", 0, args, args.budget, Config().loop.pool_share).suggest
     print(json.dumps({
         "seeds": args.seeds, "rounds": args.rounds, "budget_per_round": args.budget, "candidates_per_round": args.candidates,
         "drafts_rounds": args.drafts_rounds, "drafts_budget_per_round": args.drafts_budget, "per_label": args.per_label,
         "pool_per_label": args.pool_per_label, "labels": args.labels, "test_posts": len(test),
         "heldout_posts": len(heldout), "selection": args.selection, "self_training": args.self_training,
-        "random_share": project_config("x", 0, args, 1, 0.5).suggest.random_share,
-        "typical_share": project_config("x", 0, args, 1, 0.5).suggest.typical_share,
+        "random_share": picks.random_share, "typical_share": picks.typical_share,
         "gold_only_mean": round(stat("gold_only")[0], 4), "random_labelling_mean": round(stat("random_labelling")[0], 4),
         "random_labelling_self_training_mean": round(stat("random_labelling_self_training")[0], 4),
         "flywheel_seeds_not_below_random": sum(float(r["flywheel"]) >= float(r["random_labelling"]) for r in runs),

@@ -144,17 +144,25 @@ def pick(proba: np.ndarray, labels: Sequence[str], vecs: np.ndarray, budget: int
     (seeded by ``seed``); the rest per predicted label, its typical rows first, then the most
     uncertain; a label's share follows :func:`label_weights`; what a label cannot use goes to the
     most uncertain rows overall."""
-    from .plan import allocate
-
     if budget <= 0 or len(proba) == 0:
         return []
     n_random = min(len(proba), round(budget * cfg.suggest.random_share))
     drawn = {int(i): "random: drawn from the open pool (exploration)"
              for i in np.random.default_rng(seed).choice(len(proba), size=n_random, replace=False)}
-    if n_random:
-        rest = [i for i in range(len(proba)) if i not in drawn]
-        more = pick(proba[rest], labels, vecs[rest], budget - n_random, _without_random(cfg), f1, confused)
-        return list(drawn.items()) + [(rest[i], why) for i, why in more]
+    if not drawn:
+        return _pick_by_label(proba, labels, vecs, budget, cfg, f1, confused)
+    rest = [i for i in range(len(proba)) if i not in drawn]
+    more = _pick_by_label(proba[rest], labels, vecs[rest], budget - n_random, cfg, f1, confused)
+    return list(drawn.items()) + [(rest[i], why) for i, why in more]
+
+
+def _pick_by_label(proba: np.ndarray, labels: Sequence[str], vecs: np.ndarray, budget: int, cfg: Config,
+                   f1: Mapping[str, float] | None, confused: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
+    """The typical-then-uncertain picks of :func:`pick`, per predicted label."""
+    from .plan import allocate
+
+    if budget <= 0 or len(proba) == 0:
+        return []
     order = np.argsort(-proba, axis=1)
     top, second = order[:, 0], order[:, 1] if proba.shape[1] > 1 else order[:, 0]
     rows = np.arange(len(proba))
@@ -182,15 +190,6 @@ def pick(proba: np.ndarray, labels: Sequence[str], vecs: np.ndarray, budget: int
         if int(i) not in chosen:
             chosen[int(i)] = _uncertain(int(i), labels, top, second, margin, boosted)
     return list(chosen.items())
-
-
-def _without_random(cfg: Config) -> Config:
-    import copy
-
-    out = copy.copy(cfg)
-    out.suggest = copy.copy(cfg.suggest)
-    out.suggest.random_share = 0.0
-    return out
 
 
 def _uncertain(i: int, labels: Sequence[str], top: np.ndarray, second: np.ndarray, margin: np.ndarray,
