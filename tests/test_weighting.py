@@ -101,7 +101,7 @@ def test_rows_that_look_real_weigh_more_than_rows_only_drafts_occupy():
     off[5] = 6.0
     sX = np.vstack([data.draw(10, "a"), data.draw(10, at=off), data.draw(10, "b"), data.draw(10, "c")])
     sy = ["a"] * 20 + ["b"] * 10 + ["c"] * 10
-    settings = SelectionSettings()
+    settings = SelectionSettings(weighting="importance")
     w = importance_weights(gX, gy, sX, sy, settings)
     assert w.shape == (40,)
     assert np.median(w[:10]) > 0.8
@@ -157,6 +157,11 @@ def test_reasons_name_the_rule_and_the_numbers(mixed):
         if c.keep:
             assert c.reason.startswith(f"kept: p({label})={c.confidence:.3f} at or above the threshold "
                                        f"{c.threshold:.3f}; 3 nearest gold rows")
+            assert c.reason.endswith(f"weight {settings.base_weight:g} (flat)")
+            assert c.weight == settings.base_weight
+    importance = SelectionSettings(weighting="importance")
+    for c, label in zip(select_synthetic(gX, gy, sX, sy, importance), sy):
+        if c.keep:
             assert c.reason.endswith(f"= {c.weight:.3f}")
 
 
@@ -208,8 +213,9 @@ def test_a_label_with_one_gold_row_gets_the_chance_threshold():
 
 def test_weights_are_finite_and_bounded(mixed):
     gX, gy, sX, sy = mixed
-    for settings in (SelectionSettings(), SelectionSettings(weight_cap=1.5, weight_floor=0.5, base_weight=0.2,
-                                                            confidence_quantile=0.0, knn_agreement=False)):
+    for settings in (SelectionSettings(), SelectionSettings(weighting="importance"),
+                     SelectionSettings(weight_cap=1.5, weight_floor=0.5, base_weight=0.2, weighting="importance",
+                                       confidence_quantile=0.0, knn_agreement=False)):
         choices = select_synthetic(gX, gy, sX, sy, settings)
         low, high = settings.weight_floor * settings.base_weight, settings.weight_cap * settings.base_weight
         for c in choices:
@@ -225,7 +231,7 @@ def test_weights_are_finite_and_bounded(mixed):
 def test_p_syn_fallbacks_weigh_base_weight_and_say_why():
     data = Clusters(4)
     gX, gy = data.gold(10)
-    settings = SelectionSettings(confidence_quantile=0.0, knn_agreement=False)
+    settings = SelectionSettings(confidence_quantile=0.0, knn_agreement=False, weighting="importance")
     one_label = select_synthetic(gX, gy, data.draw(6, "a"), ["a"] * 6, settings)
     assert any(c.keep for c in one_label)
     for c in one_label:

@@ -269,7 +269,11 @@ class EmbedConfig:
 
 @dataclass
 class TrainConfig:
-    synthetic_weight: float = _f(0.3, "Training weight of a synthetic or edited row (gold rows weigh 1).",
+    synthetic_weight: float = _f(0.1, "Training weight of a synthetic or edited row (gold rows weigh 1). On 20 "
+                                      "Newsgroups (5 seeds, 10 gold posts per label, ~130 reviewer-accepted drafts "
+                                      "each) the drafts' unseen-test lift was +0.0045 at 0.05, +0.0071 at 0.1, "
+                                      "+0.0090 at 0.2 and +0.0091 at 0.3, but only at 0.05 and 0.1 above zero in "
+                                      "every seed; the held-out set the loop decides on was best at 0.1.",
                                  minimum=0.0, maximum=1.0)
     C: float = _f(10.0, "Inverse regularisation strength of the logistic-regression head (both classifiers).",
                   minimum=1e-6)

@@ -15,7 +15,7 @@ from ._base import Filter, FilterContext
 
 class SyntheticSelection(Filter):
     """Per-label confidence threshold from a cross-validated gold classifier, nearest-gold label
-    agreement, a per-label cap relative to gold, and a p_real / p_syn weight per kept draft."""
+    agreement, a per-label cap relative to gold, and a weight per kept draft (``[synthetic] weighting``)."""
 
     name = "synthetic_selection.v1"
     reads = ("text", "label", "gold-train embeddings", "the other drafts of the round", "earlier verdicts")
@@ -37,7 +37,8 @@ class SyntheticSelection(Filter):
         gold = ctx.gold_train
         s, t = ctx.cfg.synthetic, ctx.cfg.train
         settings = SelectionSettings(confidence_quantile=s.confidence_quantile, knn_k=s.knn_k, weight_cap=s.weight_cap,
-                                     base_weight=t.synthetic_weight, max_per_gold=s.max_per_gold,
+                                     base_weight=t.synthetic_weight, weighting=s.weighting,
+                                     max_per_gold=s.max_per_gold,
                                      cv_folds=ctx.cfg.loop.cv_folds, seed=ctx.cfg.project.seed, C=t.C)
         choices = select_synthetic(ctx.vectors(gold, "embedding gold-train"), [r.label for r in gold],
                                    ctx.vectors(alive, "embedding candidates"), [r.label for r in alive], settings)
