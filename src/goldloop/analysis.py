@@ -166,6 +166,12 @@ class Analysis:
                 "misread_terms": {k: list(v) for k, v in sorted(self.misread_terms.items())}}
 
 
+def confusion_cells(y_true: Sequence[str], y_pred: Sequence[str]) -> list[list[Any]]:
+    """Non-empty cells of the confusion matrix as [true, predicted, count]: numbers, no text."""
+    cells = Counter(zip(y_true, y_pred))
+    return [[t, p, n] for (t, p), n in sorted(cells.items())]
+
+
 def heldout_confusion(y_true: Sequence[str], y_pred: Sequence[str]) -> Counter[tuple[str, str]]:
     """(true label, predicted label) -> count, for the records predicted wrongly."""
     return Counter((t, p) for t, p in zip(y_true, y_pred) if t != p)

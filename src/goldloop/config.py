@@ -354,6 +354,11 @@ class LoopConfig:
                                       "distinct-2, dispersion or gold-cluster coverage falls by more than this "
                                       "share (0.1: 10 %) from the last kept round.", minimum=0.0, maximum=1.0)
     reject_narrowing: bool = _f(False, "Reject a narrowing round instead of only flagging it.")
+    suite_gate: bool = _f(False, "Reject a round whose candidate model passes fewer cases of a stress-test suite "
+                                 "(`goldloop suite`) than the kept model by more than `suite_max_drop`. Off: "
+                                 "suites are scored and reported, never part of the keep-or-stop call.")
+    suite_max_drop: float = _f(0.05, "`suite_gate`: the largest fall in a suite's pass rate a kept round may "
+                                     "have (0.05: 5 points).", minimum=0.0, maximum=1.0)
     review_budget: int = _f(0, "Reviewer decisions per loop round, split between the sources (LLM drafts, pool "
                                "suggestions from `goldloop ingest --split pool` records). With a budget, a draft "
                                "trains only once a reviewer accepted or edited it. 0: no budget (drafts only, "

@@ -5,7 +5,7 @@ Only this module reads held-out real records, and only to score a model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from .errors import StageError, require_classify
 from .governance import enforce
 from .records import Record, Snapshot
 from .store import Store
+from .suites import latest_versions, score_suites
 from .train import TextClassifier, build_classifier, row_weights
 
 
@@ -87,11 +88,13 @@ class Evaluation:
     verdict: str                # improved | no clear change | worse
     heldout_size: int
     train_sizes: dict[str, int]
+    suites: dict[str, Any] = field(default_factory=dict)   # goldloop.suites.score_suites, apart from held-out
 
     def to_json(self) -> dict[str, Any]:
         return {"gold_only": self.gold_only, "with_synthetic": self.with_synthetic,
                 "delta_macro_f1": self.delta_macro_f1, "interval": list(self.interval),
-                "verdict": self.verdict, "heldout_size": self.heldout_size, "train_sizes": self.train_sizes}
+                "verdict": self.verdict, "heldout_size": self.heldout_size, "train_sizes": self.train_sizes,
+                "suites": self.suites}
 
 
 def _fit(embedder: CachedEmbedder, records: list[Record], cfg: Config,
@@ -117,8 +120,12 @@ def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: C
     labels = sorted({r.label for r in records} | {r.label for r in heldout})
     test_texts = [r.text for r in heldout]
     y_test = [r.label for r in heldout]
-    pred_gold = _fit(embedder, gold, cfg).predict(test_texts)
-    pred_full = _fit(embedder, records, cfg, stored).predict(test_texts) if len(records) > len(gold) else pred_gold
+    model_gold = _fit(embedder, gold, cfg)
+    model_full = _fit(embedder, records, cfg, stored) if len(records) > len(gold) else model_gold
+    pred_gold = model_gold.predict(test_texts)
+    pred_full = model_full.predict(test_texts) if model_full is not model_gold else pred_gold
+    suites = score_suites(latest_versions(store), {"gold_only": model_gold.predict,
+                                                   "with_synthetic": model_full.predict})
     s_gold, s_full = scores(y_test, pred_gold, labels), scores(y_test, pred_full, labels)
     delta = s_full["macro_f1"] - s_gold["macro_f1"]
     low, high = bootstrap_delta(y_test, pred_gold, pred_full, labels, cfg.evaluate.bootstrap,
@@ -132,4 +139,4 @@ def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: C
                         "heldout": len(heldout), "rows": len(records)})
     return Evaluation(gold_only=s_gold, with_synthetic=s_full, delta_macro_f1=delta, interval=(low, high),
                       verdict=verdict, heldout_size=len(heldout),
-                      train_sizes={"gold_only": len(gold), "with_synthetic": len(records)})
+                      train_sizes={"gold_only": len(gold), "with_synthetic": len(records)}, suites=suites)

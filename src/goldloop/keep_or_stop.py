@@ -76,8 +76,10 @@ def macro_f1_interval(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequ
 
 
 def keep_or_stop(y_true: Sequence[str], baseline: Sequence[str], candidate: Sequence[str],
-                 labels: Sequence[str], cfg: Config, narrowing: Sequence[str] = ()) -> RoundCall:
-    """Keep the candidate model or not, from held-out predictions of it and of the kept model."""
+                 labels: Sequence[str], cfg: Config, narrowing: Sequence[str] = (),
+                 suite_drops: Sequence[str] = ()) -> RoundCall:
+    """Keep the candidate model or not, from held-out predictions of it and of the kept model
+    (``suite_drops``: what :func:`goldloop.suites.suite_gate` found, which also rejects)."""
     base_f1 = scores(list(y_true), list(baseline), list(labels))["macro_f1"]
     cand_f1 = scores(list(y_true), list(candidate), list(labels))["macro_f1"]
     delta = cand_f1 - base_f1
@@ -94,6 +96,8 @@ def keep_or_stop(y_true: Sequence[str], baseline: Sequence[str], candidate: Sequ
                                f"({lc.max_drop:.3f})")
     elif narrowing and lc.reject_narrowing:
         kept, reason = False, f"rejected: the synthetic rows narrowed ({'; '.join(narrowing)})"
+    elif suite_drops:
+        kept, reason = False, f"rejected by [loop] suite_gate: {'; '.join(suite_drops)}"
     else:
         gain = delta >= lc.min_gain
         span = "" if math.isnan(low) else f", {level} interval {low:+.3f} … {high:+.3f}"

@@ -13,13 +13,12 @@ later training set.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .analysis import Analysis, analyse, heldout_confusion, train_and_predict
+from .analysis import Analysis, analyse, confusion_cells, heldout_confusion, train_and_predict
 from .config import Config
 from .keep_or_stop import (RoundCall, diversity_summary, keep_or_stop, macro_f1_interval, narrowing,
                      paired_distinct_2, sampled_distinct_2)
@@ -38,6 +37,7 @@ from .report import write_loop_report, write_report
 from .snapshot import (GOLD_ONLY, OVER_SHARE, build_snapshot, derived_snapshot, self_training_of_round,
                        within_synthetic_share, without_gold_only)
 from .store import RoundInfo, Store
+from .suites import latest_versions, loop_suites, suite_gate, suite_texts
 
 if TYPE_CHECKING:
     from .simulate import SimulatedReviewer
@@ -264,12 +264,6 @@ def accumulated_snapshot(store: Store, cfg: Config, round_snap: Snapshot, carrie
         "simulated_reviewers": sorted(set(m.get("simulated_reviewers", [])) | set(before.get("simulated_reviewers") or []))})
 
 
-def _confusion_cells(y_true: list[str], y_pred: list[str]) -> list[list[Any]]:
-    """Non-empty cells of the confusion matrix as [true, predicted, count]: numbers, no text."""
-    cells = Counter(zip(y_true, y_pred))
-    return [[t, p, n] for (t, p), n in sorted(cells.items())]
-
-
 def run_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, llm: LLM | None = None,
              embedder: Embedder | None = None, show_progress: bool = True,
              review: Callable[[int], Any] | None = None, confirm: Callable[[Plan], bool] | None = None,
@@ -354,10 +348,13 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
     labels = sorted({r.label for r in gold} | {r.label for r in heldout})
     y_true = [r.label for r in heldout]
     texts = [r.text for r in heldout]
-    base_pred = train_and_predict(cfg, embedder, [*gold, *carried], texts, carried_weights(store))
+    versions = latest_versions(store)                # stress-test suites: scored, never trained on
+    cases, n = suite_texts(versions), len(texts)
+    base_pred = train_and_predict(cfg, embedder, [*gold, *carried], texts + cases, carried_weights(store))
     training = store.records(ids=snap.record_ids)
     weights = snap.manifest.get("weights") or {}
-    cand_pred = train_and_predict(cfg, embedder, training, texts, weights)
+    cand_pred = train_and_predict(cfg, embedder, training, texts + cases, weights)
+    (base_pred, base_cases), (cand_pred, cand_cases) = (base_pred[:n], base_pred[n:]), (cand_pred[:n], cand_pred[n:])
     if budget is not None:
         carried_ids = {r.id for r in carried}
         new_ids = {r.id for r in training if r.origin != "gold" and r.id not in carried_ids}
@@ -372,6 +369,7 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
                                                         f"{-drafts.lift:.4f}; the round is kept without them")
             training = [r for r in training if r.id not in drop]
             cand_pred = drafts.pred_without
+            cand_cases = train_and_predict(cfg, embedder, training, cases, weights) if cases else []
             evaluation = evaluate_snapshot(store, cfg, snap, embedder)
             budget = {**budget, "dropped_source": {"source": "drafts", "rows": len(drop),
                                                    "lift": round(drafts.lift, 4)}}
@@ -402,7 +400,8 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
         narrowed = narrowing(previous, {**summary, "distinct_2": now_d2}, cfg.loop.narrowing_margin)
     else:
         narrowed = []
-    call = keep_or_stop(y_true, base_pred, cand_pred, labels, cfg, narrowed)
+    suites = loop_suites(versions, evaluation.suites, base_cases, cand_cases)
+    call = keep_or_stop(y_true, base_pred, cand_pred, labels, cfg, narrowed, suite_gate(cfg, suites, "kept", "candidate"))
     new_rows = sum(n for origin, n in round_snap.manifest["by_origin"].items() if origin != "gold")
     spent = stored_summary(store, number)
     made = [p for _, _, p in store.events("loop.plan.made") if p.get("round") == number]
@@ -414,14 +413,15 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
             y_true, base_pred, labels, cfg.evaluate.bootstrap, cfg.evaluate.confidence, cfg.project.seed)],
         "per_label_f1": {k: round(v["f1"], 4) for k, v in cand_scores["per_label"].items()},
         "baseline_per_label_f1": {k: round(v["f1"], 4) for k, v in base_scores["per_label"].items()},
-        "confusion": _confusion_cells(y_true, cand_pred),
-        "baseline_confusion": _confusion_cells(y_true, base_pred),
+        "confusion": confusion_cells(y_true, cand_pred),
+        "baseline_confusion": confusion_cells(y_true, base_pred),
         "confused_pairs": sorted(([t, p, n] for (t, p), n in heldout_confusion(y_true, cand_pred).items()),
                                  key=lambda x: -x[2])[:10],
         "labels": labels,
         "funnel": {"planned": gen.planned, "candidates": filt.candidates, "passed_filters": filt.passed,
                    "in_snapshot": new_rows, "kept": new_rows if call.kept else 0},
         "carried": len(carried),
+        "suites": suites,
         **({"budget": budget} if budget is not None else {}),
         "diversity": summary,
         "narrowing": narrowed,

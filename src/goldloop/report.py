@@ -118,7 +118,8 @@ def loop_report(store: Store, cfg: Config, stopped: str = "") -> dict[str, Any]:
                      **{k: m[k] for k in ("kept", "gain", "reason", "baseline_model", "baseline_f1", "candidate_f1",
                                           "delta", "interval", "candidate_interval", "funnel", "carried",
                                           "diversity", "narrowing", "plan", "analysis", "spent", "confused_pairs")},
-                     "synthetic_share": m["diversity"]["synthetic_share"], "budget": m.get("budget")})
+                     "synthetic_share": m["diversity"]["synthetic_share"], "budget": m.get("budget"),
+                     "suites": m.get("suites") or {}})
     return {
         "format": "goldloop.loop-report.v1",
         "project": cfg.project.name,

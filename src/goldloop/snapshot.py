@@ -18,7 +18,7 @@ from .diversity import dispersion, distinct_n, nearest_gold_distance
 from .errors import StageError
 from .filters import REVIEW_GATE, passing
 from .governance import enforce
-from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now
+from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now, text_hash
 from .review import review_states, suggestions
 from .sources import citations_of, class_counts
 from .store import Store
@@ -84,6 +84,9 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
             gate_verdicts.append(Verdict(rec.id, GATE, False, None, "a suggested label trains only once a "
                                          "reviewer confirms or corrects it", number))
     chosen += store.records(ids=edited_ids)
+    chosen, suite_copies = without_suite_text(chosen, store)
+    if suite_copies:
+        excluded[SUITE_TEXT] += suite_copies
     chosen, refused = without_gold_only(chosen, cfg)
     machine, refused_machine = without_gold_only(self_training_of_round(store, cfg, number), cfg)
     if refused + refused_machine:
@@ -109,6 +112,21 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,
                     record_ids=tuple(ids), manifest=manifest, created_at=now())
     return store_snapshot(store, cfg, snap, chosen, gate_verdicts)
+
+
+#: Why a row was left out of a training set because a stress-test suite holds its text.
+SUITE_TEXT = "text of a stress-test suite case (suites are scored on, never trained on)"
+
+
+def without_suite_text(rows: list[Record], store: Store | None = None, hashes: set[str] | None = None
+                       ) -> tuple[list[Record], int]:
+    """``rows`` less the non-gold ones whose text a suite case holds, and how many those were. Not a
+    policy an approver can override: a suite trained on no longer measures anything."""
+    known = hashes if hashes is not None else set(store.suite_text_hashes()) if store is not None else set()
+    if not known:
+        return rows, 0
+    kept = [r for r in rows if r.origin == "gold" or text_hash(r.text) not in known]
+    return kept, len(rows) - len(kept)
 
 
 #: Why a row of a gold-only label was left out of a training set.
@@ -178,6 +196,9 @@ def store_snapshot(store: Store, cfg: Config, snap: Snapshot, records: list[Reco
     existing = store.get_snapshot(snap.id)
     if existing is not None:
         return existing
+    if without_suite_text(records, store)[1]:
+        raise StageError(f"snapshot {snap.name}: a row holds the text of a stress-test suite case; suites are "
+                         "scored on, never trained on, and no override changes that")
     results = enforce(store, cfg, snap, "snapshot", records)
     snap.manifest["policy_results"] = [r.to_json() for r in results]
     snap.manifest["use_case"] = cfg.policy.use_case or cfg.project.name

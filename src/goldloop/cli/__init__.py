@@ -12,7 +12,7 @@ import click
 
 from .. import __version__
 from ..config import CONFIG_FILE
-from . import _audit, _export, _loop, _project, _shared, _snapshots, _stages, _users
+from . import _audit, _export, _loop, _project, _shared, _snapshots, _stages, _suites, _users
 
 __all__ = ["main"]
 
@@ -52,6 +52,7 @@ main.add_command(_loop.plan_)
 main.add_command(_loop.loop_)
 # governance: snapshots, the audit log, lineage, citations
 main.add_command(_snapshots.snapshot)
+main.add_command(_suites.suite)
 main.add_command(_audit.audit)
 main.add_command(_audit.trace)
 main.add_command(_audit.cite)

@@ -115,6 +115,10 @@ def print_scores(number: int, evaluation: Any, paths: tuple[Path, Path]) -> None
     out.print(f"  gold + synthetic  macro-F1 {evaluation.with_synthetic['macro_f1']:.3f}  "
               f"accuracy {evaluation.with_synthetic['accuracy']:.3f}  ({evaluation.train_sizes['with_synthetic']} rows)")
     out.print(f"  change {evaluation.delta_macro_f1:+.3f}{interval}: {evaluation.verdict}")
+    for name, s in (getattr(evaluation, "suites", None) or {}).items():
+        rate = s["pass_rate"]
+        out.print(f"  suite {escape(name)} v{s['version']} ({s['cases']} cases, never trained on): pass rate "
+                  f"{rate['gold_only']:.1%} gold only, {rate['with_synthetic']:.1%} gold + synthetic")
     out.print(f"  report: {paths[1]}")
 
 

@@ -13,6 +13,7 @@ from ._postgres import PostgresStore
 from ._review_base import AccountStore, QueueEntry, ReviewOp, ReviewQueueStore, SessionRow, Slot, UserRow
 from ._sql import SQLStore
 from ._sqlite import SQLiteStore
+from ._suites import SuiteCase, SuiteDecision, SuiteVersion
 
 STORE_DIR = ".goldloop"
 STORE_FILE = "store.db"
@@ -46,4 +47,4 @@ def project_url(configured: str = "") -> str | None:
 
 __all__ = ["AccountStore", "AuditReport", "GenerationRow", "IngestRow", "PostgresStore", "QueueEntry", "ReviewOp",
            "ReviewQueueStore", "RoundInfo", "SQLStore", "SQLiteStore", "STORE_DIR", "STORE_FILE", "SessionRow", "Slot",
-           "Store", "URL_ENV", "UserRow", "migrations", "open_store", "project_url"]
+           "Store", "SuiteCase", "SuiteDecision", "SuiteVersion", "URL_ENV", "UserRow", "migrations", "open_store", "project_url"]

@@ -20,7 +20,7 @@ GENESIS = "0" * 64
 
 # What the audit log vouches for: table -> (key columns, the other columns, in order).
 #: Audited tables that a later migration than the audit log's own creates.
-TABLE_SINCE = {"record_parts": "0005"}
+TABLE_SINCE = {"record_parts": "0005", "suite_cases": "0006", "suite_decisions": "0006", "suite_versions": "0006"}
 
 AUDITED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "records": (("id",), ("text", "text_hash", "label", "origin", "split", "round", "created_at")),
@@ -39,6 +39,10 @@ AUDITED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "overrides": (("id",), ("snapshot_id", "rule", "stage", "approver", "reason", "created_at")),
     "trainings": (("id",), ("snapshot_id", "trainer", "model", "metrics", "created_at")),
     "ingest_rows": (("batch", "row"), ("source", "record_id", "status", "reason")),
+    "suite_cases": (("id",), ("suite", "text", "text_hash", "label", "strategy", "seeds", "backend", "model",
+                              "request_key", "dropped", "created_at")),
+    "suite_decisions": (("id",), ("case_id", "action", "expected", "reviewer", "simulated", "created_at")),
+    "suite_versions": (("suite", "version"), ("digest", "cases", "created_at")),
 }
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..records import Comparison, Decision, Ranking, Record, Snapshot, Verdict
 from ._review_base import AccountStore, ReviewQueueStore
+
+if TYPE_CHECKING:
+    from ._suites import SuiteCase, SuiteDecision, SuiteVersion
 
 
 class IngestRow(NamedTuple):
@@ -158,3 +161,19 @@ class Store(ReviewQueueStore, AccountStore, abc.ABC):
     def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]: ...
     @abc.abstractmethod
     def put_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None: ...
+
+    # stress-test suites (goldloop.suites): cases, decisions on them, frozen versions
+    @abc.abstractmethod
+    def add_suite_cases(self, cases: Iterable[SuiteCase]) -> int: ...
+    @abc.abstractmethod
+    def suite_cases(self, suite: str | None = None) -> list[SuiteCase]: ...
+    @abc.abstractmethod
+    def suite_text_hashes(self) -> dict[str, str]: ...
+    @abc.abstractmethod
+    def add_suite_decision(self, decision: SuiteDecision) -> int: ...
+    @abc.abstractmethod
+    def suite_decisions(self, suite: str | None = None) -> list[SuiteDecision]: ...
+    @abc.abstractmethod
+    def add_suite_version(self, version: SuiteVersion, actor: str | None = None) -> None: ...
+    @abc.abstractmethod
+    def suite_versions(self, suite: str | None = None) -> list[SuiteVersion]: ...

@@ -22,6 +22,7 @@ from ._migrations import migrate, schema_version
 from ._queue import QueueTables
 from ._reviews import ReviewTables
 from ._snapshots import SnapshotTables
+from ._suites import SuiteTables
 from ._users import AccountTables
 
 
@@ -36,7 +37,7 @@ POOL_CHECKS = {
 }
 
 
-class SQLStore(ReviewTables, SnapshotTables, QueueTables, AccountTables, Store):
+class SQLStore(ReviewTables, SnapshotTables, QueueTables, AccountTables, SuiteTables, Store):
     """A :class:`Store` over any SQL database with a :class:`Connection`; see the module docs."""
 
     def __init__(self) -> None:
