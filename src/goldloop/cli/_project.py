@@ -157,18 +157,21 @@ def config_reference() -> None:
 @click.option("--task", type=click.Choice(["classify", "generate"]), default="classify", show_default=True,
               help="classify: the flywheel on 20 Newsgroups; generate: one round on standard-library function -> "
                    "docstring pairs, judged by LoRA adapters of SmolLM2-135M on held-out pairs.")
+@click.option("--suite-per-label", type=click.IntRange(min=0), default=2, show_default=True,
+              help="classify: edge cases per label in a stress-test suite, judged by the SIMULATED draft reviewer, "
+                   "scored every round and never trained on (0: no suite).")
 @click.option("--base-model", default="smollm2", show_default=True,
               help="generate: the model the adapters are trained on (a GGUF file, a folder, or smollm2).")
 @pass_project
 @fail_cleanly
 def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_label: int, pool_per_label: int,
          candidates_per_label: int, rounds: int, budget: int, backend: str, embedder: str, task: str,
-         base_model: str) -> None:
+         suite_per_label: int, base_model: str) -> None:
     """Run the flywheel on 20 Newsgroups (real posts) with SIMULATED reviewers; print held-out scores.
     With --task generate: a round of prompt -> response pairs (standard-library docstrings)."""
     import shutil
 
-    from ..demo import build_demo_project, demo_config, demo_reviewers, lift_by_source
+    from ..demo import build_demo_project, demo_config, demo_reviewers, demo_suite, lift_by_source
     from ..evaluate import evaluate_snapshot
     from ..loop import run_loop
 
@@ -192,6 +195,10 @@ def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_labe
     out.print("SIMULATED reviewers (a demo stand-in for people; every decision they make is marked simulated):")
     for r in reviewers.values():
         out.print(f"  {escape(r.name)}: {escape(r.description)}")
+    suite = None
+    if suite_per_label:
+        say(f"stress-test suite: drafting {suite_per_label} edge cases per label; the SIMULATED draft reviewer judges them")
+        suite = demo_suite(store, cfg, reviewers["drafts"], suite_per_label, show_progress=not project.quiet)
     result = run_loop(store, cfg, demo_dir, rounds, show_progress=not project.quiet, say=say, reviewers=reviewers)
     kept = store.get_snapshot(result.kept_snapshot) if result.kept_snapshot else None
     if kept is None:
@@ -205,6 +212,12 @@ def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_labe
         out.print(f"  flywheel   macro-F1 {ev.with_synthetic['macro_f1']:.3f}  ({ev.train_sizes['with_synthetic']} rows: "
                   + ", ".join(f"{n} {o}" for o, n in sorted(kept.manifest["by_origin"].items())) + ")")
         out.print(f"  change {ev.delta_macro_f1:+.3f}{interval}: {ev.verdict}")
+        for name, fig in ev.suites.items():
+            out.print(f"  stress-test suite {escape(name)} v{fig['version']} ({fig['cases']} edge cases accepted by "
+                      f"the SIMULATED draft reviewer, never trained on): pass rate {fig['pass_rate']['gold_only']:.1%} "
+                      f"gold only, {fig['pass_rate']['with_synthetic']:.1%} flywheel")
+    if suite_per_label and suite is None:
+        out.print("  stress-test suite: the SIMULATED draft reviewer accepted none of its drafted cases")
     parts = lift_by_source(store)
     total = sum(max(p["lift"], 0.0) for p in parts.values())
     for source, p in sorted(parts.items()):
