@@ -252,3 +252,20 @@ def test_suite_tables_round_trip_and_a_changed_version_breaks_the_audit(any_stor
                    (json.dumps([[case.id, case.text, "billing"]]), "edge"))
     report = store.verify_audit()
     assert not report.ok and any("suite_versions" in p for p in report.problems)
+
+
+def test_a_round_draft_that_nearly_copies_a_suite_case_is_dropped_as_leakage(project) -> None:
+    from goldloop.filters import run_filters
+
+    _, cfg, store = project
+    _draft(store, cfg)
+    case = pending_cases(store, "edge")[0]                 # reviewed or not: a case is never training data
+    number = store.open_round()
+    prov = Provenance(parents=(store.records(origin="gold", split="train")[0].id,), strategy="paraphrase.v1",
+                      backend="fake", model="fake-echo", round=number, source="generate", created_at=now(),
+                      params={"temperature": 0.9}, request_key="k" * 32, template_hash="t" * 16)
+    near = Record.synthetic(case.text + " thanks", case.label, prov)
+    store.add_records([near])
+    run_filters(store, cfg, number, _embedder(store, cfg)())
+    (verdict,) = [v for v in store.verdicts(round=number) if v.filter == "leakage.v1"]
+    assert not verdict.keep and f"case {case.id[:12]} of stress-test suite 'edge'" in verdict.reason

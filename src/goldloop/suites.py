@@ -10,8 +10,9 @@ cases into an immutable, content-addressed version (a new freeze of other cases 
 version).
 
 Cases live in their own tables, never in ``records``: nothing that builds a training set can
-select one, and :func:`goldloop.snapshot.build_snapshot` also refuses any row whose text is a
-case's (a policy no override reaches, like held-out isolation). Every evaluation scores the
+select one, ``leakage.v1`` drops a round's draft that copies or nearly copies a case, and
+:func:`goldloop.snapshot.build_snapshot` leaves out any row whose text is a case's (a policy no
+override reaches, like held-out isolation). Every evaluation scores the
 gold-only and the candidate model on each suite's newest version, apart from the held-out
 figure; the loop compares the candidate with the kept model and, with ``[loop] suite_gate``,
 refuses a round that drops a suite's pass rate by more than ``[loop] suite_max_drop``.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import StageError
-from ..records import Record, Verdict, text_hash
+from ..records import Provenance, Record, Verdict, text_hash
 from ._base import Filter, FilterContext
 from ._neardup import NearDupIndex
 from ._semantic import SemanticIndex, semantic_pairs
@@ -100,13 +100,19 @@ class SemanticDuplicate(Filter):
 
 class Leakage(Filter):
     """Drops any candidate that is an exact, near (MinHash) or semantic (embedding) duplicate of
-    a held-out real record, whatever else it scored: the evaluation data must stay unseen."""
+    a held-out real record or of a stress-test suite case, whatever else it scored: the data a
+    model is scored on must stay unseen."""
 
     name = "leakage.v1"
-    reads = ("text", "text embeddings", "held-out gold text and embeddings")
+    reads = ("text", "text embeddings", "held-out gold and suite-case text and embeddings")
 
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
         heldout = ctx.store.records(origin="gold", split="heldout")
+        what = {r.id: f"held-out record {r.id}" for r in heldout}
+        for case in ctx.store.suite_cases():
+            if not case.dropped:                        # stored like held-out text, under an id of its own
+                heldout.append(Record(f"suite-case:{case.id}", case.text, case.label, "gold", "heldout", Provenance()))
+                what[heldout[-1].id] = f"case {case.id[:12]} of stress-test suite {case.suite!r}"
         if not heldout or not candidates:
             return [self.verdict(c, True, 0.0, "no held-out data to leak", ctx) for c in candidates]
         exact = {text_hash(r.text): r.id for r in heldout}
@@ -123,14 +129,14 @@ class Leakage(Filter):
         for i, rec in enumerate(candidates):
             hit = exact.get(text_hash(rec.text))
             if hit:
-                out.append(self.verdict(rec, False, 1.0, f"leakage: identical to held-out record {hit}", ctx))
+                out.append(self.verdict(rec, False, 1.0, f"leakage: identical to {what[hit]}", ctx))
             elif near[i]:
                 key, sim = near[i][0]
-                out.append(self.verdict(rec, False, sim, f"leakage: near-duplicate (Jaccard ~{sim:.2f}) of held-out "
-                                        f"record {key}", ctx))
+                out.append(self.verdict(rec, False, sim, f"leakage: near-duplicate (Jaccard ~{sim:.2f}) of "
+                                        f"{what[key]}", ctx))
             elif sims[i] >= threshold:
                 out.append(self.verdict(rec, False, float(sims[i]), f"leakage: semantic duplicate (cosine "
-                                        f"{sims[i]:.3f}) of held-out record {heldout[int(idx[i])].id}", ctx))
+                                        f"{sims[i]:.3f}) of {what[heldout[int(idx[i])].id]}", ctx))
             else:
                 out.append(self.verdict(rec, True, float(max(sims[i], 0.0)), "not a copy of held-out data", ctx))
         return out
