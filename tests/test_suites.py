@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -228,6 +229,9 @@ def test_suite_commands_from_create_to_show(tmp_path) -> None:
     assert "suite name 'Bad Name'" in _run(tmp_path, "suite", "create", "Bad Name", ok=False)
     said = _run(tmp_path, "round")
     assert "suite edge v1 (2 cases, never trained on): pass rate" in said
+    said = _run(tmp_path, "status")
+    assert "stress-test suites (never trained on): edge v1, 2 cases" in said
+    assert re.search(r"round 1: done; macro-F1 .*; suite edge v1 \d+\.\d% -> \d+\.\d%", said), said
     assert store.verify_audit().ok
 
 

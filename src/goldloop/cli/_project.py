@@ -124,10 +124,19 @@ def status(project: Project) -> None:
         out.print("ingested by source class: " + ", ".join(f"{c} {n}" for c, n in ingested.items() if n)
                   + ("; public sources: " + ", ".join(f"{escape(c['citation'])} ({c['license'] or 'no licence'})"
                                                        for c in cited) if cited else ""))
+    newest = {v.suite: v for v in store.suite_versions()}
+    suites = sorted({c.suite for c in store.suite_cases()})
+    if suites:
+        out.print("stress-test suites (never trained on): " + "; ".join(
+            escape(name) + (f" v{newest[name].version}, {len(newest[name].cases)} cases" if name in newest
+                            else " not frozen yet") for name in suites))
     for r in store.rounds():
         ev = r.metrics.get("evaluation", {})
         score = (f"; macro-F1 {ev['gold_only']['macro_f1']:.3f} -> {ev['with_synthetic']['macro_f1']:.3f} "
                  f"({ev['verdict']})") if ev else ""
+        for name, fig in (ev.get("suites") or {}).items():
+            score += (f"; suite {escape(name)} v{fig['version']} {fig['pass_rate']['gold_only']:.1%} -> "
+                      f"{fig['pass_rate']['with_synthetic']:.1%}")
         out.print(f"round {r.number}: {r.status}{score}")
 
 
