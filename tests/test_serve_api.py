@@ -400,3 +400,50 @@ def test_pairs_are_reviewed_on_the_web_with_their_response_edited(tmp_path):
     assert new.is_pair and new.text == record["text"] and new.response == "It welds metal.\n\nWear a mask."
     assert [(r.chosen, r.rejected) for r in derive(store, 1).dpo] == [(new.response, record["response"])]
     store.close()
+
+
+def test_suite_cases_are_reviewed_on_the_web_marked_as_suite_items(project):
+    """Before any round, the queue holds the stress-test suite's cases: accept, correct the expected
+    label (the text cannot change), reject, skip and undo; decisions go to the suite, not the records."""
+    from goldloop.embed import CachedEmbedder, HashingEmbedder
+    from goldloop.llm import FakeLLM
+    from goldloop.suites import case_states, draft_suite, freeze, pending_cases
+
+    path, cfg, store = project
+    cfg.filter.label_consistency = "off"
+    cfg.filter.near_dup_threshold = 1.0
+    draft_suite(store, cfg, FakeLLM(), lambda: CachedEmbedder(HashingEmbedder(), store), "edge", "edge_case.v1", 2,
+                show_progress=False)
+    waiting = pending_cases(store, "edge")
+    assert len(waiting) >= 4
+    add_users(store)
+    ann = _client(create_app(path, cfg, store), "ann")
+    items = ann.post("/api/next", json={"want": 5}).json()["items"]
+    assert len(items) == min(5, len(waiting))
+    record = items[0]["records"][0]
+    assert record["origin"] == "suite" and record["suite"]["name"] == "edge" and record["id"].startswith("suite:")
+    assert "never trained on" in record["suite"]["note"] and record["seeds"]
+    case_of = {i["queue_id"]: i["records"][0]["id"].removeprefix("suite:") for i in items}
+    assert _decide(ann, items[0], "accept").status_code == 200
+    other = next(x for x in ("billing", "outage", "account") if x != items[1]["records"][0]["label"])
+    refused = _decide(ann, items[1], "edit", cid="op-text-1", text="a new text", label=other)
+    assert refused.status_code == 422 and "cannot be edited" in refused.json()["error"]
+    assert _decide(ann, items[1], "edit", cid="op-label-1", text=items[1]["records"][0]["text"],
+                   label=other).status_code == 200
+    assert _decide(ann, items[2], "edit", cid="op-label-2", label="nope").status_code == 422
+    assert _decide(ann, items[2], "reject").status_code == 200
+    assert _decide(ann, items[3], "skip").status_code == 200
+    states = case_states(store, "edge")
+    assert states[case_of[items[0]["queue_id"]]].action == "accept"
+    assert (states[case_of[items[1]["queue_id"]]].action, states[case_of[items[1]["queue_id"]]].expected) == (
+        "correct", other)
+    assert states[case_of[items[2]["queue_id"]]].reviewer == "ann"
+    assert case_of[items[3]["queue_id"]] not in states                      # a skip stores nothing
+    ann.post("/api/undo", json={"client_id": "undo-skip-1"})                # withdraws the skip: nothing changes
+    undone = ann.post("/api/undo", json={"client_id": "undo-reject-1"}).json()
+    assert undone["item"]["queue_id"] == items[2]["queue_id"]
+    assert case_of[items[2]["queue_id"]] not in case_states(store, "edge")  # the reject is withdrawn
+    assert not store.decisions() and not store.records(origin="edited")     # nothing reached the records
+    version, _ = freeze(store, "edge", "ann")
+    assert {c[2] for c in version.cases if c[0] == case_of[items[1]["queue_id"]]} == {other}
+    assert store.verify_audit().ok

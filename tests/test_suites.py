@@ -212,12 +212,14 @@ def test_suite_commands_from_create_to_show(tmp_path) -> None:
     _run(tmp_path, "ingest", str(write_csv(tmp_path / "gold.csv", make_rows())))
     said = _run(tmp_path, "suite", "create", "edge", "--per-label", "2")
     assert "suite edge: 6 requests planned, 0 answered before, 6 drafted now, 0 failed" in said
-    said = _run(tmp_path, "suite", "review", "edge", "--reviewer", "ann", input="a\nc\nnope\nc\nbilling\nr\ns\nq\n")
+    said = _run(tmp_path, "suite", "review", "edge", "--reviewer", "ann",
+                input="a\nc\nnope\nc\nbilling\nr\nu\nr\ns\nq\n")
     assert "label 'nope' is not one of the project's labels" in said
     store = open_store(tmp_path)
     left = len(pending_cases(store, "edge"))
     assert left == len([c for c in store.suite_cases("edge") if not c.dropped]) - 3
-    assert f"suite edge: 1 accepted, 1 corrected, 1 rejected, 1 skipped; {left} left to review" in said
+    assert f"suite edge: 1 accepted, 1 corrected, 1 rejected, 1 skipped, 1 undone; {left} left to review" in said
+    assert [d.action for d in store.suite_decisions("edge")] == ["accept", "correct", "reject", "undo", "reject"]
     assert "stress-test suite edge:" in said and "never trained on" in said
     assert "suite edge: 2 cases frozen as version 1" in _run(tmp_path, "suite", "freeze", "edge")
     assert "suite edge: 2 cases unchanged since version 1" in _run(tmp_path, "suite", "freeze", "edge")

@@ -184,9 +184,10 @@ def draft_suite(store: Store, cfg: Config, llm: LLM, embedder: Callable[[], Any]
     return report
 
 
-def case_states(store: Store, name: str) -> dict[str, SuiteDecision]:
-    """Case id -> the latest decision on it."""
-    return {d.case_id: d for d in store.suite_decisions(name)}
+def case_states(store: Store, name: str | None = None) -> dict[str, SuiteDecision]:
+    """Case id -> the decision that stands on it (the latest, unless that was an undo)."""
+    latest = {d.case_id: d for d in store.suite_decisions(name)}
+    return {k: d for k, d in latest.items() if d.action != "undo"}
 
 
 def pending_cases(store: Store, name: str) -> list[SuiteCase]:
@@ -199,8 +200,8 @@ def decide(store: Store, case: SuiteCase, action: str, reviewer: str, expected: 
            known_labels: Sequence[str] = (), simulated: bool = False) -> SuiteDecision:
     """Store a reviewer's call on ``case``: accept (the drafted label is expected), correct (to
     ``expected``, one of ``known_labels``) or reject. A later call replaces an earlier one."""
-    if action not in ACTIONS:
-        raise ConfigError(f"suite decision {action!r}: use one of {', '.join(ACTIONS)}")
+    if action not in (*ACTIONS, "undo"):
+        raise ConfigError(f"suite decision {action!r}: use one of {', '.join(ACTIONS)}, or undo")
     if case.dropped:
         raise StageError(f"case {case.id[:12]} was dropped by a filter ({case.dropped}); it cannot be reviewed")
     if action == "correct":
@@ -215,8 +216,7 @@ def decide(store: Store, case: SuiteCase, action: str, reviewer: str, expected: 
     else:
         expected = case.label if action == "accept" else ""
     decision = SuiteDecision(case.id, action, expected, reviewer, simulated, now())
-    store.add_suite_decision(decision)
-    return decision
+    return replace(decision, id=store.add_suite_decision(decision))
 
 
 def freeze(store: Store, name: str, actor: str) -> tuple[SuiteVersion, bool]:

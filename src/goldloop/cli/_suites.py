@@ -12,10 +12,13 @@ from rich.panel import Panel
 from rich.table import Column, Table
 
 from ..errors import GoldloopError
+from ..records import now
+from ..store import SuiteDecision
 from ._shared import Project, err, fail_cleanly, out, pass_project
 
-SUITE_HELP = "[a] accept  [c] correct the expected label  [r] reject  [s] skip  [q] quit"
-SUITE_KEYS = {"a": "accept", "c": "correct", "e": "correct", "r": "reject", "x": "reject", "s": "skip", "q": "quit"}
+SUITE_HELP = "[a] accept  [c] correct the expected label  [r] reject  [s] skip  [u] undo  [q] quit"
+SUITE_KEYS = {"a": "accept", "c": "correct", "e": "correct", "r": "reject", "x": "reject", "s": "skip", "u": "undo",
+              "q": "quit"}
 
 
 @click.group()
@@ -71,7 +74,7 @@ def suite_create(project: Project, name: str, strategy: str, per_label: int, lab
 @pass_project
 @fail_cleanly
 def suite_review(project: Project, name: str, reviewer: str | None, limit: int | None, again: bool) -> None:
-    """Review NAME's cases one key each: a accept, c correct the expected label, r reject, s skip, q quit."""
+    """Review NAME's cases one key each: a accept, c correct the expected label, r reject, s skip, u undo, q quit."""
     from ..review import project_labels
     from ..suites import case_states, pending_cases, valid_name
 
@@ -82,9 +85,12 @@ def suite_review(project: Project, name: str, reviewer: str | None, limit: int |
     states = case_states(store, name)
     queue = ([c for c in store.suite_cases(name) if not c.dropped] if again else pending_cases(store, name))
     done: Counter[str] = Counter()
-    for i, case in enumerate(queue):
+    history: list[tuple[int, str]] = []                # (queue position, action) of this session's decisions
+    i = 0
+    while i < len(queue):
         if limit is not None and sum(done.values()) >= limit:
             break
+        case = queue[i]
         before = states.get(case.id)
         body = (f"[bold]{escape(case.text)}[/bold]\n\n[dim]expected label[/dim] {escape(case.label)}   "
                 f"[dim]strategy[/dim] {escape(case.strategy)}   [magenta]stress-test suite {escape(name)}: "
@@ -98,10 +104,24 @@ def suite_review(project: Project, name: str, reviewer: str | None, limit: int |
         action = _decide_one(store, case, who, labels)
         if action == "quit":
             break
+        if action == "undo":
+            if not history:
+                err.print("nothing to undo")
+                continue
+            i, last = history.pop()
+            if last != "skipped":
+                store.add_suite_decision(SuiteDecision(queue[i].id, "undo", "", who, False, now()))
+            done[last] -= 1
+            done["undone"] += 1
+            states = case_states(store, name)
+            continue
         done[action] += 1
+        history.append((i, action))
+        i += 1
     left = len(pending_cases(store, name))
     out.print(f"suite {escape(name)}: {done['accept']} accepted, {done['correct']} corrected, {done['reject']} "
-              f"rejected, {done['skipped']} skipped; {left} left to review. Freeze the reviewed cases with "
+              f"rejected, {done['skipped']} skipped, {done['undone']} undone; {left} left to review. Freeze the "
+              "reviewed cases with "
               f"goldloop suite freeze {escape(name)}")
 
 
@@ -115,7 +135,7 @@ def _decide_one(store, case, who: str, labels: list[str]) -> str:
         if action is None:
             err.print(escape(SUITE_HELP))
             continue
-        if action in ("quit", "skip"):
+        if action in ("quit", "skip", "undo"):
             return "skipped" if action == "skip" else action
         expected = _read_line(f"expected label ({', '.join(labels)}): ").strip() if action == "correct" else ""
         try:

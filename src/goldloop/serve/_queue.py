@@ -19,6 +19,7 @@ from ..filters import passing
 from ..records import Comparison, Decision, Ranking, Record, now, text_hash
 from ..review import EditRefused, edit_record, project_labels, review_states, suggestion_view
 from ..store import QueueEntry, Slot, Store
+from . import _suites as suite_items
 
 ACTIONS = ("accept", "reject", "edit", "skip")
 DOUBT = "label-doubt"
@@ -39,7 +40,10 @@ def current_round(store: Store) -> int | None:
     info = store.current_round()
     if info is not None:
         return info.number
-    return store.latest_synthetic_round()
+    latest = store.latest_synthetic_round()
+    if latest is None and any(not c.dropped for c in store.suite_cases()):
+        return 0                                    # before any round, only stress-test suite cases wait
+    return latest
 
 
 def sync_queue(store: Store, cfg: Config, round: int) -> int:
@@ -76,6 +80,9 @@ def sync_queue(store: Store, cfg: Config, round: int) -> int:
         if rid not in queued:
             priority = PRIORITY_DOUBT if rid in doubted else PRIORITY_SINGLE
             fresh += [QueueEntry(round, rid, slot, "single", rid, None, priority) for slot in range(overlap)]
+    cases, closed = suite_items.entries(store, round, overlap, queued, PRIORITY_SINGLE)   # marked as suite items
+    fresh += cases
+    decided += closed
     fresh.sort(key=lambda e: (e.priority, e.item_key, e.slot))
     if cfg.serve.pairs_per_label:
         fresh += _pairs(by_label, cfg.serve.pairs_per_label, queued, round, overlap)
@@ -132,6 +139,9 @@ def _record_view(store: Store, record: Record) -> dict[str, Any]:
 
 def item_view(store: Store, slot: Slot) -> dict[str, Any]:
     """What the page shows for one slot: the candidate(s), seeds, strategy, verdicts, doubt flag."""
+    if suite_items.is_case(slot.record_id):
+        return {"queue_id": slot.id, "kind": slot.kind, "round": slot.round, "lease_until": slot.lease_until,
+                "records": [suite_items.case_view(store, slot.record_id)]}
     ids = [slot.record_id] + ([slot.other_id] if slot.other_id else [])
     records = store.records(ids=ids)
     if len(records) != len(ids):
@@ -191,6 +201,13 @@ def submit_decision(store: Store, cfg: Config, reviewer: str, client_id: str, qu
             result = {"ok": True, "queue_id": queue_id, "kind": "comparison", "comparison_id": cid, "winner": winner}
             store.add_review_op(client_id, reviewer, "comparison", slot.round, result, queue_id=queue_id,
                                 comparison_id=cid)
+        elif suite_items.is_case(slot.record_id):
+            if action not in ACTIONS:
+                raise QueueError(422, f"action {action!r} is not one of {', '.join(ACTIONS)}")
+            sid = suite_items.submit(store, cfg, slot, action, reviewer, text, label)
+            result = {"ok": True, "queue_id": queue_id, "kind": "decision", "decision_id": None, "action": action,
+                      "new_record_id": None, "suite_decision_id": sid}
+            store.add_review_op(client_id, reviewer, "decision", slot.round, result, queue_id=queue_id)
         else:
             if action not in ACTIONS:
                 raise QueueError(422, f"action {action!r} is not one of {', '.join(ACTIONS)}")
@@ -312,7 +329,10 @@ def undo(store: Store, reviewer: str, client_id: str, lease_seconds: float) -> d
         if slot is None:
             raise QueueError(500, f"queued item {op.queue_id} of your last decision is missing from the store")
         did = cid = None
-        if op.kind == "decision" and op.decision_id is not None:
+        if op.kind == "decision" and suite_items.is_case(slot.record_id):
+            if op.result.get("suite_decision_id") is not None:         # a skip stored nothing
+                suite_items.withdraw(store, slot, reviewer)
+        elif op.kind == "decision" and op.decision_id is not None:
             did = store.add_decision(Decision(slot.record_id, "undo", reviewer, op.round, created_at=now()))
         elif op.kind == "comparison":
             assert slot.other_id is not None

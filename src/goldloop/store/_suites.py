@@ -78,10 +78,16 @@ class SuiteTables(AuditLog):
         return len(added)
 
     def suite_cases(self, suite: str | None = None) -> list[SuiteCase]:
-        clause, args = where(suite=suite)
+        return self._cases(*where(suite=suite))
+
+    def _cases(self, clause: str, args: list[str]) -> list[SuiteCase]:
         return [SuiteCase(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], r[7], r[8], r[9], r[10])
                 for r in self.query("SELECT id, suite, text, label, strategy, seeds, backend, model, request_key,"
                                     f" dropped, created_at FROM suite_cases {clause} ORDER BY {self.rowid}", args)]
+
+    def get_suite_case(self, case_id: str) -> SuiteCase | None:
+        found = [c for c in self._cases("WHERE id = ?", [case_id])]
+        return found[0] if found else None
 
     def suite_text_hashes(self) -> dict[str, str]:
         """text hash -> suite name, of every case that reached review (a dropped draft is no case)."""

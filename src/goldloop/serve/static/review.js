@@ -71,9 +71,12 @@ export function render(keyAt) {
       $("doubt").hidden = !r.doubt;
       $("doubt").textContent = r.doubt ? "label-doubt: " + r.doubt : "";
       // A real pool record: the label is the model's suggestion; accept confirms it, edit corrects it.
-      $("suggestion").hidden = !r.suggestion;
-      $("suggestion").textContent = r.suggestion ? r.suggestion.summary + " · " + r.suggestion.why : "";
-      $("label-kind").textContent = r.suggestion ? "suggested label" : "label";
+      // A stress-test suite case: the label is the expected one; it is scored on, never trained on.
+      $("suggestion").hidden = !r.suggestion && !r.suite;
+      $("suggestion").textContent = r.suite ? r.suite.note
+        : r.suggestion ? r.suggestion.summary + " · " + r.suggestion.why : "";
+      $("label-kind").textContent = r.suite ? "suite " + r.suite.name + " · expected label"
+        : r.suggestion ? "suggested label" : "label";
     }
     seedsList(records);
     verdictRows(records);
@@ -157,6 +160,7 @@ function openEditor() {
   const record = item.records[0];
   state.editing = true;
   $("editor").hidden = false;
+  $("edit-text").readOnly = !!record.suite;   // a suite case's text is what it tests: only its label is corrected
   if (record.pair) {
     // A pair's edit rewrites its response; the prompt stays in view above the editor.
     $("response").hidden = true;
@@ -179,7 +183,7 @@ function openEditor() {
   }
   $("edit-text").value = record.text;
   renderDiff($("edit-diff"), record.text, record.text);
-  $("edit-text").focus();
+  (record.suite ? select : $("edit-text")).focus();
 }
 
 function closeEditor() {

@@ -1,6 +1,6 @@
 -- Stress-test suites: drafted edge cases that models are scored on and never trained on.
 -- Cases live apart from the records table, so no training path can select one; a reviewer's
--- decision on a case is its own row; a frozen version holds its cases' text and expected label
+-- decision on a case is its own row (the latest stands; 'undo' withdraws it); a frozen version holds its cases' text and expected label
 -- and never changes (a new freeze makes a new version).
 CREATE TABLE IF NOT EXISTS suite_cases (
     id TEXT PRIMARY KEY,
@@ -21,7 +21,7 @@ CREATE INDEX IF NOT EXISTS suite_cases_text_hash ON suite_cases (text_hash);
 CREATE TABLE IF NOT EXISTS suite_decisions (
     id {serial_pk},
     case_id TEXT NOT NULL REFERENCES suite_cases (id),
-    action TEXT NOT NULL CHECK (action IN ('accept', 'reject', 'correct')),
+    action TEXT NOT NULL CHECK (action IN ('accept', 'reject', 'correct', 'undo')),
     expected TEXT NOT NULL,
     reviewer TEXT NOT NULL,
     simulated INTEGER NOT NULL DEFAULT 0,
