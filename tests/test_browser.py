@@ -317,3 +317,36 @@ def test_a_pair_shows_prompt_and_response_and_its_response_is_edited(tmp_path, b
         edit = next(d for d in store.decisions(round=1) if d.action == "edit")
         assert store.get_record(edit.new_record_id).response == "It welds metal.\n\nWear a mask."
     store.close()
+
+
+def test_a_suite_case_is_marked_and_only_its_label_is_corrected(project, browser):
+    """A stress-test suite case on the page: marked as a suite item with its expected label; in the
+    editor its text is read-only and the label is what changes; the correction lands in the suite."""
+    from goldloop.embed import CachedEmbedder, HashingEmbedder
+    from goldloop.llm import FakeLLM
+    from goldloop.suites import case_states, draft_suite
+
+    path, cfg, store = project
+    cfg.filter.label_consistency = "off"
+    cfg.filter.near_dup_threshold = 1.0
+    draft_suite(store, cfg, FakeLLM(), lambda: CachedEmbedder(HashingEmbedder(), store), "edge", "edge_case.v1", 1,
+                show_progress=False)
+    add_users(store)
+    with live_server(create_app(path, cfg, store)) as url:
+        page = browser.new_page()
+        _log_in(page, url, "ann")
+        assert page.text_content("#label-kind") == "suite edge · expected label"
+        assert "stress-test suite 'edge'" in page.text_content("#suggestion") and page.is_visible("#suggestion")
+        expected = page.text_content("#label")
+        other = next(x for x in ("account", "billing", "outage") if x != expected)
+        page.keyboard.press("e")
+        page.wait_for_selector("#edit-text", state="visible")
+        assert page.evaluate("document.querySelector('#edit-text').readOnly")
+        page.select_option("#edit-label", other)
+        _press(page, "Control+Enter")
+        deadline = time.time() + 5
+        while time.time() < deadline and not case_states(store, "edge"):
+            time.sleep(0.05)
+        (decision,) = case_states(store, "edge").values()
+        assert (decision.action, decision.expected, decision.reviewer) == ("correct", other, "ann")
+    store.close()
