@@ -12,6 +12,7 @@ from goldloop.cli import main
 from goldloop.embed import CachedEmbedder, make_embedder
 from goldloop.errors import ConfigError, StageError
 from goldloop.evaluate import evaluate_snapshot
+from goldloop.governance import PolicyError
 from goldloop.export import export_snapshot
 from goldloop.keep_or_stop import keep_or_stop
 from goldloop.llm import FakeLLM
@@ -129,8 +130,11 @@ def test_a_suite_case_never_reaches_a_training_snapshot_or_an_export(project) ->
     # a snapshot assembled by hand with the case's text is refused, whatever the policy says
     forged = Snapshot(id="f" * 16, name="forged", round=number, record_ids=tuple(sorted([*snap.record_ids, twin.id])),
                       manifest=dict(snap.manifest), created_at=now())
-    with pytest.raises(StageError, match="holds the text of a stress-test suite case"):
+    with pytest.raises(PolicyError, match="suite_isolation: 1 row.s. repeat the text of a stress-test suite case"):
         store_snapshot(store, cfg, forged, store.records(ids=forged.record_ids))
+    assert {"rule": "suite_isolation", "passed": True} == {k: v for k, v in next(
+        r for r in snap.manifest["policy_results"] if r["rule"] == "suite_isolation").items() if k in ("rule",
+                                                                                                       "passed")}
 
 
 def test_every_evaluation_scores_each_suite_apart_from_held_out(project) -> None:

@@ -10,6 +10,9 @@ Rules:
 - ``heldout_isolation``: no held-out record, no row drafted from a held-out seed, and no row
   whose text (for a prompt → response pair: either side) equals a held-out text (either side).
   Always on; it cannot be overridden.
+- ``suite_isolation``: no made row repeats the text of a stress-test suite case
+  (:mod:`goldloop.suites`): a suite trained on measures nothing. Always on; it cannot be
+  overridden.
 - ``no_synthetic_only``: the training set contains real gold rows. Always on; it cannot be
   overridden.
 - ``min_gold_per_label``: every label has at least this many gold rows.
@@ -48,8 +51,8 @@ from .store import Store
 
 STAGES = ("snapshot", "evaluate", "export", "train")
 CAPPED_CLASSES = ("llm", "simulator", "external")
-UNOVERRIDABLE = ("heldout_isolation", "no_synthetic_only")
-RULES = ("heldout_isolation", "no_synthetic_only", "min_gold_per_label", "max_synthetic_share", "gold_only_labels",
+UNOVERRIDABLE = ("heldout_isolation", "suite_isolation", "no_synthetic_only")
+RULES = ("heldout_isolation", "suite_isolation", "no_synthetic_only", "min_gold_per_label", "max_synthetic_share", "gold_only_labels",
          "max_source_class_share", "external_license", "human_review", "signoff")
 
 
@@ -91,7 +94,7 @@ def check(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
     total = len(rows)
     gold = [r for r in rows if r.origin == "gold"]
     made = [r for r in rows if not r.real]          # drafts and edits; answered pool rows are real
-    results: list[PolicyResult] = [_isolation(store, rows)]
+    results: list[PolicyResult] = [_isolation(store, rows), _suite_isolation(store, rows)]
 
     results.append(PolicyResult(
         "no_synthetic_only", bool(gold),
@@ -232,6 +235,18 @@ def _isolation(store: Store, rows: list[Record]) -> PolicyResult:
         parts.append(f"{len(same_text)} row(s) repeat a held-out text (e.g. {same_text[0]})")
     return PolicyResult("heldout_isolation", False, "; ".join(parts) + ". Held-out data must never reach training.",
                         {"heldout_in_set": len(in_set), "heldout_seeded": len(seeded), "heldout_text": len(same_text)})
+
+
+def _suite_isolation(store: Store, rows: list[Record]) -> PolicyResult:
+    cases = store.suite_text_hashes()
+    same = [r for r in rows if r.origin != "gold" and text_hash(r.text) in cases]
+    if not same:
+        return PolicyResult("suite_isolation", True, f"no row repeats the text of the {len(cases)} stress-test suite "
+                                                     "cases", {"suite_cases": len(cases)})
+    return PolicyResult("suite_isolation", False,
+                        f"{len(same)} row(s) repeat the text of a stress-test suite case (e.g. {same[0].id}, suite "
+                        f"{cases[text_hash(same[0].text)]!r}). Suites are scored on, never trained on.",
+                        {"suite_text": len(same)})
 
 
 def _gold_only(gold_only: list[str], labels: list[str], rows: list[Record]) -> PolicyResult:
