@@ -233,6 +233,8 @@ def test_suite_commands_from_create_to_show(tmp_path) -> None:
     assert shown["version"] == 1 and len(shown["cases"]) == 2 and "billing" in {c["expected"] for c in shown["cases"]}
     assert "has no version 7; it has v1" in _run(tmp_path, "suite", "show", "edge", "--version", "7", ok=False)
     assert "suite name 'Bad Name'" in _run(tmp_path, "suite", "create", "Bad Name", ok=False)
+    assert f"{left} case(s) of stress-test suite edge wait too: goldloop suite review edge" in _run(
+        tmp_path, "review", input="q\n")
     said = _run(tmp_path, "round")
     assert "suite edge v1 (2 cases, never trained on): pass rate" in said
     said = _run(tmp_path, "status")

@@ -120,6 +120,13 @@ def review(project: Project, reviewer: str | None, limit: int | None) -> None:
     summary = run_review(project.store, project.cfg, number, reviewer=reviewer, limit=limit)
     out.print(f"round {number}: {summary.accept} accepted, {summary.reject} rejected, {summary.edit} edited, "
               f"{summary.skip} skipped, {summary.undo} undone; {summary.remaining} left to review")
+    from ..suites import pending_cases
+
+    for name in sorted({c.suite for c in project.store.suite_cases()}):
+        waiting = len(pending_cases(project.store, name))
+        if waiting:
+            out.print(f"{waiting} case(s) of stress-test suite {escape(name)} wait too: goldloop suite review "
+                      f"{escape(name)}")
 
 
 @click.command()
