@@ -30,39 +30,47 @@ class RecordTables(AuditLog):
 
     # -- records ------------------------------------------------------------------------
     def add_records(self, records: Iterable[Record]) -> int:
+        """Store the records not stored yet (a record's id is its content, so one stored already is
+        the same record); how many were new. Written in bulk: one look-up per 500 ids, then one
+        batched insert per table, all in one transaction with its audit entry."""
         records = list(records)
         check_provenance(records)
-        added: list[str] = []
+        first: dict[str, Record] = {}
+        for r in records:
+            first.setdefault(r.id, r)
         with self.transaction() as db:
-            for r in records:
-                cur = db.execute(
-                    "INSERT INTO records (id, text, text_hash, label, origin, split, round, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                    (r.id, r.text, text_hash(r.text), r.label, r.origin, r.split, r.round,
-                     r.provenance.created_at or now()))
-                if cur.rowcount:
-                    added.append(r.id)
-                    if r.is_pair:
-                        db.execute("INSERT INTO record_parts (record_id, response, response_hash, system, context)"
-                                   " VALUES (?, ?, ?, ?, ?)",
-                                   (r.id, r.response, text_hash(r.response), r.system, r.context))
-                    p = r.provenance
-                    db.execute(
-                        "INSERT INTO provenance (record_id, parents, strategy, backend, model, params,"
-                        " template_hash, request_key, round, source, reviewer, created_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (r.id, json.dumps(list(p.parents)), p.strategy, p.backend, p.model,
-                         json.dumps(p.params, sort_keys=True), p.template_hash, p.request_key, p.round,
-                         p.source, p.reviewer, p.created_at or now()))
-            if added:
-                keys = [[i] for i in added]
-                fresh = set(added)
-                pairs = [[r.id] for r in records if r.is_pair and r.id in fresh]
-                self.audit("records.add", {"count": len(added),
-                                           "rows": self._digests(db, "records", keys)
-                                           + self._digests(db, "provenance", keys)
-                                           + (self._digests(db, "record_parts", pairs) if pairs else [])})
-        return len(added)
+            ids, stored = list(first), set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                stored.update(row[0] for row in db.execute(f"SELECT id FROM records WHERE id IN ({marks(len(chunk))})",
+                                                           chunk).fetchall())
+            new = [r for r in first.values() if r.id not in stored]
+            if not new:
+                return 0
+            stamp = now()
+            db.executemany("INSERT INTO records (id, text, text_hash, label, origin, split, round, created_at)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                           [(r.id, r.text, text_hash(r.text), r.label, r.origin, r.split, r.round,
+                             r.provenance.created_at or stamp) for r in new])
+            pairs = [r for r in new if r.is_pair]
+            if pairs:
+                db.executemany("INSERT INTO record_parts (record_id, response, response_hash, system, context)"
+                               " VALUES (?, ?, ?, ?, ?) ON CONFLICT (record_id) DO NOTHING",
+                               [(r.id, r.response, text_hash(r.response), r.system, r.context) for r in pairs])
+            db.executemany(
+                "INSERT INTO provenance (record_id, parents, strategy, backend, model, params, template_hash,"
+                " request_key, round, source, reviewer, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (record_id) DO NOTHING",
+                [(r.id, json.dumps(list(r.provenance.parents)), r.provenance.strategy, r.provenance.backend,
+                  r.provenance.model, json.dumps(r.provenance.params, sort_keys=True), r.provenance.template_hash,
+                  r.provenance.request_key, r.provenance.round, r.provenance.source, r.provenance.reviewer,
+                  r.provenance.created_at or stamp) for r in new])
+            keys = [[r.id] for r in new]
+            self.audit("records.add", {"count": len(new),
+                                       "rows": self._digests(db, "records", keys)
+                                       + self._digests(db, "provenance", keys)
+                                       + (self._digests(db, "record_parts", [[r.id] for r in pairs]) if pairs else [])})
+        return len(new)
 
     def _record_rows(self, where_sql: str, args: Sequence[Any]) -> list[Record]:
         rows = self.query(
