@@ -88,7 +88,10 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     if suite_copies:
         excluded[SUITE_TEXT] += suite_copies
     chosen, refused = without_gold_only(chosen, cfg)
-    machine, refused_machine = without_gold_only(self_training_of_round(store, cfg, number), cfg)
+    machine, machine_copies = without_suite_text(self_training_of_round(store, cfg, number), store)
+    if machine_copies:
+        excluded[SUITE_TEXT] += machine_copies
+    machine, refused_machine = without_gold_only(machine, cfg)
     if refused + refused_machine:
         excluded[GOLD_ONLY] += refused + refused_machine
     machine, over = within_synthetic_share(chosen, machine, cfg.policy.max_synthetic_share,
@@ -118,11 +121,10 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
 SUITE_TEXT = "text of a stress-test suite case (suites are scored on, never trained on)"
 
 
-def without_suite_text(rows: list[Record], store: Store | None = None, hashes: set[str] | None = None
-                       ) -> tuple[list[Record], int]:
-    """``rows`` less the non-gold ones whose text a suite case holds, and how many those were. Not a
-    policy an approver can override: a suite trained on no longer measures anything."""
-    known = hashes if hashes is not None else set(store.suite_text_hashes()) if store is not None else set()
+def without_suite_text(rows: list[Record], store: Store) -> tuple[list[Record], int]:
+    """``rows`` less the non-gold ones whose text a suite case holds, and how many those were (the
+    ``suite_isolation`` policy, which no approver can override, refuses any left)."""
+    known = set(store.suite_text_hashes())
     if not known:
         return rows, 0
     kept = [r for r in rows if r.origin == "gold" or text_hash(r.text) not in known]
