@@ -281,3 +281,29 @@ def test_a_round_draft_that_nearly_copies_a_suite_case_is_dropped_as_leakage(pro
     run_filters(store, cfg, number, _embedder(store, cfg)())
     (verdict,) = [v for v in store.verdicts(round=number) if v.filter == "leakage.v1"]
     assert not verdict.keep and f"case {case.id[:12]} of stress-test suite 'edge'" in verdict.reason
+
+
+def test_a_stopped_draft_loses_nothing_and_asks_for_nothing_twice(project) -> None:
+    from goldloop.suites import UNFILTERED
+
+    _, cfg, store = project
+    calls = {"n": 0}
+
+    def flaky(req):                                    # every third request fails: asked again next run
+        calls["n"] += 1
+        return RuntimeError("endpoint hiccup") if calls["n"] % 3 == 0 else f"an odd refund case {calls['n']}"
+
+    def dies():                                        # the run dies after the replies, before the filters
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        draft_suite(store, cfg, FakeLLM(flaky), dies, "edge", "edge_case.v1", 3, show_progress=False)
+    stored = store.suite_cases("edge")
+    assert len(stored) == 6 and all(c.dropped == UNFILTERED for c in stored)
+    assert not pending_cases(store, "edge") and not store.suite_text_hashes()   # unjudged: neither reviewable nor a case
+    again = FakeLLM(lambda req: f"a late refund case {req.key[:6]}")
+    report = draft_suite(store, cfg, again, _embedder(store, cfg), "edge", "edge_case.v1", 3, show_progress=False)
+    assert len(again.requests) == 3 and report.drafted == 3 and report.answered_before == 6
+    assert report.to_review + sum(report.dropped.values()) == 9                 # the earlier six judged too
+    assert not [c for c in store.suite_cases("edge") if c.dropped == UNFILTERED]
+    assert store.verify_audit().ok

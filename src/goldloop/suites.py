@@ -28,10 +28,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .config import Config
-from .errors import ConfigError, StageError, require_classify
+from .errors import ConfigError, Interrupted, StageError, require_classify
 from .generate import get_strategy
 from .generate._runner import PlannedRequest, build_request
 from .generate._strategies import Rules
+from .interrupts import graceful_stop
 from .llm import LLM
 from .progress import progress_bar
 from .records import Provenance, Record, content_hash, normalize_text, now, text_hash
@@ -47,6 +48,8 @@ ACTIONS = ("accept", "correct", "reject")
 #: Strategies a suite may use: those that draft for a label from its gold seeds alone
 #: (targeted.v1 needs a confused pair, feedback.v1 reads training drafts).
 SUITE_STRATEGIES = ("edge_case.v1", "harder.v1", "paraphrase.v1", "label.v1")
+#: A case's ``dropped`` until the filters have judged it (it is neither reviewable nor protected yet).
+UNFILTERED = "awaiting the filters"
 
 
 def valid_name(name: str) -> str:
@@ -64,9 +67,9 @@ class DraftReport:
     planned: int = 0
     answered_before: int = 0
     failed: int = 0
-    drafted: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)     # first failing filter -> cases
-    to_review: int = 0
+    drafted: int = 0                                            # replies stored in this run
+    dropped: Counter[str] = field(default_factory=Counter)     # of the cases judged now: first failing filter
+    to_review: int = 0                                          # of the cases judged now: passed every filter
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -141,7 +144,10 @@ def _judge(store: Store, cfg: Config, embedder: Any, drafts: list[Record]) -> di
 
 def draft_suite(store: Store, cfg: Config, llm: LLM, embedder: Callable[[], Any], name: str, strategy: str,
                 per_label: int, labels: Sequence[str] = (), show_progress: bool = True) -> DraftReport:
-    """Draft and filter the suite's cases; resumable (an answered request is not sent again).
+    """Draft and filter the suite's cases. Each reply is stored as it arrives, marked
+    :data:`UNFILTERED`; the filters then judge every case so marked (this run's, and any a
+    killed run left), so a run stopped at any point and started again asks only for what is
+    missing and loses nothing.
 
     ``embedder`` makes the filters' embedder once every reply is in, so that a local model can
     be closed first (two CPU-heavy jobs at once slow each other down many times over)."""
@@ -150,8 +156,7 @@ def draft_suite(store: Store, cfg: Config, llm: LLM, embedder: Callable[[], Any]
     todo = [p for p in planned if p.request.key not in done]
     report = DraftReport(name, planned=len(planned), answered_before=len(planned) - len(todo))
     by_key = {p.request.key: p for p in todo}
-    drafts: list[tuple[PlannedRequest, Record]] = []
-    with progress_bar(f"suite {name}: drafting", len(todo), show_progress) as advance:
+    with graceful_stop(llm.stop) as stop, progress_bar(f"suite {name}: drafting", len(todo), show_progress) as advance:
         for result in llm.complete([p.request for p in todo]):
             plan = by_key[result.key]
             advance(1)
@@ -161,23 +166,27 @@ def draft_suite(store: Store, cfg: Config, llm: LLM, embedder: Callable[[], Any]
                 continue
             text = normalize_text(get_strategy(plan.strategy).parse(result.text or "", cfg.generate.item_name,
                                                                    result.extra.get("parsed")), cfg.ingest.normalize)
-            prov = Provenance(parents=plan.seeds, strategy=plan.strategy, backend=llm.backend, model=llm.model,
-                              params=plan.request.sampling(), template_hash=plan.template_hash,
-                              request_key=plan.request.key, source="suite", created_at=now())
-            drafts.append((plan, Record.synthetic(text, plan.label, prov)))
-    why = _judge(store, cfg, embedder(), [r for _, r in drafts]) if drafts else {}
-    cases = []
-    for plan, rec in drafts:
-        reason = why[rec.id]
-        cases.append(SuiteCase(id=content_hash("suite-case", name, rec.text, rec.label, plan.request.key),
-                               suite=name, text=rec.text, label=rec.label, strategy=plan.strategy, seeds=plan.seeds,
-                               backend=llm.backend, model=llm.model, request_key=plan.request.key, dropped=reason))
-        if reason:
-            report.dropped[reason.split(":")[0]] += 1
-        else:
-            report.to_review += 1
-    report.drafted = len(cases)
-    store.add_suite_cases(cases)
+            store.add_suite_cases([SuiteCase(
+                id=content_hash("suite-case", name, text, plan.label, plan.request.key), suite=name, text=text,
+                label=plan.label, strategy=plan.strategy, seeds=plan.seeds, backend=llm.backend, model=llm.model,
+                request_key=plan.request.key, dropped=UNFILTERED)])
+            report.drafted += 1
+    if stop.signal:
+        raise Interrupted(f"suite {name}: stopped by {stop.signal} after saving every reply in flight "
+                          f"({report.drafted} drafted in this run). Run the same command again to continue.")
+    unfiltered = [c for c in store.suite_cases(name) if c.dropped == UNFILTERED]
+    if unfiltered:
+        records = {c.id: Record.synthetic(c.text, c.label, Provenance(
+            parents=c.seeds, strategy=c.strategy, backend=c.backend, model=c.model, request_key=c.request_key,
+            source="suite", created_at=now())) for c in unfiltered}
+        why = _judge(store, cfg, embedder(), list(records.values()))
+        verdicts = {c.id: why[records[c.id].id] for c in unfiltered}
+        store.set_suite_case_filters(verdicts)
+        for reason in verdicts.values():
+            if reason:
+                report.dropped[reason.split(":")[0]] += 1
+            else:
+                report.to_review += 1
     store.log_event("suite.drafted", {"suite": name, "strategy": strategy, "per_label": per_label,
                                       "planned": report.planned, "drafted": report.drafted, "failed": report.failed,
                                       "to_review": report.to_review, "dropped": dict(report.dropped)})

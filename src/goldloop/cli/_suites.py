@@ -42,7 +42,7 @@ def suite_create(project: Project, name: str, strategy: str, per_label: int, lab
     """Draft NAME's cases with the configured LLM from gold-train seeds, and filter them like a round's
     (resumes where a killed run stopped; run it again to draft more with a larger --per-label)."""
     from ..llm import make_llm
-    from ..suites import draft_suite, plan_suite
+    from ..suites import draft_suite, pending_cases, plan_suite
 
     cfg, store = project.cfg, project.store
     wanted = [x.strip() for x in labels.split(",") if x.strip()]
@@ -62,7 +62,7 @@ def suite_create(project: Project, name: str, strategy: str, per_label: int, lab
               f"{rep.drafted} drafted now, {rep.failed} failed (run again to retry them)")
     for reason, n in rep.dropped.most_common():
         out.print(f"  dropped: {n} × {escape(reason)}")
-    out.print(f"  {rep.to_review} case(s) to review: goldloop suite review {escape(name)}")
+    out.print(f"  {len(pending_cases(store, name))} case(s) to review: goldloop suite review {escape(name)}")
 
 
 @suite.command(name="review")

@@ -85,6 +85,16 @@ class SuiteTables(AuditLog):
                 for r in self.query("SELECT id, suite, text, label, strategy, seeds, backend, model, request_key,"
                                     f" dropped, created_at FROM suite_cases {clause} ORDER BY {self.rowid}", args)]
 
+    def set_suite_case_filters(self, dropped: dict[str, str]) -> None:
+        """Record the filters' judgement of cases stored before it: case id -> why a filter dropped
+        it, or "" when it reaches review."""
+        if not dropped:
+            return
+        with self.transaction() as db:
+            db.executemany("UPDATE suite_cases SET dropped = ? WHERE id = ?", [(why, cid) for cid, why in dropped.items()])
+            self.audit("suite.filtered", {"cases": len(dropped), "dropped": sum(bool(w) for w in dropped.values()),
+                                          "rows": self._digests(db, "suite_cases", [[cid] for cid in dropped])})
+
     def get_suite_case(self, case_id: str) -> SuiteCase | None:
         found = [c for c in self._cases("WHERE id = ?", [case_id])]
         return found[0] if found else None
