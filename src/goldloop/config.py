@@ -22,6 +22,7 @@ import tomli_w
 
 from ._config_fields import build_section, setting as _f, suggest
 from ._config_flywheel import SuggestConfig, SyntheticConfig
+from ._config_executor import ExecutorConfig
 from ._config_policy import PolicyConfig
 from .errors import ConfigError
 
@@ -86,9 +87,12 @@ class LLMConfig:
                         "Gemma 3 270M.")
     base_url: str = _f("", "Base URL of the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1. "
                            "Environment variable GOLDLOOP_LLM_BASE_URL overrides it.")
+    base_urls: list[str] = _f([], "More endpoints serving the same model: requests are spread evenly over all of "
+                                  "them, each with its own client, concurrency and limits (`[executor] backend = "
+                                  "\"ray\"`: one Ray actor per endpoint).")
     api_key_env: str = _f("OPENAI_API_KEY", "Name of the environment variable that holds the API key "
                                             "(keys are never written to goldloop.toml).")
-    concurrency: int = _f(8, "Requests in flight at once (for `embedded`: parallel sequences).", minimum=1)
+    concurrency: int = _f(8, "Requests in flight at once, per endpoint (`embedded`: parallel sequences).", minimum=1)
     http_client: str = _f("auto", "HTTP client for `openai`. `native`: goldloop's own HTTP/1.1 client "
                                   "(keep-alive, TLS, least CPU per request; no proxies). `aiohttp`: honours "
                                   "HTTP_PROXY / HTTPS_PROXY / NO_PROXY. `auto`: native, unless a proxy in the "
@@ -101,7 +105,7 @@ class LLMConfig:
                                "max_backoff_s. A Retry-After header from the endpoint takes precedence.",
                           minimum=0)
     max_backoff_s: float = _f(30.0, "Longest delay between two tries of one request.", minimum=0)
-    requests_per_minute: int = _f(0, "Most requests started per minute (0: no limit).", minimum=0)
+    requests_per_minute: int = _f(0, "Most requests started per minute, per endpoint (0: no limit).", minimum=0)
     tokens_per_minute: int = _f(0, "Most tokens (prompt estimate + max_tokens) sent per minute "
                                    "(0: no limit).", minimum=0)
     breaker_failures: int = _f(8, "Consecutive connection failures, timeouts or 5xx replies after which "
@@ -405,6 +409,7 @@ class Config:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = CONFIG_FILE) -> "Config":

@@ -149,7 +149,7 @@ def demo_suite(store: Store, cfg: Config, judge: Any, per_label: int, name: str 
     from .llm import make_llm
     from .suites import decide, draft_suite, freeze, pending_cases
 
-    llm = make_llm(cfg.llm)
+    llm = make_llm(cfg.llm, cfg.executor)
 
     def embedder() -> CachedEmbedder:               # the filters embed once the model's cores are free
         llm.close()

@@ -60,7 +60,7 @@ def generate_stage(store: Store, cfg: Config, number: int, llm: LLM | None = Non
     made here is closed before returning, so the model's cores are free again before any
     embedding starts."""
     own = llm is None
-    llm = llm or make_llm(cfg.llm)
+    llm = llm or make_llm(cfg.llm, cfg.executor)
     try:
         if cfg.project.task == "generate":         # pairs: [generate] per_label requests per pair strategy
             from .generate import draft_round_pairs

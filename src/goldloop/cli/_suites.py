@@ -46,7 +46,7 @@ def suite_create(project: Project, name: str, strategy: str, per_label: int, lab
 
     cfg, store = project.cfg, project.store
     wanted = [x.strip() for x in labels.split(",") if x.strip()]
-    llm = make_llm(cfg.llm)
+    llm = make_llm(cfg.llm, cfg.executor)
     try:
         plan_suite(store, cfg, llm, name, strategy, per_label, wanted)       # bad input fails before any model work
         project.say(f"suite {name}: drafting with the {cfg.llm.backend} backend")

@@ -52,7 +52,7 @@ class Judge(Filter):
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
         if not candidates:
             return []
-        llm = self.llm or make_llm(ctx.cfg.llm)
+        llm = self.llm or make_llm(ctx.cfg.llm, ctx.cfg.executor)
         requests = self.requests(candidates, ctx)
         by_key = {req.key: rec for req, rec in zip(requests, candidates)}
         try:

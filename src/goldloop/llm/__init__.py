@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 
+from .._config_executor import ExecutorConfig
 from ..config import LLMConfig
+from ..errors import ConfigError
 from ._base import LLM, CompletionRequest, CompletionResult
 from ._flow import Account
 from ._embedded import EmbeddedLLM, default_model_path
@@ -13,19 +14,21 @@ from ._openai import OpenAICompatibleLLM
 from ._sampling import CONTROL_NAMES, NEUTRAL_CONTROLS, sampling_controls
 
 
-def make_llm(cfg: LLMConfig) -> LLM:
-    """The backend ``[llm]`` asks for. Keys come from the environment, never from the file."""
+def make_llm(cfg: LLMConfig, executor: ExecutorConfig | None = None) -> LLM:
+    """The backend ``[llm]`` asks for, run where ``[executor]`` says (the `openai` backend may
+    spread over several endpoints and Ray actors: :mod:`goldloop.executor`). Keys come from the
+    environment, never from the file."""
+    if executor is not None and executor.backend == "ray" and cfg.backend != "openai":
+        raise ConfigError(f"goldloop.toml: [executor] backend = \"ray\" runs generation against endpoints: it "
+                          f"needs [llm] backend = \"openai\", not {cfg.backend!r}")
+    if cfg.base_urls and cfg.backend != "openai":
+        raise ConfigError("goldloop.toml: [llm] base_urls lists endpoints; it needs [llm] backend = \"openai\"")
     if cfg.backend == "fake":
         return FakeLLM(delay_s=cfg.fake_delay_s)
     if cfg.backend == "openai":
-        base_url = os.environ.get("GOLDLOOP_LLM_BASE_URL") or cfg.base_url
-        return OpenAICompatibleLLM(base_url, cfg.model, api_key=os.environ.get(cfg.api_key_env, ""),
-                                   concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
-                                   max_retries=cfg.max_retries, backoff_s=cfg.backoff_s,
-                                   max_backoff_s=cfg.max_backoff_s, requests_per_minute=cfg.requests_per_minute,
-                                   tokens_per_minute=cfg.tokens_per_minute, breaker_failures=cfg.breaker_failures,
-                                   breaker_cooldown_s=cfg.breaker_cooldown_s,
-                                   breaker_give_up_s=cfg.breaker_give_up_s, http_client=cfg.http_client)
+        from ..executor import generation_llm
+
+        return generation_llm(cfg, executor or ExecutorConfig())
     return EmbeddedLLM(cfg.model or None, concurrency=cfg.concurrency, threads=cfg.threads,
                        context_per_sequence=cfg.context_per_sequence, timeout_s=cfg.timeout_s * 5,
                        max_retries=cfg.max_retries)

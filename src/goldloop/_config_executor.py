@@ -1,0 +1,27 @@
+"""The `[executor]` section of goldloop.toml: where the heavy stages run (see
+:mod:`goldloop.executor`). Re-exported by :mod:`goldloop.config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._config_fields import setting as _f
+
+
+@dataclass
+class ExecutorConfig:
+    backend: str = _f("local", "`local`: every stage in this process (no Ray needed). `ray`: generation runs on "
+                               "a Ray cluster, one actor per endpoint of `[llm] base_url` and `base_urls`, each "
+                               "with goldloop's own client and limits; replies come back to this process, which "
+                               "stores each as it arrives, so request keys, records and resuming are those of "
+                               "the local path. Install Ray with goldloop's `ray` extra.",
+                      choices=("local", "ray"))
+    address: str = _f("", "The Ray cluster: empty starts a private Ray instance on this machine for the run; "
+                          "`auto` joins the cluster started here with `ray start`; `ray://HOST:10001` reaches a "
+                          "remote one (KubeRay, `ray start --head`).")
+    num_cpus: int = _f(0, "A private Ray instance only: the CPUs it may use (0: all of this machine's).",
+                       minimum=0)
+    actors_per_endpoint: int = _f(1, "Ray actors per endpoint; each runs `[llm] concurrency` requests at once "
+                                     "under that endpoint's share of `[llm] requests_per_minute` and "
+                                     "`tokens_per_minute`.", minimum=1)
