@@ -185,3 +185,25 @@ def test_a_killed_ray_worker_loses_nothing_and_a_rerun_sends_only_what_failed(pr
         assert rerun.already_done == report.succeeded and rerun.succeeded == report.failed
         assert len(store.records(origin="synthetic", round=number)) == 18          # none twice
         again.close()
+
+
+def test_embedding_on_ray_actors_gives_the_local_vectors_in_order(project, local_ray) -> None:
+    import numpy as np
+
+    from goldloop.embed import CachedEmbedder, HashingEmbedder, make_embedder
+    from goldloop.executor import RayEmbedder
+    from goldloop.records import text_hash
+
+    _, cfg, store = project
+    cfg.executor.backend, cfg.executor.embed_actors = "ray", 2
+    remote = make_embedder(cfg.embed, cfg.executor)
+    assert isinstance(remote, RayEmbedder) and len(remote.actors) == 2
+    texts = [r.text for r in store.records(origin="gold")] + ["", "one more"]
+    local = HashingEmbedder()
+    assert (remote.name, remote.dim) == (local.name, local.dim)
+    assert np.array_equal(remote.embed(texts), local.embed(texts))
+    assert remote.embed([]).shape == (0, local.dim)
+    cached = CachedEmbedder(remote, store)                 # the cache in front, as for a local model
+    assert np.array_equal(cached.embed(texts[:7]), local.embed(texts[:7]))
+    assert len(store.get_embeddings(local.name, [text_hash(t) for t in texts[:7]])) == 7
+    assert remote.chunk == 512

@@ -15,7 +15,8 @@ class ExecutorConfig:
                                "a Ray cluster, one actor per endpoint of `[llm] base_url` and `base_urls`, each "
                                "with goldloop's own client and limits; replies come back to this process, which "
                                "stores each as it arrives, so request keys, records and resuming are those of "
-                               "the local path. Install Ray with goldloop's `ray` extra.",
+                               "the local path; with `embed_actors`, embedding runs on Ray too. Install Ray with "
+                               "goldloop's `ray` extra.",
                       choices=("local", "ray"))
     address: str = _f("", "The Ray cluster: empty starts a private Ray instance on this machine for the run; "
                           "`auto` joins the cluster started here with `ray start`; `ray://HOST:10001` reaches a "
@@ -25,3 +26,8 @@ class ExecutorConfig:
     actors_per_endpoint: int = _f(1, "Ray actors per endpoint; each runs `[llm] concurrency` requests at once "
                                      "under that endpoint's share of `[llm] requests_per_minute` and "
                                      "`tokens_per_minute`.", minimum=1)
+    embed_actors: int = _f(0, "`ray`: Ray actors that embed texts, each with its own copy of the `[embed]` model "
+                              "(0: embed in this process). Vectors come back in order and are cached in the "
+                              "store as before.", minimum=0)
+    embed_gpus: float = _f(0.0, "`embed_actors`: GPUs (or a fraction of one) each embedding actor asks Ray for; "
+                                "0 embeds on CPU.", minimum=0.0)

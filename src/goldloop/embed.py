@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ._config_executor import ExecutorConfig
 from .config import EmbedConfig
 from .errors import EmbedderError
 from .progress import progress_bar
@@ -84,10 +85,10 @@ class MiniLMEmbedder(Embedder):
     name = "all-MiniLM-L6-v2"
     dim = 384
 
-    def __init__(self, batch_size: int = 32, max_tokens: int = 256) -> None:
+    def __init__(self, batch_size: int = 32, max_tokens: int = 256, device: str = "cpu") -> None:
         self.batch_size = batch_size
         self._model = load_packaged_minilm(
-            "cpu", "the embedded embedder is not installed; install goldloop with its `embedded` extra "
+            device, "the embedded embedder is not installed; install goldloop with its `embedded` extra "
                    "(see the README), or set [embed] backend")
         self._model.max_seq_length = max_tokens
         self.name = f"all-MiniLM-L6-v2@{max_tokens}"
@@ -100,7 +101,12 @@ class MiniLMEmbedder(Embedder):
         return np.asarray(vectors, dtype=np.float32)
 
 
-def make_embedder(cfg: EmbedConfig) -> Embedder:
+def make_embedder(cfg: EmbedConfig, executor: ExecutorConfig | None = None) -> Embedder:
+    """The ``[embed]`` model, in this process or (``[executor] embed_actors``) on Ray actors."""
+    if executor is not None and executor.backend == "ray" and executor.embed_actors:
+        from .executor import RayEmbedder
+
+        return RayEmbedder(cfg, executor)
     if cfg.backend == "fake":
         return HashingEmbedder()
     return MiniLMEmbedder(batch_size=cfg.batch_size, max_tokens=cfg.max_tokens)
@@ -127,9 +133,10 @@ class CachedEmbedder:
             if h not in cached:
                 missing.setdefault(h, t)
         todo = list(missing.items())
-        with progress_bar(description, len(todo), self.show_progress and len(todo) > self.chunk) as advance:
-            for start in range(0, len(todo), self.chunk):
-                part = todo[start:start + self.chunk]
+        chunk = max(self.chunk, getattr(self.embedder, "chunk", 0))    # a pool of workers takes bigger chunks
+        with progress_bar(description, len(todo), self.show_progress and len(todo) > chunk) as advance:
+            for start in range(0, len(todo), chunk):
+                part = todo[start:start + chunk]
                 vectors = self.embedder.embed([t for _, t in part])
                 fresh = {h: v for (h, _), v in zip(part, vectors)}
                 self.store.put_embeddings(self.embedder.name, fresh)   # committed per chunk: resumable

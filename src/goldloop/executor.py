@@ -1,6 +1,10 @@
 """Where the heavy stages run: in this process (``[executor] backend = "local"``) or on a Ray
 cluster (``"ray"``, with goldloop's ``ray`` extra).
 
+Embedding can run on Ray as well (``[executor] embed_actors``): each actor holds its own copy
+of the ``[embed]`` model (on a GPU with ``embed_gpus``), and the vectors come back in order to
+the store's cache.
+
 Generation is the stage that scales out first: its cost is waiting on endpoints. With Ray,
 :func:`generation_llm` starts one actor per endpoint of ``[llm] base_url`` and ``base_urls``
 (``[executor] actors_per_endpoint`` each); every actor runs goldloop's own OpenAI-compatible
@@ -21,13 +25,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
+
 from ._config_executor import ExecutorConfig
-from .config import LLMConfig
+from .config import EmbedConfig, LLMConfig
+from .embed import Embedder
 from .errors import ConfigError, StageError
 from .llm import LLM, CompletionRequest, CompletionResult, OpenAICompatibleLLM
 from .llm._spread import SpreadLLM
 
-__all__ = ["endpoints", "generation_llm", "ray_available", "ray_session"]
+__all__ = ["RayEmbedder", "RayEndpoint", "endpoints", "generation_llm", "ray_available", "ray_session"]
 
 
 def ray_available() -> bool:
@@ -188,3 +195,61 @@ class RayEndpoint(LLM):
             pass
         finally:
             ray.kill(self.actor)
+
+
+_EMBED_ACTOR: Any = None
+
+
+def _embed_actor_class() -> Any:
+    global _EMBED_ACTOR
+    if _EMBED_ACTOR is None:
+        import ray
+
+        @ray.remote
+        class EmbedActor:
+            """One copy of the ``[embed]`` model, in a Ray worker."""
+
+            def __init__(self, cfg: dict[str, Any], device: str) -> None:
+                from .config import EmbedConfig
+                from .embed import HashingEmbedder, MiniLMEmbedder
+
+                c = EmbedConfig(**cfg)
+                self.embedder = (HashingEmbedder() if c.backend == "fake" else
+                                 MiniLMEmbedder(batch_size=c.batch_size, max_tokens=c.max_tokens, device=device))
+
+            def identity(self) -> tuple[str, int]:
+                return self.embedder.name, self.embedder.dim
+
+            def embed(self, texts: list[str]) -> Any:
+                return self.embedder.embed(texts)
+
+        _EMBED_ACTOR = EmbedActor
+    return _EMBED_ACTOR
+
+
+class RayEmbedder(Embedder):
+    """The ``[embed]`` model on ``[executor] embed_actors`` Ray actors: a call's texts are cut into
+    one contiguous part per actor and the vectors put back in order, so the result is the one
+    the model gives in this process (the store's cache sits in front, as for a local model)."""
+
+    def __init__(self, cfg: EmbedConfig, executor: ExecutorConfig) -> None:
+        ray = ray_session(executor)
+        options: dict[str, Any] = {"num_cpus": 1}
+        if executor.embed_gpus:
+            options["num_gpus"] = executor.embed_gpus
+        device = "cuda" if executor.embed_gpus else "cpu"
+        actor = _embed_actor_class()
+        self.actors = [actor.options(**options).remote(asdict(cfg), device) for _ in range(executor.embed_actors)]
+        self.name, self.dim = ray.get(self.actors[0].identity.remote())
+        self.chunk = 256 * len(self.actors)          # CachedEmbedder hands over this many texts a call
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        import ray
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        n = len(self.actors)
+        size = -(-len(texts) // n)
+        parts = [texts[i:i + size] for i in range(0, len(texts), size)]
+        refs = [actor.embed.remote(part) for actor, part in zip(self.actors, parts)]
+        return np.concatenate([np.asarray(v, dtype=np.float32) for v in ray.get(refs)])

@@ -147,7 +147,7 @@ def run_round(store: Store, cfg: Config, project_dir: Path, *, llm: LLM | None =
     # The embedder is made after generation, so the model's cores are free when it loads.
     gen, filt, cached = draft_filter_review(
         store, cfg, number, llm, show_progress, review, say, timings,
-        lambda: CachedEmbedder(embedder or make_embedder(cfg.embed), store, show_progress=show_progress))
+        lambda: CachedEmbedder(embedder or make_embedder(cfg.embed, cfg.executor), store, show_progress=show_progress))
     say(f"round {number}: training and scoring on held-out real data")
     snap, evaluation, paths = close_round(store, cfg, project_dir, number, cached, gen, timings)
     return RoundResult(number, gen, filt, snap, evaluation, paths, timings)
@@ -280,7 +280,7 @@ def run_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, llm: 
     require_classify(cfg.project.task, "the loop")
     if rounds < 1:
         raise StageError("--rounds must be at least 1")
-    cached = CachedEmbedder(embedder or make_embedder(cfg.embed), store, show_progress=show_progress)
+    cached = CachedEmbedder(embedder or make_embedder(cfg.embed, cfg.executor), store, show_progress=show_progress)
     done: list[LoopRound] = []
     no_gain = 0
     stopped = f"ran the {rounds} round{'s' if rounds > 1 else ''} asked for"
@@ -401,7 +401,8 @@ def _close_loop_round(store: Store, cfg: Config, project_dir: Path, number: int,
     else:
         narrowed = []
     suites = loop_suites(versions, evaluation.suites, base_cases, cand_cases)
-    call = keep_or_stop(y_true, base_pred, cand_pred, labels, cfg, narrowed, suite_gate(cfg, suites, "kept", "candidate"))
+    call = keep_or_stop(y_true, base_pred, cand_pred, labels, cfg, narrowed,
+                        suite_gate(cfg, suites, "kept", "candidate"))
     new_rows = sum(n for origin, n in round_snap.manifest["by_origin"].items() if origin != "gold")
     spent = stored_summary(store, number)
     made = [p for _, _, p in store.events("loop.plan.made") if p.get("round") == number]

@@ -78,7 +78,8 @@ class Project:
         """The project's embedder ([embed]), its vectors cached in the store; progress shown unless quiet."""
         from ..embed import CachedEmbedder, make_embedder
 
-        return CachedEmbedder(make_embedder(self.cfg.embed), self.store, show_progress=not self.quiet)
+        return CachedEmbedder(make_embedder(self.cfg.embed, self.cfg.executor), self.store,
+                              show_progress=not self.quiet)
 
     def say(self, message: str) -> None:
         if not self.quiet:
