@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,13 @@ def entry_hash(prev: str, at: float, actor: str, kind: str, body: str) -> str:
     return hashlib.sha256(json.dumps([prev, repr(float(at)), actor, kind, body], ensure_ascii=False).encode()).hexdigest()
 
 
+def _spill(spill: sqlite3.Connection, vouched: list[tuple[str, str, str, int]]) -> None:
+    """Note (and forget here) the digests the log gives rows; a later entry's replaces an earlier one's."""
+    spill.executemany("INSERT INTO expect (tbl, k, digest, seq) VALUES (?, ?, ?, ?) ON CONFLICT (tbl, k)"
+                      " DO UPDATE SET digest = excluded.digest, seq = excluded.seq", vouched)
+    vouched.clear()
+
+
 def _plain(v: Any) -> Any:
     return int(v) if isinstance(v, bool) else v
 
@@ -139,44 +147,91 @@ class AuditLog(SQLCore):
                 for r in self.query(                          
                     "SELECT seq, at, actor, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq")]
 
-    def verify_audit(self) -> AuditReport:
-        """Check the chain, then every audited row against the digest its entry recorded."""
+    def verify_audit(self, page: int = 2000) -> AuditReport:
+        """Check the chain, then every audited row against the digest its entry recorded.
+
+        Streams: the log and each table are read ``page`` rows at a time (tables in key order),
+        and the digests the log vouches for wait in a private temporary SQLite file on disk
+        (deleted when done), so memory stays flat whatever the store holds.
+        """
         problems: list[str] = []
-        expected: dict[tuple[str, str], tuple[str, int]] = {}
-        prev, count, last_seq = GENESIS, 0, 0
-        for seq, at, actor, kind, body, prev_hash, digest in self.query(
-                "SELECT seq, at, actor, kind, payload, prev_hash, hash FROM audit_log ORDER BY seq"):
-            count += 1
-            if prev_hash != prev:
-                problems.append(f"audit entry {seq} ({kind}): its link to the previous entry is broken: an "
-                                f"entry before it was deleted or changed")
-            if entry_hash(prev_hash, at, actor, kind, body) != digest:
-                problems.append(f"audit entry {seq} ({kind}, {actor}): its content does not match its hash: "
-                                f"the entry was edited")
-            if seq != last_seq + 1 and last_seq:
-                problems.append(f"audit entries {last_seq + 1}..{seq - 1} are missing (deleted)")
-            prev, last_seq = digest, seq
-            try:
-                rows = json.loads(body).get("rows", [])
-            except (ValueError, AttributeError):
-                rows = []
-            for item in rows if isinstance(rows, list) else []:
-                # Only [table, key, digest] of an audited table vouches for a row.
-                if isinstance(item, list) and len(item) == 3 and item[0] in AUDITED and isinstance(item[2], str):
-                    expected[(item[0], json.dumps(item[1]))] = (item[2], seq)
-        checked = 0
-        for table, (key_cols, cols) in AUDITED.items():
-            seen: set[str] = set()
-            for row in self.query(f"SELECT {', '.join(key_cols + cols)} FROM {table}"):
-                key = json.dumps([_plain(v) for v in row[:len(key_cols)]])
-                seen.add(key)
-                checked += 1
-                want = expected.get((table, key))
-                if want is None:
-                    problems.append(f"{table} row {key} is not in the audit log: it was added outside goldloop")
-                elif row_digest(row[len(key_cols):]) != want[0]:
-                    problems.append(f"{table} row {key} was edited after audit entry {want[1]} recorded it")
-            for (t, key), (_, seq) in expected.items():
-                if t == table and key not in seen:
-                    problems.append(f"{table} row {key}, recorded by audit entry {seq}, was deleted")
+        spill = sqlite3.connect("")                     # a private temporary database, on disk
+        try:
+            spill.execute("CREATE TABLE expect (tbl TEXT NOT NULL, k TEXT NOT NULL, digest TEXT NOT NULL,"
+                          " seq INTEGER NOT NULL, seen INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tbl, k))"
+                          " WITHOUT ROWID")
+            count = self._read_chain(spill, problems, page)
+            checked = 0
+            for table, (key_cols, cols) in AUDITED.items():
+                checked += self._check_table(spill, table, key_cols, cols, problems, page)
+            for table, key, seq in spill.execute("SELECT tbl, k, seq FROM expect WHERE seen = 0 ORDER BY tbl, k"):
+                problems.append(f"{table} row {key}, recorded by audit entry {seq}, was deleted")
+        finally:
+            spill.close()
         return AuditReport(entries=count, rows=checked, problems=problems)
+
+    def _read_chain(self, spill: sqlite3.Connection, problems: list[str], page: int) -> int:
+        """Walk the hash chain; note in ``spill`` the latest digest the log gives each row."""
+        prev, count, last_seq = GENESIS, 0, 0
+        while True:
+            entries = self.query("SELECT seq, at, actor, kind, payload, prev_hash, hash FROM audit_log WHERE seq > ?"
+                                 f" ORDER BY seq LIMIT {max(1, int(page) // 100)}", (last_seq,))   # entries are big
+            if not entries:
+                return count
+            vouched: list[tuple[str, str, str, int]] = []
+            for seq, at, actor, kind, body, prev_hash, digest in entries:
+                count += 1
+                if prev_hash != prev:
+                    problems.append(f"audit entry {seq} ({kind}): its link to the previous entry is broken: an "
+                                    f"entry before it was deleted or changed")
+                if entry_hash(prev_hash, at, actor, kind, body) != digest:
+                    problems.append(f"audit entry {seq} ({kind}, {actor}): its content does not match its hash: "
+                                    f"the entry was edited")
+                if seq != last_seq + 1 and last_seq:
+                    problems.append(f"audit entries {last_seq + 1}..{seq - 1} are missing (deleted)")
+                prev, last_seq = digest, seq
+                try:
+                    rows = json.loads(body).get("rows", [])
+                except (ValueError, AttributeError):
+                    rows = []
+                for item in rows if isinstance(rows, list) else []:
+                    # Only [table, key, digest] of an audited table vouches for a row.
+                    if isinstance(item, list) and len(item) == 3 and item[0] in AUDITED and isinstance(item[2], str):
+                        vouched.append((item[0], json.dumps(item[1]), item[2], seq))
+                if len(vouched) >= 10_000:              # an entry may vouch for many rows: spill as it goes
+                    _spill(spill, vouched)
+            _spill(spill, vouched)
+
+    def _check_table(self, spill: sqlite3.Connection, table: str, key_cols: tuple[str, ...], cols: tuple[str, ...],
+                     problems: list[str], page: int) -> int:
+        """Compare one table's rows, a page at a time in key order, with the digests in ``spill``."""
+        order = ", ".join(key_cols)
+        last: tuple[Any, ...] | None = None
+        checked = 0
+        while True:
+            if last is None:
+                where_sql, args = "", ()
+            elif len(key_cols) == 1:
+                where_sql, args = f"WHERE {key_cols[0]} > ?", last
+            else:
+                where_sql, args = f"WHERE ({order}) > ({', '.join('?' * len(key_cols))})", last
+            rows = self.query(f"SELECT {', '.join(key_cols + cols)} FROM {table} {where_sql} ORDER BY {order}"
+                              f" LIMIT {int(page)}", args)
+            if not rows:
+                return checked
+            keys = [json.dumps([_plain(v) for v in row[:len(key_cols)]]) for row in rows]
+            want: dict[str, tuple[str, int]] = {}
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                want.update((k, (d, q)) for k, d, q in spill.execute(
+                    f"SELECT k, digest, seq FROM expect WHERE tbl = ? AND k IN ({','.join('?' * len(chunk))})",
+                    (table, *chunk)))
+            for key, row in zip(keys, rows):
+                found = want.get(key)
+                if found is None:
+                    problems.append(f"{table} row {key} is not in the audit log: it was added outside goldloop")
+                elif row_digest(row[len(key_cols):]) != found[0]:
+                    problems.append(f"{table} row {key} was edited after audit entry {found[1]} recorded it")
+            spill.executemany("UPDATE expect SET seen = 1 WHERE tbl = ? AND k = ?", [(table, k) for k in keys])
+            checked += len(rows)
+            last = tuple(rows[-1][:len(key_cols)])
