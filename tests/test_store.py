@@ -295,3 +295,19 @@ def test_audit_verify_streams_in_pages_and_finds_the_same(any_store, page):
     _raw(any_store, "DELETE FROM decisions WHERE record_id = ?", (syn.id,))
     assert sorted(any_store.verify_audit(page=page).problems) == sorted(any_store.verify_audit().problems)
     assert len(any_store.verify_audit(page=page).problems) == 2
+
+
+def test_a_large_batch_of_records_goes_in_once_even_when_some_are_stored(any_store):
+    """Past a thousand rows PostgreSQL takes the COPY path; both stores skip what is stored."""
+    def draft(i: int) -> Record:
+        return Record.synthetic(f"draft {i} of a large batch", "billing", Provenance(
+            parents=("g",), strategy="paraphrase.v1", backend="fake", model="m", params={"t": 1}, template_hash="t",
+            request_key=f"k{i}", round=1, source="generate", created_at=now()))
+
+    assert any_store.add_records([draft(i) for i in range(1500)]) == 1500
+    again = [draft(i) for i in range(1000, 2600)] + [draft(2599)]          # 500 stored, one repeated
+    assert any_store.add_records(again) == 1100
+    stored = any_store.records(origin="synthetic")
+    assert len(stored) == 2600 and len({r.id for r in stored}) == 2600
+    assert stored[1234].provenance.request_key == "k1234"
+    assert any_store.verify_audit().ok

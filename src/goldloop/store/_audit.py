@@ -113,8 +113,9 @@ class AuditLog(SQLCore):
         """[table, key, digest] of rows just written, read back as the database stores them."""
         key_cols, cols = AUDITED[table]
         out: list[list[Any]] = []
-        for start in range(0, len(keys), 300):
-            chunk = list(keys[start:start + 300])
+        step = 2000 if len(key_cols) == 1 else 300        # an IN list, or a chain of ORs (kept short)
+        for start in range(0, len(keys), step):
+            chunk = list(keys[start:start + step])
             if len(key_cols) == 1:
                 cond = f"{key_cols[0]} IN ({','.join('?' * len(chunk))})"
                 args: list[Any] = [k[0] for k in chunk]

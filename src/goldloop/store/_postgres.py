@@ -11,6 +11,7 @@ from ._sql import Connection, SQLStore
 # Arbitrary constants naming goldloop's advisory locks.
 _MIGRATION_LOCK = 0x601D_0001
 _AUDIT_LOCK = 0x601D_0002
+_COPY_FROM = 1000            # rows from which a batch insert goes through COPY
 
 
 def redact(url: str) -> str:
@@ -52,3 +53,21 @@ class PostgresStore(SQLStore):
 
     def describe(self) -> str:
         return redact(self.url)
+
+    def _bulk_insert(self, db: Connection, table: str, columns: tuple[str, ...], key: str,
+                     rows: list[tuple[Any, ...]]) -> None:
+        """Large batches go through COPY into a session-private staging table, then one INSERT ...
+        SELECT that skips stored keys, so a concurrent writer of the same record is no error."""
+        if len(rows) < _COPY_FROM:
+            super()._bulk_insert(db, table, columns, key, rows)
+            return
+        cols = ", ".join(columns)
+        stage = f"goldloop_stage_{table}"
+        cur = db.raw.cursor()
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
+                    f" SELECT {cols} FROM {table} WITH NO DATA")
+        cur.execute(f"TRUNCATE {stage}")
+        with cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({key}) DO NOTHING")

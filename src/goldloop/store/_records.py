@@ -48,19 +48,18 @@ class RecordTables(AuditLog):
             if not new:
                 return 0
             stamp = now()
-            db.executemany("INSERT INTO records (id, text, text_hash, label, origin, split, round, created_at)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                           [(r.id, r.text, text_hash(r.text), r.label, r.origin, r.split, r.round,
-                             r.provenance.created_at or stamp) for r in new])
+            self._bulk_insert(db, "records", ("id", "text", "text_hash", "label", "origin", "split", "round",
+                                              "created_at"), "id",
+                              [(r.id, r.text, text_hash(r.text), r.label, r.origin, r.split, r.round,
+                                r.provenance.created_at or stamp) for r in new])
             pairs = [r for r in new if r.is_pair]
             if pairs:
-                db.executemany("INSERT INTO record_parts (record_id, response, response_hash, system, context)"
-                               " VALUES (?, ?, ?, ?, ?) ON CONFLICT (record_id) DO NOTHING",
-                               [(r.id, r.response, text_hash(r.response), r.system, r.context) for r in pairs])
-            db.executemany(
-                "INSERT INTO provenance (record_id, parents, strategy, backend, model, params, template_hash,"
-                " request_key, round, source, reviewer, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (record_id) DO NOTHING",
+                self._bulk_insert(db, "record_parts", ("record_id", "response", "response_hash", "system", "context"),
+                                  "record_id", [(r.id, r.response, text_hash(r.response), r.system, r.context)
+                                                for r in pairs])
+            self._bulk_insert(
+                db, "provenance", ("record_id", "parents", "strategy", "backend", "model", "params", "template_hash",
+                                   "request_key", "round", "source", "reviewer", "created_at"), "record_id",
                 [(r.id, json.dumps(list(r.provenance.parents)), r.provenance.strategy, r.provenance.backend,
                   r.provenance.model, json.dumps(r.provenance.params, sort_keys=True), r.provenance.template_hash,
                   r.provenance.request_key, r.provenance.round, r.provenance.source, r.provenance.reviewer,
@@ -71,6 +70,11 @@ class RecordTables(AuditLog):
                                        + self._digests(db, "provenance", keys)
                                        + (self._digests(db, "record_parts", [[r.id] for r in pairs]) if pairs else [])})
         return len(new)
+
+    def _bulk_insert(self, db: Any, table: str, columns: tuple[str, ...], key: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` (a row whose ``key`` is stored already is skipped), in one batch."""
+        db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})"
+                       f" ON CONFLICT ({key}) DO NOTHING", rows)
 
     def _record_rows(self, where_sql: str, args: Sequence[Any]) -> list[Record]:
         rows = self.query(
