@@ -20,23 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
+
+from generation_throughput import start_server      # bench/ is this script's folder: its first import path
 
 from goldloop.config import Config
 from goldloop.llm import CompletionRequest, make_llm
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "goldloop.llm.fake_server", "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http://127.0.0.1:"):
-        proc.kill()
-        raise RuntimeError(f"the fake endpoint did not start: {url!r}")
-    return proc, url
 
 
 def run(cfg: Config, n: int, tag: str) -> float:
