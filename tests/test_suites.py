@@ -62,9 +62,11 @@ def test_a_case_copying_held_out_or_gold_text_is_dropped(project, monkeypatch, f
     _, cfg, store = project
     heldout = store.records(origin="gold", split="heldout")
     gold = store.records(origin="gold", split="train")
+    pooled = Record.pool("an unlabelled real post about a card refund that was charged twice", "pool.csv:2")
+    store.add_records([pooled])
     if not filters_on:                      # the guard holds whatever filters a project runs
         monkeypatch.setattr("goldloop.filters.active_filters", lambda cfg: [])
-    replies = iter([heldout[0].text, gold[0].text, gold[0].text.upper()]
+    replies = iter([heldout[0].text, gold[0].text, pooled.text, gold[0].text.upper()]
                    + [f"an unusual case number {i} about a refund for the {w}" for i, w in
                       enumerate("card invoice bank wallet cheque voucher fee".split())])
     report, _ = _draft(store, cfg, per_label=2, script=lambda req: next(replies))
@@ -74,7 +76,8 @@ def test_a_case_copying_held_out_or_gold_text_is_dropped(project, monkeypatch, f
         assert any(r.startswith("exact_dup.v1: copy of gold-train record") for r in reasons)
     else:
         assert reasons == {"copies a held-out record (held-out text never enters a suite)",
-                           "copies a gold-train record (a suite must be apart from training)"}
+                           "copies a gold-train record (a suite must be apart from training)",
+                           "copies a pool record (a real record that may yet be trained on)"}
     assert report.dropped and report.to_review == len(pending_cases(store, "edge")) >= 1
 
 

@@ -3,9 +3,9 @@
 A suite is drafted like a round (the same strategies, ``[generate]`` rules and ``[llm]``
 sampling, seeds drawn from gold *train* records only) and judged by the round's active filters,
 except ``synthetic_selection.v1``: that one drops the drafts a gold-only model finds unlikely,
-and a hard case is the point of a stress test. A case that copies a held-out or training text
-is dropped whatever the filters say. Reviewers accept a case (its drafted label is the expected
-one), correct it (another label is) or reject it; ``freeze`` turns the accepted and corrected
+and a hard case is the point of a stress test. A case that copies a held-out, gold-train or
+pool text is dropped whatever the filters say. Reviewers accept a case (its drafted label is the
+expected one), correct it (another label is) or reject it; ``freeze`` turns the accepted and corrected
 cases into an immutable, content-addressed version (a new freeze of other cases is a new
 version).
 
@@ -110,7 +110,7 @@ def plan_suite(store: Store, cfg: Config, llm: LLM, name: str, strategy: str, pe
 
 def _judge(store: Store, cfg: Config, embedder: Any, drafts: list[Record]) -> dict[str, str]:
     """Record id -> why it is no case ("" when it reaches review): the round's active filters
-    (less :data:`SELECTION`), then copies of held-out, gold or earlier suite texts."""
+    (less :data:`SELECTION`), then copies of held-out, gold-train, pool or earlier suite texts."""
     from .filters import FilterContext, active_filters
 
     why = {r.id: "" for r in drafts}
@@ -124,6 +124,7 @@ def _judge(store: Store, cfg: Config, embedder: Any, drafts: list[Record]) -> di
                 why[v.record_id] = f"{v.filter}: {v.reason}"
     heldout = set(store.text_hashes(origin="gold", split="heldout"))
     gold = set(store.text_hashes(origin="gold", split="train"))
+    pool = set(store.text_hashes(origin="pool"))
     known = store.suite_text_hashes()
     seen: set[str] = set()
     for r in drafts:
@@ -136,6 +137,8 @@ def _judge(store: Store, cfg: Config, embedder: Any, drafts: list[Record]) -> di
             why[r.id] = "copies a held-out record (held-out text never enters a suite)"
         elif h in gold:
             why[r.id] = "copies a gold-train record (a suite must be apart from training)"
+        elif h in pool:
+            why[r.id] = "copies a pool record (a real record that may yet be trained on)"
         elif h in known or h in seen:
             why[r.id] = f"duplicates a case of suite {known[h]!r}" if h in known else "duplicates another case"
         seen.add(h)
