@@ -95,6 +95,17 @@ def test_base_urls_need_the_openai_backend_and_ray_needs_endpoints() -> None:
         make_llm(cfg.llm, cfg.executor)
 
 
+def test_an_endpoints_rate_limits_are_split_between_its_clients_and_never_lifted() -> None:
+    from goldloop.executor import _client
+
+    cfg = _openai_config("http://127.0.0.1:9/v1")
+    cfg.llm.requests_per_minute, cfg.llm.tokens_per_minute = 2, 90_000
+    three = _client(cfg.llm, cfg.llm.base_url, 3)
+    assert (three.requests_per_minute, three.tokens_per_minute) == (1, 30_000)
+    cfg.llm.requests_per_minute = 0
+    assert _client(cfg.llm, cfg.llm.base_url, 3).requests_per_minute == 0      # no limit stays no limit
+
+
 def _round(project, llm) -> dict[str, tuple[str, str, str]]:
     path, cfg, store = project
     number = store.open_round()

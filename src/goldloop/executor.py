@@ -54,13 +54,19 @@ def endpoints(cfg: LLMConfig) -> list[str]:
     return urls
 
 
+def _part(limit: int, share: int) -> int:
+    """One of ``share`` clients' part of a per-minute limit (0: none); never 0 for a set limit,
+    which would lift it."""
+    return max(1, limit // share) if limit else 0
+
+
 def _client(cfg: LLMConfig, url: str, share: int = 1) -> OpenAICompatibleLLM:
     """goldloop's client for one endpoint; ``share``: how many clients split its rate limits."""
     return OpenAICompatibleLLM(url, cfg.model, api_key=os.environ.get(cfg.api_key_env, ""),
                                concurrency=cfg.concurrency, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
                                backoff_s=cfg.backoff_s, max_backoff_s=cfg.max_backoff_s,
-                               requests_per_minute=cfg.requests_per_minute // share if cfg.requests_per_minute else 0,
-                               tokens_per_minute=cfg.tokens_per_minute // share if cfg.tokens_per_minute else 0,
+                               requests_per_minute=_part(cfg.requests_per_minute, share),
+                               tokens_per_minute=_part(cfg.tokens_per_minute, share),
                                breaker_failures=cfg.breaker_failures, breaker_cooldown_s=cfg.breaker_cooldown_s,
                                breaker_give_up_s=cfg.breaker_give_up_s, http_client=cfg.http_client)
 
