@@ -48,6 +48,7 @@ from .records import Record, Snapshot, did_you_mean, text_hash
 from .review import review_states
 from .sources import class_counts, source_class
 from .store import Store
+from .suites import suite_copies
 
 STAGES = ("snapshot", "evaluate", "export", "train")
 CAPPED_CLASSES = ("llm", "simulator", "external")
@@ -239,7 +240,7 @@ def _isolation(store: Store, rows: list[Record]) -> PolicyResult:
 
 def _suite_isolation(store: Store, rows: list[Record]) -> PolicyResult:
     cases = store.suite_text_hashes()
-    same = [r for r in rows if r.origin != "gold" and text_hash(r.text) in cases]
+    same = suite_copies(rows, cases)
     if not same:
         return PolicyResult("suite_isolation", True, f"no row repeats the text of the {len(cases)} stress-test suite "
                                                      "cases", {"suite_cases": len(cases)})

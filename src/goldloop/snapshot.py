@@ -18,10 +18,11 @@ from .diversity import dispersion, distinct_n, nearest_gold_distance
 from .errors import StageError
 from .filters import REVIEW_GATE, passing
 from .governance import enforce
-from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now, text_hash
+from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now
 from .review import review_states, suggestions
 from .sources import citations_of, class_counts
 from .store import Store
+from .suites import suite_copies
 
 GATE = REVIEW_GATE
 SELECTION = "synthetic_selection.v1"
@@ -84,11 +85,12 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
             gate_verdicts.append(Verdict(rec.id, GATE, False, None, "a suggested label trains only once a "
                                          "reviewer confirms or corrects it", number))
     chosen += store.records(ids=edited_ids)
-    chosen, suite_copies = without_suite_text(chosen, store)
-    if suite_copies:
-        excluded[SUITE_TEXT] += suite_copies
+    cases = set(store.suite_text_hashes())
+    chosen, copies = without_suite_text(chosen, cases)
+    if copies:
+        excluded[SUITE_TEXT] += copies
     chosen, refused = without_gold_only(chosen, cfg)
-    machine, machine_copies = without_suite_text(self_training_of_round(store, cfg, number), store)
+    machine, machine_copies = without_suite_text(self_training_of_round(store, cfg, number), cases)
     if machine_copies:
         excluded[SUITE_TEXT] += machine_copies
     machine, refused_machine = without_gold_only(machine, cfg)
@@ -121,14 +123,12 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
 SUITE_TEXT = "text of a stress-test suite case (suites are scored on, never trained on)"
 
 
-def without_suite_text(rows: list[Record], store: Store) -> tuple[list[Record], int]:
-    """``rows`` less the non-gold ones whose text a suite case holds, and how many those were (the
-    ``suite_isolation`` policy, which no approver can override, refuses any left)."""
-    known = set(store.suite_text_hashes())
-    if not known:
-        return rows, 0
-    kept = [r for r in rows if r.origin == "gold" or text_hash(r.text) not in known]
-    return kept, len(rows) - len(kept)
+def without_suite_text(rows: list[Record], cases: set[str]) -> tuple[list[Record], int]:
+    """``rows`` less those that repeat a suite case's text (``cases``: the cases' text hashes), and
+    how many those were (the ``suite_isolation`` policy, which no approver can override, refuses
+    any left)."""
+    copies = {r.id for r in suite_copies(rows, cases)}
+    return [r for r in rows if r.id not in copies], len(copies)
 
 
 #: Why a row of a gold-only label was left out of a training set.

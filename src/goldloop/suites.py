@@ -39,7 +39,8 @@ from .records import Provenance, Record, content_hash, normalize_text, now, text
 from .store import Store, SuiteCase, SuiteDecision, SuiteVersion
 
 __all__ = ["DraftReport", "SELECTION", "case_states", "decide", "draft_suite", "freeze", "latest_versions",
-           "loop_suites", "pending_cases", "plan_suite", "score_suites", "suite_gate", "suite_texts", "valid_name"]
+           "loop_suites", "pending_cases", "plan_suite", "score_suites", "suite_copies", "suite_gate", "suite_texts",
+           "valid_name"]
 
 #: The round filter a suite skips: it drops exactly the hard cases a stress test wants.
 SELECTION = "synthetic_selection.v1"
@@ -50,6 +51,12 @@ ACTIONS = ("accept", "correct", "reject")
 SUITE_STRATEGIES = ("edge_case.v1", "harder.v1", "paraphrase.v1", "label.v1")
 #: A case's ``dropped`` until the filters have judged it (it is neither reviewable nor protected yet).
 UNFILTERED = "awaiting the filters"
+
+
+def suite_copies(rows: Sequence[Record], known: Mapping[str, str] | set[str]) -> list[Record]:
+    """The rows of ``rows`` that repeat a stress-test suite case's text (``known``: the cases' text
+    hashes, as :meth:`Store.suite_text_hashes` gives them); gold rows are real and never a copy."""
+    return [r for r in rows if r.origin != "gold" and text_hash(r.text) in known]
 
 
 def valid_name(name: str) -> str:
