@@ -162,7 +162,7 @@ def test_every_evaluation_scores_each_suite_apart_from_held_out(project) -> None
 def test_flipped_cases_and_the_gate() -> None:
     from goldloop.store import SuiteVersion
     v = SuiteVersion("edge", 1, "d", (("c1", "one", "a"), ("c2", "two", "b"), ("c3", "three", "a")))
-    scored = score_suites([v], {"kept": lambda t: ["a", "b", "b"], "candidate": lambda t: ["a", "a", "a"]})
+    scored = score_suites([v], {"kept": ["a", "b", "b"], "candidate": ["a", "a", "a"]})
     e = scored["edge"]
     assert e["pass_rate"] == {"kept": round(2 / 3, 4), "candidate": round(2 / 3, 4)}
     assert (e["flipped"]["newly_failing"], e["flipped"]["newly_passing"]) == (1, 1)

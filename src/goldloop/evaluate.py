@@ -16,7 +16,7 @@ from .errors import StageError, require_classify
 from .governance import enforce
 from .records import Record, Snapshot
 from .store import Store
-from .suites import latest_versions, score_suites
+from .suites import latest_versions, score_suites, suite_texts
 from .train import TextClassifier, build_classifier, row_weights
 
 
@@ -124,8 +124,11 @@ def evaluate_snapshot(store: Store, cfg: Config, snapshot: Snapshot, embedder: C
     model_full = _fit(embedder, records, cfg, stored) if len(records) > len(gold) else model_gold
     pred_gold = model_gold.predict(test_texts)
     pred_full = model_full.predict(test_texts) if model_full is not model_gold else pred_gold
-    suites = score_suites(latest_versions(store), {"gold_only": model_gold.predict,
-                                                   "with_synthetic": model_full.predict})
+    versions = latest_versions(store)                # stress-test suites, scored apart from held-out data
+    cases = suite_texts(versions)
+    suite_gold = model_gold.predict(cases) if cases else []
+    suite_full = model_full.predict(cases) if cases and model_full is not model_gold else suite_gold
+    suites = score_suites(versions, {"gold_only": suite_gold, "with_synthetic": suite_full})
     s_gold, s_full = scores(y_test, pred_gold, labels), scores(y_test, pred_full, labels)
     delta = s_full["macro_f1"] - s_gold["macro_f1"]
     low, high = bootstrap_delta(y_test, pred_gold, pred_full, labels, cfg.evaluate.bootstrap,

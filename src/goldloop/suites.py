@@ -265,21 +265,25 @@ def latest_versions(store: Store) -> list[SuiteVersion]:
     return [newest[k] for k in sorted(newest)]
 
 
-def score_suites(versions: Sequence[SuiteVersion], models: Mapping[str, Callable[[list[str]], list[str]]],
+def score_suites(versions: Sequence[SuiteVersion], predictions: Mapping[str, Sequence[str]],
                  max_flipped: int = 20) -> dict[str, dict[str, Any]]:
     """Per suite: its version, size, each model's pass rate (share of cases it labels as
     expected) and, when two or more models are given, the cases whose outcome differs between
-    the first and the last model (up to ``max_flipped``, newly failing first)."""
+    the first and the last model (up to ``max_flipped``, newly failing first). ``predictions``:
+    per model, its labels for :func:`suite_texts` of ``versions``, in that order."""
     out: dict[str, dict[str, Any]] = {}
+    start = 0
     for v in versions:
-        texts, expected = [c[1] for c in v.cases], [c[2] for c in v.cases]
-        preds = {m: list(fn(texts)) for m, fn in models.items()}
+        end = start + len(v.cases)
+        expected = [c[2] for c in v.cases]
+        preds = {m: list(p[start:end]) for m, p in predictions.items()}
         rates = {m: round(sum(p == y for p, y in zip(ps, expected)) / len(expected), 4) for m, ps in preds.items()}
         entry: dict[str, Any] = {"version": v.version, "digest": v.digest, "cases": len(v.cases), "pass_rate": rates}
         if len(preds) > 1:
             first, last = list(preds)[0], list(preds)[-1]
             entry["flipped"] = _flips(v, expected, preds[first], preds[last], first, last, max_flipped)
         out[v.suite] = entry
+        start = end
     return out
 
 
@@ -319,14 +323,8 @@ def loop_suites(versions: Sequence[SuiteVersion], evaluated: Mapping[str, Mappin
     """A loop round's suite figures: the gold-only pass rate (from the round's evaluation), the
     kept model's and the candidate's, and the cases that flipped between those two. ``kept``
     and ``candidate`` are predictions over :func:`suite_texts` of ``versions``."""
-    out: dict[str, dict[str, Any]] = {}
-    start = 0
-    for v in versions:
-        end = start + len(v.cases)
-        k, c = list(kept[start:end]), list(candidate[start:end])
-        entry = score_suites([v], {"kept": lambda _, k=k: k, "candidate": lambda _, c=c: c})[v.suite]
-        gold = (evaluated.get(v.suite) or {}).get("pass_rate", {}).get("gold_only")
+    out = score_suites(versions, {"kept": kept, "candidate": candidate})
+    for name, entry in out.items():
+        gold = (evaluated.get(name) or {}).get("pass_rate", {}).get("gold_only")
         entry["pass_rate"] = {"gold_only": gold, **entry["pass_rate"]}
-        out[v.suite] = entry
-        start = end
     return out
