@@ -62,16 +62,20 @@ class SpreadLLM(LLM):
         back = [threading.Semaphore(0) for _ in self.parts]       # released once the caller saved that part's result
         quit_ = threading.Event()
 
+        def hand_over(index: int, result: CompletionResult) -> bool:
+            """Give the caller one result and wait until it has saved it; False if it stopped asking."""
+            out.put((index, result))
+            while not back[index].acquire(timeout=0.5):
+                if quit_.is_set():
+                    return False
+            return not quit_.is_set()
+
         def drive(index: int, part: LLM, share: list[CompletionRequest]) -> None:
             answered: set[str] = set()
             try:
                 for result in part.complete(share):
                     answered.add(result.key)
-                    out.put((index, result))
-                    while not back[index].acquire(timeout=0.5):
-                        if quit_.is_set():
-                            return
-                    if quit_.is_set():
+                    if not hand_over(index, result):
                         return
             except Exception as exc:                               # the part broke: its unanswered requests fail
                 if not self._stopping:
@@ -80,10 +84,8 @@ class SpreadLLM(LLM):
                         if req.key not in answered:
                             with self._lock:
                                 self._lost += 1
-                            out.put((index, CompletionResult(req.key, None, error=f"worker lost: {why}")))
-                            while not back[index].acquire(timeout=0.5):
-                                if quit_.is_set():
-                                    return
+                            if not hand_over(index, CompletionResult(req.key, None, error=f"worker lost: {why}")):
+                                return
             finally:
                 out.put((index, _DONE))
 
