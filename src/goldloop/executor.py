@@ -78,13 +78,12 @@ def generation_llm(cfg: LLMConfig, executor: ExecutorConfig) -> LLM:
     if executor.backend == "local":
         if len(urls) == 1:
             return first
-        return SpreadLLM([first, *(_client(cfg, u) for u in urls[1:])], "openai", cfg.model,
-                         f"{len(urls)} endpoints")
+        return SpreadLLM([first, *(_client(cfg, u) for u in urls[1:])], "openai", cfg.model)
     first.close()
     ray_session(executor)
     k = executor.actors_per_endpoint
     parts = [RayEndpoint(asdict(cfg), url, k) for url in urls for _ in range(k)]
-    return SpreadLLM(parts, "openai", cfg.model, f"{len(parts)} Ray actors over {len(urls)} endpoints")
+    return SpreadLLM(parts, "openai", cfg.model)
 
 
 def ray_session(executor: ExecutorConfig) -> Any:

@@ -25,12 +25,11 @@ _DONE = object()
 class SpreadLLM(LLM):
     """Spreads each call's requests over ``parts`` (request i goes to part i mod n)."""
 
-    def __init__(self, parts: Sequence[LLM], backend: str, model: str, describe: str = "") -> None:
+    def __init__(self, parts: Sequence[LLM], backend: str, model: str) -> None:
         if not parts:
             raise ValueError("SpreadLLM needs at least one part")
         self.parts = list(parts)
         self.backend, self.model = backend, model
-        self.describe = describe or f"{len(self.parts)} parts"
         self._stopping = False
         self._lost = 0                      # requests failed here because their part broke
         self._lock = threading.Lock()
