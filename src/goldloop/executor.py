@@ -34,15 +34,7 @@ from .errors import ConfigError, StageError
 from .llm import LLM, CompletionRequest, CompletionResult, OpenAICompatibleLLM
 from .llm._spread import SpreadLLM
 
-__all__ = ["RayEmbedder", "RayEndpoint", "endpoints", "generation_llm", "ray_available", "ray_session"]
-
-
-def ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
+__all__ = ["RayEmbedder", "RayEndpoint", "endpoints", "generation_llm", "ray_session"]
 
 
 def endpoints(cfg: LLMConfig) -> list[str]:

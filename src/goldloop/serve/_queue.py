@@ -201,24 +201,23 @@ def submit_decision(store: Store, cfg: Config, reviewer: str, client_id: str, qu
             result = {"ok": True, "queue_id": queue_id, "kind": "comparison", "comparison_id": cid, "winner": winner}
             store.add_review_op(client_id, reviewer, "comparison", slot.round, result, queue_id=queue_id,
                                 comparison_id=cid)
-        elif suite_items.is_case(slot.record_id):
-            if action not in ACTIONS:
-                raise QueueError(422, f"action {action!r} is not one of {', '.join(ACTIONS)}")
-            sid = suite_items.submit(store, cfg, slot, action, reviewer, text, label)
-            result = {"ok": True, "queue_id": queue_id, "kind": "decision", "decision_id": None, "action": action,
-                      "new_record_id": None, "suite_decision_id": sid}
-            store.add_review_op(client_id, reviewer, "decision", slot.round, result, queue_id=queue_id)
         else:
             if action not in ACTIONS:
                 raise QueueError(422, f"action {action!r} is not one of {', '.join(ACTIONS)}")
-            new_record = _edited(store, cfg, slot, text, label, reviewer, response) if action == "edit" else None
-            did = store.add_decision(Decision(slot.record_id, action, reviewer, slot.round,
-                                              new_record_id=new_record.id if new_record else None, created_at=now()),
-                                     new_record=new_record)
-            result = {"ok": True, "queue_id": queue_id, "kind": "decision", "decision_id": did, "action": action,
-                      "new_record_id": new_record.id if new_record else None}
-            store.add_review_op(client_id, reviewer, "decision", slot.round, result, queue_id=queue_id,
-                                decision_id=did)
+            if suite_items.is_case(slot.record_id):       # a stress-test suite case: its decision is the suite's
+                sid = suite_items.submit(store, cfg, slot, action, reviewer, text, label)
+                result = {"ok": True, "queue_id": queue_id, "kind": "decision", "decision_id": None, "action": action,
+                          "new_record_id": None, "suite_decision_id": sid}
+                store.add_review_op(client_id, reviewer, "decision", slot.round, result, queue_id=queue_id)
+            else:
+                new_record = _edited(store, cfg, slot, text, label, reviewer, response) if action == "edit" else None
+                did = store.add_decision(Decision(slot.record_id, action, reviewer, slot.round,
+                                                  new_record_id=new_record.id if new_record else None,
+                                                  created_at=now()), new_record=new_record)
+                result = {"ok": True, "queue_id": queue_id, "kind": "decision", "decision_id": did,
+                          "action": action, "new_record_id": new_record.id if new_record else None}
+                store.add_review_op(client_id, reviewer, "decision", slot.round, result, queue_id=queue_id,
+                                    decision_id=did)
         store.finish_slot(queue_id, reviewer)
     return result
 
