@@ -146,19 +146,10 @@ def demo_suite(store: Store, cfg: Config, judge: Any, per_label: int, name: str 
     reviewer ``judge`` accept or reject each (marked simulated), and freeze it; its version, or
     None when the reviewer accepted none."""
     from .embed import CachedEmbedder, make_embedder
-    from .llm import make_llm
     from .suites import decide, draft_suite, freeze, pending_cases
 
-    llm = make_llm(cfg.llm, cfg.executor)
-
-    def embedder() -> CachedEmbedder:               # the filters embed once the model's cores are free
-        llm.close()
-        return CachedEmbedder(make_embedder(cfg.embed), store, show_progress=show_progress)
-
-    try:
-        draft_suite(store, cfg, llm, embedder, name, "edge_case.v1", per_label, show_progress=show_progress)
-    finally:
-        llm.close()
+    draft_suite(store, cfg, None, lambda: CachedEmbedder(make_embedder(cfg.embed), store, show_progress=show_progress),
+                name, "edge_case.v1", per_label, show_progress=show_progress)
     for case in pending_cases(store, name):
         action, _ = judge.judge(Record.gold(case.text, case.label))
         decide(store, case, "accept" if action == "accept" else "reject", judge.name, simulated=True)

@@ -33,7 +33,7 @@ from .generate import get_strategy
 from .generate._runner import PlannedRequest, build_request
 from .generate._strategies import Rules
 from .interrupts import graceful_stop
-from .llm import LLM
+from .llm import LLM, make_llm
 from .progress import progress_bar
 from .records import Provenance, Record, content_hash, normalize_text, now, text_hash
 from .store import Store, SuiteCase, SuiteDecision, SuiteVersion
@@ -80,11 +80,9 @@ class DraftReport:
     errors: Counter[str] = field(default_factory=Counter)
 
 
-def plan_suite(store: Store, cfg: Config, llm: LLM, name: str, strategy: str, per_label: int,
-               labels: Sequence[str] = ()) -> list[PlannedRequest]:
-    """The suite's requests: ``per_label`` per label (all gold-train labels, or ``labels``), each
-    from gold-*train* seeds drawn at random per request; the same every time for the same
-    store, config, suite and strategy. Held-out records never reach a prompt."""
+def _gold_by_label(store: Store, cfg: Config, name: str, strategy: str, per_label: int,
+                   labels: Sequence[str]) -> dict[str, list[Record]]:
+    """The gold-train records of each label a suite drafts for, once its settings are checked."""
     require_classify(cfg.project.task, "suites")
     valid_name(name)
     if strategy not in SUITE_STRATEGIES:
@@ -102,10 +100,17 @@ def plan_suite(store: Store, cfg: Config, llm: LLM, name: str, strategy: str, pe
     if unknown:
         raise ConfigError(f"--labels: {', '.join(map(repr, unknown))} ha{'s' if len(unknown) == 1 else 've'} no "
                           f"gold-train rows; known labels: {', '.join(sorted(by_label))}")
+    return {label: by_label[label] for label in sorted(labels or by_label)}
+
+
+def plan_suite(store: Store, cfg: Config, llm: LLM, name: str, strategy: str, per_label: int,
+               labels: Sequence[str] = ()) -> list[PlannedRequest]:
+    """The suite's requests: ``per_label`` per label (all gold-train labels, or ``labels``), each
+    from gold-*train* seeds drawn at random per request; the same every time for the same
+    store, config, suite and strategy. Held-out records never reach a prompt."""
     g, rules = cfg.generate, Rules.from_config(cfg.generate)
     planned = []
-    for label in sorted(labels or by_label):
-        pool = by_label[label]
+    for label, pool in _gold_by_label(store, cfg, name, strategy, per_label, labels).items():
         rng = random.Random(content_hash(cfg.project.seed, "suite", name, strategy, label))
         for position in range(per_label):
             seeds = rng.sample(pool, min(g.seeds_per_prompt, len(pool)))
@@ -152,35 +157,46 @@ def _judge(store: Store, cfg: Config, embedder: Any, drafts: list[Record]) -> di
     return why
 
 
-def draft_suite(store: Store, cfg: Config, llm: LLM, embedder: Callable[[], Any], name: str, strategy: str,
+def draft_suite(store: Store, cfg: Config, llm: LLM | None, embedder: Callable[[], Any], name: str, strategy: str,
                 per_label: int, labels: Sequence[str] = (), show_progress: bool = True) -> DraftReport:
     """Draft and filter the suite's cases. Each reply is stored as it arrives, marked
     :data:`UNFILTERED`; the filters then judge every case so marked (this run's, and any a
     killed run left), so a run stopped at any point and started again asks only for what is
     missing and loses nothing.
 
-    ``embedder`` makes the filters' embedder once every reply is in, so that a local model can
-    be closed first (two CPU-heavy jobs at once slow each other down many times over)."""
-    planned = plan_suite(store, cfg, llm, name, strategy, per_label, labels)
-    done = {c.request_key for c in store.suite_cases(name)}
-    todo = [p for p in planned if p.request.key not in done]
-    report = DraftReport(name, planned=len(planned), answered_before=len(planned) - len(todo))
-    by_key = {p.request.key: p for p in todo}
-    with graceful_stop(llm.stop) as stop, progress_bar(f"suite {name}: drafting", len(todo), show_progress) as advance:
-        for result in llm.complete([p.request for p in todo]):
-            plan = by_key[result.key]
-            advance(1)
-            if not result.ok:                              # not stored: the next run asks again
-                report.failed += 1
-                report.errors[(result.error or "failed").split(":")[0]] += 1
-                continue
-            text = normalize_text(get_strategy(plan.strategy).parse(result.text or "", cfg.generate.item_name,
-                                                                   result.extra.get("parsed")), cfg.ingest.normalize)
-            store.add_suite_cases([SuiteCase(
-                id=content_hash("suite-case", name, text, plan.label, plan.request.key), suite=name, text=text,
-                label=plan.label, strategy=plan.strategy, seeds=plan.seeds, backend=llm.backend, model=llm.model,
-                request_key=plan.request.key, dropped=UNFILTERED)])
-            report.drafted += 1
+    ``llm``: None makes the ``[llm]`` backend once the settings are checked, and closes it
+    before the filters run; ``embedder`` makes the filters' embedder then, so that a local
+    model's cores are free first (two CPU-heavy jobs at once slow each other down many times
+    over)."""
+    _gold_by_label(store, cfg, name, strategy, per_label, labels)      # bad input fails before any model loads
+    own = llm is None
+    llm = llm or make_llm(cfg.llm, cfg.executor)
+    try:
+        planned = plan_suite(store, cfg, llm, name, strategy, per_label, labels)
+        done = {c.request_key for c in store.suite_cases(name)}
+        todo = [p for p in planned if p.request.key not in done]
+        report = DraftReport(name, planned=len(planned), answered_before=len(planned) - len(todo))
+        by_key = {p.request.key: p for p in todo}
+        with graceful_stop(llm.stop) as stop, progress_bar(f"suite {name}: drafting", len(todo),
+                                                          show_progress) as advance:
+            for result in llm.complete([p.request for p in todo]):
+                plan = by_key[result.key]
+                advance(1)
+                if not result.ok:                              # not stored: the next run asks again
+                    report.failed += 1
+                    report.errors[(result.error or "failed").split(":")[0]] += 1
+                    continue
+                text = normalize_text(get_strategy(plan.strategy).parse(result.text or "", cfg.generate.item_name,
+                                                                       result.extra.get("parsed")),
+                                      cfg.ingest.normalize)
+                store.add_suite_cases([SuiteCase(
+                    id=content_hash("suite-case", name, text, plan.label, plan.request.key), suite=name, text=text,
+                    label=plan.label, strategy=plan.strategy, seeds=plan.seeds, backend=llm.backend,
+                    model=llm.model, request_key=plan.request.key, dropped=UNFILTERED)])
+                report.drafted += 1
+    finally:
+        if own:
+            llm.close()
     if stop.signal:
         raise Interrupted(f"suite {name}: stopped by {stop.signal} after saving every reply in flight "
                           f"({report.drafted} drafted in this run). Run the same command again to continue.")

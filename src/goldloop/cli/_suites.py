@@ -41,23 +41,13 @@ def suite() -> None:
 def suite_create(project: Project, name: str, strategy: str, per_label: int, labels: str) -> None:
     """Draft NAME's cases with the configured LLM from gold-train seeds, and filter them like a round's
     (resumes where a killed run stopped; run it again to draft more with a larger --per-label)."""
-    from ..llm import make_llm
-    from ..suites import draft_suite, pending_cases, plan_suite
+    from ..suites import draft_suite, pending_cases
 
     cfg, store = project.cfg, project.store
     wanted = [x.strip() for x in labels.split(",") if x.strip()]
-    llm = make_llm(cfg.llm, cfg.executor)
-    try:
-        plan_suite(store, cfg, llm, name, strategy, per_label, wanted)       # bad input fails before any model work
-        project.say(f"suite {name}: drafting with the {cfg.llm.backend} backend")
-
-        def embedder():                               # the filters embed once the model's cores are free
-            llm.close()
-            return project.embedder()
-
-        rep = draft_suite(store, cfg, llm, embedder, name, strategy, per_label, wanted, show_progress=not project.quiet)
-    finally:
-        llm.close()
+    project.say(f"suite {name}: drafting with the {cfg.llm.backend} backend")
+    rep = draft_suite(store, cfg, None, project.embedder, name, strategy, per_label, wanted,
+                      show_progress=not project.quiet)
     out.print(f"suite {escape(name)}: {rep.planned} requests planned, {rep.answered_before} answered before, "
               f"{rep.drafted} drafted now, {rep.failed} failed (run again to retry them)")
     for reason, n in rep.dropped.most_common():
