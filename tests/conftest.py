@@ -168,3 +168,13 @@ def ingest_fails(env, path, *fragments, **kwargs) -> str:
         assert fragment in str(info.value), str(info.value)
     assert store.records() == [] and store.ingest_rows() == [], "a failed ingest must write nothing"
     return str(info.value)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray cluster of two CPUs, started by the tests themselves, for one test module."""
+    ray_mod = pytest.importorskip("ray")
+    if not ray_mod.is_initialized():
+        ray_mod.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray_mod
+    ray_mod.shutdown()

@@ -139,15 +139,6 @@ def test_two_endpoints_in_process_give_the_records_of_one(project, tmp_path) -> 
         store2.close()
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray_mod = pytest.importorskip("ray")
-    if not ray_mod.is_initialized():
-        ray_mod.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray_mod
-    ray_mod.shutdown()
-
-
 def test_on_ray_the_records_and_keys_are_those_of_the_local_path(project, tmp_path, local_ray) -> None:
     from goldloop.executor import RayEndpoint
     from goldloop.ingest import ingest_file

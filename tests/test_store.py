@@ -40,6 +40,17 @@ def test_records_keep_insertion_order_and_filters(any_store):
     assert any_store.ids_with_prefix("%") == []
 
 
+def test_iter_records_pages_through_the_same_records_in_the_same_order(any_store):
+    recs = [Record.gold(f"text {i}", "ab"[i % 2], split="heldout" if i % 5 == 0 else "train", source=f"t.csv line {i}")
+            for i in range(23)]
+    any_store.add_records(recs)
+    for kwargs in ({}, {"split": "train"}, {"split": "heldout", "origin": "gold"}, {"origin": "synthetic"}):
+        pages = list(any_store.iter_records(page=4, **kwargs))
+        assert all(0 < len(p) <= 4 for p in pages)
+        assert [r for p in pages for r in p] == any_store.records(**kwargs)
+    assert [len(p) for p in any_store.iter_records(page=10)] == [10, 10, 3]
+
+
 def test_provenance_round_trip(any_store):
     prov = Provenance(parents=("s1", "s2"), strategy="paraphrase.v1", backend="fake", model="m",
                       params={"temperature": 0.9, "stop": ["\n"]}, template_hash="abc", request_key="k",

@@ -133,19 +133,35 @@ def passing(verdicts: list[Verdict]) -> tuple[set[str], set[str], set[str]]:
     return dropped, judged, flagged
 
 
-def run_filters(store: Store, cfg: Config, round: int, embedder: CachedEmbedder | None) -> FilterReport:
-    """Judge every synthetic candidate of ``round`` with every active filter; store the verdicts.
+def run_filters(store: Store, cfg: Config, round: int, embedder: CachedEmbedder | None,
+                filters: list[Filter] | None = None) -> FilterReport:
+    """Judge every synthetic candidate of ``round`` with every active filter (or ``filters``);
+    store the verdicts.
 
     Each filter sees all candidates (not only the survivors of earlier filters), so
-    ``--explain`` shows every filter's view of a record. Re-running adds nothing new.
+    ``--explain`` shows every filter's view of a record. Re-running adds nothing new. With
+    ``[executor] backend = "ray"`` the filters a batch of candidates can be judged by alone, and
+    every dedup filter, run on Ray (:mod:`goldloop.filters._ray`) with the same verdicts.
     """
+    chosen = active_filters(cfg) if filters is None else filters
+    if cfg.executor.backend == "ray" and cfg.project.task != "generate":
+        from ._ray import on_ray, run_on_ray
+
+        n = store.count_records(origin="synthetic", round=round)
+        counts = store.verdict_counts(round)
+        todo = [f for f in chosen if counts.get(f.name, 0) < n]
+        if any(on_ray(f) for f in todo):
+            run_on_ray(store, cfg, round, embedder, [f for f in todo if on_ray(f)])
+        chosen = [f for f in todo if not on_ray(f)]
+        if not chosen:
+            return summarize(store, round)
     candidates = store.records(origin="synthetic", round=round)
     ctx = FilterContext(store=store, cfg=cfg, round=round, embedder=embedder)
     done = {(v.record_id, v.filter) for v in store.verdicts(round=round)}
-    for flt in active_filters(cfg):
-        todo = [c for c in candidates if (c.id, flt.name) not in done]
-        if todo:
-            store.add_verdicts(flt.judge(todo, ctx))
+    for flt in chosen:
+        todo_records = [c for c in candidates if (c.id, flt.name) not in done]
+        if todo_records:
+            store.add_verdicts(flt.judge(todo_records, ctx))
     return summarize(store, round, candidates)
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..config import Config
 from ..errors import StageError
 from ..embed import CachedEmbedder
-from ..records import Record, Verdict
+from ..records import Provenance, Record, Verdict
 from ..store import Store
 
 
@@ -25,10 +26,36 @@ class FilterContext:
     round: int
     embedder: CachedEmbedder | None = None
     _vectors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # What a filter builds once per run and reuses across calls (an index of known texts, a fitted
+    # classifier): a worker that judges a round batch by batch builds it once, not per batch.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @cached_property
     def gold_train(self) -> list[Record]:
         return self.store.records(origin="gold", split="train")
+
+    @cached_property
+    def known(self) -> list[Record]:
+        """Gold-train and earlier rounds' synthetic records, in store order: what a candidate must
+        not duplicate (besides the round's earlier candidates)."""
+        return [*self.gold_train, *(r for r in self.store.records(origin="synthetic") if r.round < self.round)]
+
+    @cached_property
+    def heldout(self) -> list[tuple[Record, str]]:
+        """Held-out real records and stress-test suite cases, each with how a verdict names it: the
+        texts no candidate may copy. Suite cases are stored like held-out text, under ids of their own."""
+        out = [(r, f"held-out record {r.id}") for r in self.store.records(origin="gold", split="heldout")]
+        for case in self.store.suite_cases():
+            if not case.dropped:
+                out.append((Record(f"suite-case:{case.id}", case.text, case.label, "gold", "heldout", Provenance()),
+                            f"case {case.id[:12]} of stress-test suite {case.suite!r}"))
+        return out
+
+    def keep(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()`` once per context under ``key``, then the same object."""
+        if key not in self.memo:
+            self.memo[key] = build()
+        return self.memo[key]
 
     def vectors(self, records: list[Record], description: str = "embedding") -> np.ndarray:
         """Embeddings of ``records`` (unit rows), computed once per filter run: several filters
@@ -49,6 +76,11 @@ class Filter(abc.ABC):
 
     name: ClassVar[str]                 # versioned, e.g. "length.v1"
     reads: ClassVar[tuple[str, ...]]    # what it looks at, for --explain and the docs
+    # "record": each verdict depends on its candidate alone (and the config, gold-train, what is
+    # stored from earlier rounds), so any batch of candidates may be judged anywhere, on its own;
+    # "round": a verdict depends on the round's other candidates too. The Ray filter stage
+    # (``[executor] backend = "ray"``) judges "record" filters on its workers.
+    scope: ClassVar[str] = "round"
 
     @abc.abstractmethod
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]: ...

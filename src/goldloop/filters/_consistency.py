@@ -20,6 +20,7 @@ class LabelConsistency(Filter):
 
     name = "label_consistency.v1"
     reads = ("text", "label", "gold-train embeddings")
+    scope = "record"
 
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
         if ctx.embedder is None:
@@ -29,7 +30,8 @@ class LabelConsistency(Filter):
             return []
         gold_vecs = ctx.vectors(gold, "embedding gold-train")
         cand_vecs = ctx.vectors(candidates, "embedding candidates")
-        clf = LinearClassifier(C=ctx.cfg.train.C, seed=ctx.cfg.project.seed).fit(gold_vecs, [r.label for r in gold])
+        clf = ctx.keep(f"{self.name}:classifier", lambda: LinearClassifier(C=ctx.cfg.train.C, seed=ctx.cfg.project.seed)
+                       .fit(gold_vecs, [r.label for r in gold]))
         proba = clf.predict_proba(cand_vecs)
         sims = cand_vecs @ gold_vecs.T                    # cosine: rows are unit length
         gold_labels = np.array([r.label for r in gold])

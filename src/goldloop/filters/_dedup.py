@@ -6,20 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import StageError
-from ..records import Provenance, Record, Verdict, text_hash
+from ..records import Record, Verdict, text_hash
 from ._base import Filter, FilterContext
 from ._neardup import NearDupIndex
 from ._semantic import SemanticIndex, semantic_pairs
 
 
-def earlier_synthetic(ctx: FilterContext) -> list[Record]:
-    return [r for r in ctx.store.records(origin="synthetic") if r.round < ctx.round]
-
-
 def _first_duplicate(pairs: list[tuple[str, str, float]]) -> dict[str, tuple[str, float]]:
-    """For each candidate that duplicates an earlier one: (that earlier id, similarity)."""
+    """For each candidate that duplicates an earlier one: (that earlier id, similarity); of equally
+    similar earlier ones, the first. ``pairs`` are (a, b, similarity), a before b, sorted by position."""
     out: dict[str, tuple[str, float]] = {}
-    for a, b, sim in pairs:                 # a comes before b in candidate order
+    for a, b, sim in pairs:
         if b not in out or sim > out[b][1]:
             out[b] = (a, sim)
     return out
@@ -33,25 +30,33 @@ class NearDuplicate(Filter):
     name = "near_dup.v1"
     reads = ("text", "gold-train and earlier synthetic text")
 
+    def index(self, ctx: FilterContext) -> NearDupIndex:
+        """An index of the known texts, built once per context."""
+        def build() -> NearDupIndex:
+            index = NearDupIndex(threshold=ctx.cfg.filter.near_dup_threshold, seed=ctx.cfg.project.seed)
+            index.add([f"{r.origin} record {r.id}" for r in ctx.known], [r.text for r in ctx.known])
+            return index
+
+        return ctx.keep(f"{self.name}:known", build)
+
+    def known_hits(self, candidates: list[Record], ctx: FilterContext) -> list[tuple[str, float] | None]:
+        """Each candidate's most similar known text at or over the threshold (its name, Jaccard), or None."""
+        return [found[0] if found else None for found in self.index(ctx).query([c.text for c in candidates])]
+
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
-        threshold = ctx.cfg.filter.near_dup_threshold
-        index = NearDupIndex(threshold=threshold, seed=ctx.cfg.project.seed)
-        known = [*ctx.gold_train, *earlier_synthetic(ctx)]
-        index.add([f"{r.origin} record {r.id}" for r in known], [r.text for r in known])
-        hits = index.query([c.text for c in candidates])
-        within = _first_duplicate(index.pairs([c.id for c in candidates], [c.text for c in candidates]))
-        out = []
-        for rec, found in zip(candidates, hits):
-            if found:
-                key, sim = found[0]
-                out.append(self.verdict(rec, False, sim, f"near-duplicate (Jaccard ~{sim:.2f}) of {key}", ctx))
-            elif rec.id in within:
-                other, sim = within[rec.id]
-                out.append(self.verdict(rec, False, sim, f"near-duplicate (Jaccard ~{sim:.2f}) of candidate {other}",
-                                        ctx))
-            else:
-                out.append(self.verdict(rec, True, 0.0, "no near-duplicate", ctx))
-        return out
+        hits = self.known_hits(candidates, ctx)
+        within = _first_duplicate(self.index(ctx).pairs([c.id for c in candidates], [c.text for c in candidates]))
+        return [self.decide(rec, hit, within.get(rec.id), ctx) for rec, hit in zip(candidates, hits)]
+
+    def decide(self, rec: Record, hit: tuple[str, float] | None, within: tuple[str, float] | None,
+               ctx: FilterContext) -> Verdict:
+        if hit:
+            key, sim = hit
+            return self.verdict(rec, False, sim, f"near-duplicate (Jaccard ~{sim:.2f}) of {key}", ctx)
+        if within:
+            other, sim = within
+            return self.verdict(rec, False, sim, f"near-duplicate (Jaccard ~{sim:.2f}) of candidate {other}", ctx)
+        return self.verdict(rec, True, 0.0, "no near-duplicate", ctx)
 
 
 def nearest(query: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,29 +78,31 @@ class SemanticDuplicate(Filter):
     name = "semantic_dup.v1"
     reads = ("text embeddings", "gold-train and earlier synthetic embeddings")
 
-    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+    def known_hits(self, candidates: list[Record], ctx: FilterContext) -> list[tuple[str, float]]:
+        """Each candidate's nearest known record (how a verdict names it, or "" when nothing is
+        known) and their cosine (-1 when nothing is known)."""
         if ctx.embedder is None:
             raise StageError("semantic_dup.v1 needs an embedder")
-        threshold = ctx.cfg.filter.semantic_dup_threshold
-        known = [*ctx.gold_train, *earlier_synthetic(ctx)]
-        cand_vecs = ctx.vectors(candidates, "embedding candidates")
-        known_vecs = ctx.vectors(known, "embedding gold-train")
-        idx, sims = nearest(cand_vecs, known_vecs)
-        within = _first_duplicate(semantic_pairs([c.id for c in candidates], cand_vecs, threshold))
-        out = []
-        for i, rec in enumerate(candidates):
-            if sims[i] >= threshold:
-                other = known[int(idx[i])]
-                out.append(self.verdict(rec, False, float(sims[i]), f"semantic duplicate (cosine {sims[i]:.3f}) of "
-                                        f"{other.origin} record {other.id}", ctx))
-            elif rec.id in within:
-                first, sim = within[rec.id]
-                out.append(self.verdict(rec, False, sim, f"semantic duplicate (cosine {sim:.3f}) of candidate "
-                                        f"{first}", ctx))
-            else:
-                out.append(self.verdict(rec, True, float(sims[i]), f"nearest known record at cosine {sims[i]:.3f}",
-                                        ctx))
-        return out
+        known = ctx.keep(f"{self.name}:known", lambda: (ctx.known, ctx.vectors(ctx.known, "embedding gold-train")))
+        idx, sims = nearest(ctx.vectors(candidates, "embedding candidates"), known[1])
+        return [(f"{known[0][int(i)].origin} record {known[0][int(i)].id}" if i >= 0 else "", float(sim))
+                for i, sim in zip(idx, sims)]
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        hits = self.known_hits(candidates, ctx)
+        within = _first_duplicate(semantic_pairs([c.id for c in candidates], ctx.vectors(candidates),
+                                                 ctx.cfg.filter.semantic_dup_threshold))
+        return [self.decide(rec, hit, within.get(rec.id), ctx) for rec, hit in zip(candidates, hits)]
+
+    def decide(self, rec: Record, hit: tuple[str, float], within: tuple[str, float] | None,
+               ctx: FilterContext) -> Verdict:
+        other, sim = hit
+        if sim >= ctx.cfg.filter.semantic_dup_threshold:
+            return self.verdict(rec, False, sim, f"semantic duplicate (cosine {sim:.3f}) of {other}", ctx)
+        if within:
+            first, wsim = within
+            return self.verdict(rec, False, wsim, f"semantic duplicate (cosine {wsim:.3f}) of candidate {first}", ctx)
+        return self.verdict(rec, True, sim, f"nearest known record at cosine {sim:.3f}", ctx)
 
 
 class Leakage(Filter):
@@ -106,21 +113,23 @@ class Leakage(Filter):
     name = "leakage.v1"
     reads = ("text", "text embeddings", "held-out gold and suite-case text and embeddings")
 
+    scope = "record"
+
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
-        heldout = ctx.store.records(origin="gold", split="heldout")
-        what = {r.id: f"held-out record {r.id}" for r in heldout}
-        for case in ctx.store.suite_cases():
-            if not case.dropped:                        # stored like held-out text, under an id of its own
-                heldout.append(Record(f"suite-case:{case.id}", case.text, case.label, "gold", "heldout", Provenance()))
-                what[heldout[-1].id] = f"case {case.id[:12]} of stress-test suite {case.suite!r}"
+        heldout = [r for r, _ in ctx.heldout]
+        what = {r.id: name for r, name in ctx.heldout}
         if not heldout or not candidates:
             return [self.verdict(c, True, 0.0, "no held-out data to leak", ctx) for c in candidates]
-        exact = {text_hash(r.text): r.id for r in heldout}
-        index = NearDupIndex(threshold=ctx.cfg.filter.near_dup_threshold, seed=ctx.cfg.project.seed)
-        index.add([r.id for r in heldout], [r.text for r in heldout])
+
+        def build() -> tuple[dict[str, str], NearDupIndex, np.ndarray | None]:
+            index = NearDupIndex(threshold=ctx.cfg.filter.near_dup_threshold, seed=ctx.cfg.project.seed)
+            index.add([r.id for r in heldout], [r.text for r in heldout])
+            vectors = ctx.vectors(heldout, "embedding held-out data") if ctx.embedder is not None else None
+            return {text_hash(r.text): r.id for r in heldout}, index, vectors
+
+        exact, index, held_vecs = ctx.keep(f"{self.name}:heldout", build)
         near = index.query([c.text for c in candidates])
-        if ctx.embedder is not None:
-            held_vecs = ctx.vectors(heldout, "embedding held-out data")
+        if held_vecs is not None:
             idx, sims = nearest(ctx.vectors(candidates, "embedding candidates"), held_vecs)
         else:
             idx, sims = np.full(len(candidates), -1), np.full(len(candidates), -1.0)

@@ -14,6 +14,7 @@ class Length(Filter):
     """Drops empty candidates and those outside [filter] min_words .. max_words."""
 
     name = "length.v1"
+    scope = "record"
     reads = ("text",)
 
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
@@ -47,6 +48,7 @@ class Repetition(Filter):
     """Drops degenerate text that loops on itself ("the sda sda sda ..."), common in small models."""
 
     name = "repetition.v1"
+    scope = "record"
     reads = ("text",)
 
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
@@ -68,27 +70,41 @@ class ExactDuplicate(Filter):
     name = "exact_dup.v1"
     reads = ("text", "gold-train and earlier synthetic text hashes")
 
-    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
-        gold = ctx.store.text_hashes(origin="gold", split="train")
-        earlier: dict[str, str] = {}
-        for old in ctx.store.records(origin="synthetic"):
-            if old.round < ctx.round:
-                earlier.setdefault(text_hash(old.text), old.id)
-        first_this_round: dict[str, str] = {}
-        out = []
+    def known_copies(self, candidates: list[Record], ctx: FilterContext) -> list[str | None]:
+        """For each candidate, why it copies a gold-train or earlier synthetic record, or None:
+        the part of the verdict that needs no other candidate of the round."""
+        def index() -> tuple[dict[str, str], dict[str, str]]:
+            gold: dict[str, str] = {}
+            earlier: dict[str, str] = {}
+            for old in ctx.known:
+                (gold if old.origin == "gold" else earlier).setdefault(text_hash(old.text), old.id)
+            return gold, earlier
+
+        gold, earlier = ctx.keep(f"{self.name}:known", index)
+        out: list[str | None] = []
         for rec in candidates:
             h = text_hash(rec.text)
-            if h in gold:
-                out.append(self.verdict(rec, False, 1.0, f"copy of gold-train record {gold[h]}", ctx))
-            elif h in first_this_round:
-                out.append(self.verdict(rec, False, 1.0, f"same text as candidate {first_this_round[h]}", ctx))
-            elif h in earlier:
-                out.append(self.verdict(rec, False, 1.0, f"same text as earlier synthetic record {earlier[h]}",
-                                        ctx))
-            else:
-                first_this_round[h] = rec.id
-                out.append(self.verdict(rec, True, 0.0, "new text", ctx))
+            out.append(f"copy of gold-train record {gold[h]}" if h in gold else
+                       f"same text as earlier synthetic record {earlier[h]}" if h in earlier else None)
         return out
+
+    def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
+        first_this_round: dict[str, str] = {}
+        out = []
+        for rec, copy in zip(candidates, self.known_copies(candidates, ctx)):
+            h = text_hash(rec.text)
+            if copy is None:
+                first_this_round.setdefault(h, rec.id)
+            out.append(self.decide(rec, copy, first_this_round.get(h) if copy is None else None, ctx))
+        return out
+
+    def decide(self, rec: Record, copy: str | None, first: str | None, ctx: FilterContext) -> Verdict:
+        """The verdict from its parts: a known copy, else the round's first candidate with this text."""
+        if copy is not None:
+            return self.verdict(rec, False, 1.0, copy, ctx)
+        if first is not None and first != rec.id:
+            return self.verdict(rec, False, 1.0, f"same text as candidate {first}", ctx)
+        return self.verdict(rec, True, 0.0, "new text", ctx)
 
 
 class Patterns(Filter):
@@ -99,6 +115,7 @@ class Patterns(Filter):
     """
 
     name = "patterns.v1"
+    scope = "record"
     reads = ("text", "[filter] required_patterns, forbidden_patterns", "[generate] red_lines")
 
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
@@ -120,6 +137,7 @@ class LabelInSet(Filter):
     """Drops candidates whose label is not in the project's label set (or, without one, has no gold)."""
 
     name = "label_set.v1"
+    scope = "record"
     reads = ("label", "[project] labels or the gold labels")
 
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
@@ -132,6 +150,7 @@ class Language(Filter):
     """Drops candidates not in [filter] language (langdetect, seeded so verdicts repeat)."""
 
     name = "language.v1"
+    scope = "record"
     reads = ("text", "[filter] language")
 
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:

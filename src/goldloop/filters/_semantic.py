@@ -38,8 +38,12 @@ def exact_search(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.
     sims = np.zeros((len(queries), k), dtype=np.float32)
     if k == 0:
         return rows, sims
+    # Products in float64, rounded to float32 after: a row's similarities then do not depend on
+    # which other rows share its matrix product (BLAS sums in another order for another shape),
+    # so a batch judged alone gets the scores the whole round gets.
+    base = database.astype(np.float64).T
     for start in range(0, len(queries), _BLOCK):
-        scores = queries[start:start + _BLOCK] @ database.T
+        scores = (queries[start:start + _BLOCK].astype(np.float64) @ base).astype(np.float32)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
             np.tile(np.arange(scores.shape[1]), (len(scores), 1))
         top_scores = np.take_along_axis(scores, top, axis=1)

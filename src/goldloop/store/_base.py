@@ -7,7 +7,7 @@ methods, and the review server through :class:`ReviewQueueStore` and :class:`Acc
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -75,6 +75,11 @@ class Store(ReviewQueueStore, AccountStore, abc.ABC):
     def records(self, origin: str | None = None, split: str | None = None, round: int | None = None,
                 ids: Iterable[str] | None = None) -> list[Record]: ...
     @abc.abstractmethod
+    def iter_records(self, origin: str | None = None, split: str | None = None, round: int | None = None,
+                     page: int = 5000) -> Iterator[list[Record]]: ...
+    @abc.abstractmethod
+    def count_records(self, origin: str | None = None, split: str | None = None, round: int | None = None) -> int: ...
+    @abc.abstractmethod
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]: ...
     @abc.abstractmethod
     def labels(self) -> list[str]: ...
@@ -95,6 +100,8 @@ class Store(ReviewQueueStore, AccountStore, abc.ABC):
 
     @abc.abstractmethod
     def add_verdicts(self, verdicts: Iterable[Verdict]) -> None: ...
+    @abc.abstractmethod
+    def verdict_counts(self, round: int) -> dict[str, int]: ...
     @abc.abstractmethod
     def verdicts(self, record_id: str | None = None, round: int | None = None) -> list[Verdict]: ...
 

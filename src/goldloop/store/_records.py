@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -118,6 +118,29 @@ class RecordTables(AuditLog):
             found.update((r.id, r) for r in self._record_rows(sql, args + chunk))
         return [found[i] for i in wanted if i in found]
 
+    def iter_records(self, origin: str | None = None, split: str | None = None, round: int | None = None,
+                     page: int = 5000) -> Iterator[list[Record]]:
+        """The records :meth:`records` gives, in the same order, ``page`` at a time: a stage that
+        streams a round holds one page, never the whole round."""
+        clause, args = where(r__origin=origin, r__split=split, r__round=round)
+        joiner = f"{clause} AND" if clause else "WHERE"
+        last: Any = None
+        while True:
+            after = f"{joiner} r.{self.rowid} > ?" if last is not None else clause
+            after_args = [*args, last] if last is not None else list(args)
+            bounds = self.query(f"SELECT r.{self.rowid} FROM records r {after} ORDER BY r.{self.rowid} LIMIT ?",
+                                [*after_args, page])
+            if not bounds:
+                return
+            upto = bounds[-1][0]
+            yield self._record_rows(f"{joiner if last is None else after + ' AND'} r.{self.rowid} <= ?",
+                                    [*after_args, upto])
+            last = upto
+
+    def count_records(self, origin: str | None = None, split: str | None = None, round: int | None = None) -> int:
+        clause, args = where(origin=origin, split=split, round=round)
+        return int(self.query(f"SELECT COUNT(*) FROM records {clause}", args)[0][0])
+
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         return [r[0] for r in self.query(
             f"SELECT id FROM records WHERE id LIKE ? ESCAPE '\\' ORDER BY {self.rowid} LIMIT ?",
@@ -173,6 +196,17 @@ class RecordTables(AuditLog):
         if not verdicts:
             return
         with self.transaction() as db:
+            # a verdict stored already (a run started again) is neither written nor audited twice
+            stored: set[tuple[str, str, int]] = set()
+            ids = list(dict.fromkeys(v.record_id for v in verdicts))
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                stored.update((r, f, int(n)) for r, f, n in db.execute(
+                    f"SELECT record_id, filter, round FROM verdicts WHERE record_id IN ({marks(len(chunk))})",
+                    chunk).fetchall())
+            verdicts = [v for v in verdicts if (v.record_id, v.filter, v.round) not in stored]
+            if not verdicts:
+                return
             db.executemany(
                 "INSERT INTO verdicts (record_id, filter, keep, score, reason, flag, round, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (record_id, filter, round) DO NOTHING",
@@ -180,6 +214,11 @@ class RecordTables(AuditLog):
             keys = list(dict.fromkeys((v.record_id, v.filter, v.round) for v in verdicts))
             self.audit("verdicts", {"filters": sorted({v.filter for v in verdicts}), "count": len(keys),
                                     "rows": self._digests(db, "verdicts", keys)})
+
+    def verdict_counts(self, round: int) -> dict[str, int]:
+        """filter -> how many verdicts it has stored for ``round``."""
+        return {f: int(n) for f, n in self.query("SELECT filter, COUNT(*) FROM verdicts WHERE round = ? GROUP BY filter",
+                                                 (round,))}
 
     def verdicts(self, record_id: str | None = None, round: int | None = None) -> list[Verdict]:
         clause, args = where(record_id=record_id, round=round)
