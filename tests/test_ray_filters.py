@@ -95,10 +95,12 @@ def test_band_keys_agree_where_the_lsh_index_would_propose_a_pair() -> None:
     index = NearDupIndex(threshold=0.8, seed=3)
     rng = random.Random(1)
     a = _text(rng, 40)
-    keys = band_keys([a, _edit(a, rng), _text(rng, 40), "", "   "], index)
-    assert keys.shape == (5, index.num_bands)
+    reordered = " ".join(reversed(a.split()))
+    keys, sketch = band_keys([a, _edit(a, rng), _text(rng, 40), "", "   ", reordered], index)
+    assert keys.shape == (6, index.num_bands) and sketch.shape == (6,)
     assert (keys[0] == keys[1]).any() and not (keys[0] == keys[2]).any()
     assert (keys[3] == 0).all() and (keys[4] == 0).all() and (keys[:3] != 0).all()
+    assert sketch[0] == sketch[5] and len({sketch[0], sketch[1], sketch[2]}) == 3 and sketch[3] == sketch[4] == 0
 
 
 def test_every_filter_gives_the_verdicts_of_the_local_path(two_stores, local_ray, tmp_path) -> None:

@@ -166,22 +166,31 @@ def run_filters(store: Store, cfg: Config, round: int, embedder: CachedEmbedder 
 
 
 def summarize(store: Store, round: int, candidates: list[Record] | None = None) -> FilterReport:
-    candidates = candidates if candidates is not None else store.records(origin="synthetic", round=round)
-    ids = {c.id for c in candidates}
-    verdicts = [v for v in store.verdicts(round=round) if v.record_id in ids]
-    report = FilterReport(round=round, candidates=len(candidates))
-    order = [*FILTERS, CollapseGuard.name]
+    """The round's funnel, read from the verdicts that drop or flag a candidate (of ``candidates``
+    only, when given): a round of millions is summed without loading its records or its passes."""
+    marks = store.verdict_marks(round)
+    if candidates is not None:
+        ids = {c.id for c in candidates}
+        marks = [m for m in marks if m[0] in ids]
+    report = FilterReport(round=round, candidates=len(candidates) if candidates is not None
+                          else store.count_records(origin="synthetic", round=round))
+    order = {name: i for i, name in enumerate([*FILTERS, CollapseGuard.name])}
     first: dict[str, str] = {}
-    for v in verdicts:
-        if not v.keep:
-            report.dropped_any[v.filter] += 1
-            rank = order.index(v.filter) if v.filter in order else len(order)
-            current = first.get(v.record_id)
-            if current is None or rank < (order.index(current) if current in order else len(order)):
-                first[v.record_id] = v.filter
+    dropped: set[str] = set()
+    flagged: set[str] = set()
+    for record_id, name, keep, flag in marks:
+        if not keep:
+            report.dropped_any[name] += 1
+            current = first.get(record_id)
+            if current is None or order.get(name, len(order)) < order.get(current, len(order)):
+                first[record_id] = name
+        if name != REVIEW_GATE:                 # the review gate's verdicts are not a filter's
+            if not keep:
+                dropped.add(record_id)
+            if flag:
+                flagged.add(record_id)
     report.dropped_by.update(first.values())
-    dropped, _, flagged = passing(verdicts)
-    report.passed = len(ids - dropped)
+    report.passed = report.candidates - len(dropped)
     report.flagged = len(flagged - dropped)
     return report
 

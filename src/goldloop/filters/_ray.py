@@ -33,6 +33,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,24 +60,35 @@ def on_ray(flt: Filter) -> bool:
     return flt.scope == "record" or flt.name in DEDUP
 
 
-def band_keys(texts: list[str], index: NearDupIndex) -> np.ndarray:
-    """(n, bands) uint64 keys: equal keys for two texts where their MinHash sketches agree on a
-    whole band, as in the LSH index; 0 rows for texts with no words (never matched locally)."""
+def _mix(columns: np.ndarray) -> np.ndarray:
+    """One uint64 key per row of ``columns`` (..., k), never 0 (0 marks "no words")."""
+    key = np.zeros(columns.shape[:-1], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(columns.shape[-1]):
+            key = (key ^ columns[..., j]) * _MIX[j % 2] + np.uint64(j + 1)
+    return key | np.uint64(1)
+
+
+def minhash_digests(texts: list[str], index: NearDupIndex) -> np.ndarray:
+    """(n, num_perm) MinHash slots of each text, as the index sketches it; zeros for a text with no words."""
     from rensa import RMinHash
 
-    rows = index.num_perm // index.num_bands
-    keys = np.zeros((len(texts), index.num_bands), dtype=np.uint64)
+    out = np.zeros((len(texts), index.num_perm), dtype=np.uint64)
     present = [i for i, t in enumerate(texts) if _has_words(t)]
     if present:
-        digests = np.asarray(RMinHash.digests_from_token_sets([shingles(texts[i]) for i in present], index.num_perm,
-                                                              index.seed), dtype=np.uint64)
-        bands = digests.reshape(len(present), index.num_bands, rows)
-        key = np.zeros((len(present), index.num_bands), dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for j in range(rows):
-                key = (key ^ bands[:, :, j]) * _MIX[j % 2] + np.uint64(j + 1)
-        keys[present] = key | np.uint64(1)              # never 0, which marks "no words"
-    return keys
+        out[present] = np.asarray(RMinHash.digests_from_token_sets([shingles(texts[i]) for i in present],
+                                                                   index.num_perm, index.seed), dtype=np.uint64)
+    return out
+
+
+def band_keys(texts: list[str], index: NearDupIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(n, bands) uint64 keys, equal for two texts whose MinHash sketches agree on a whole band
+    (the pairs the LSH index proposes), and (n,) keys equal for two texts with the same sketch;
+    0 for texts with no words (never matched locally)."""
+    digests = minhash_digests(texts, index)
+    present = digests.any(axis=1)
+    bands = np.where(present[:, None], _mix(digests.reshape(len(texts), index.num_bands, -1)), np.uint64(0))
+    return bands, np.where(present, _mix(digests), np.uint64(0))
 
 
 class _Vectors(Embedder):
@@ -142,9 +154,11 @@ class _Judge:
                     row.append([v.filter, v.keep, v.score, v.reason, v.flag])
         for r in recs:                                    # this batch's vectors are done with
             self.ctx._vectors.pop(r.id, None)
-        keys = band_keys([r.text for r in recs], self.near) if any(
-            isinstance(f, NearDuplicate) for f in self.filters) else np.zeros((len(recs), 0), dtype=np.uint64)
-        return {"pos": batch.column("pos").to_numpy(), "id": [r.id for r in recs],
+        if any(isinstance(f, NearDuplicate) for f in self.filters):
+            keys, sketch = band_keys([r.text for r in recs], self.near)
+        else:
+            keys, sketch = np.zeros((len(recs), 0), dtype=np.uint64), np.zeros(len(recs), dtype=np.uint64)
+        return {"pos": batch.column("pos").to_numpy(), "id": [r.id for r in recs], "sketch": sketch,
                 "hash": [text_hash(r.text) for r in recs], "bands": [row.tobytes() for row in keys],
                 "final": [json.dumps(x) for x in final], "parts": [json.dumps(x) for x in parts]}
 
@@ -153,42 +167,53 @@ def _partition_of(values: np.ndarray, partitions: int) -> np.ndarray:
     return (values % np.uint64(partitions)).astype(np.int64)
 
 
-def _shared_keys(chunks: list[Any], every: bool) -> list[tuple[int, int]]:
-    """(earlier, later) positions of candidates that share a key: each later one against every
-    earlier one of its key (``every``), or against the first one only. ``chunks``: (key, pos)
-    array pairs, or object refs to them."""
+def _shared_keys(chunks: list[Any], every: bool, leave_out: Any = None) -> np.ndarray:
+    """(earlier, later) positions, an (m, 2) int64 array, of candidates that share a key: each later
+    one against every earlier one of its key (``every``), or against the first one only.
+    ``chunks``: files of (keys, positions) rows; positions in ``leave_out`` (an array, or an object
+    ref to one) take no part."""
     import ray
 
-    parts = [ray.get(c) if isinstance(c, ray.ObjectRef) else c for c in chunks]
+    parts = [(block[0], block[1].astype(np.int64)) for block in (np.load(c) for c in chunks)]
+    none = np.zeros((0, 2), dtype=np.int64)
     if not parts:
-        return []
+        return none
     keys = np.concatenate([k for k, _ in parts])
     pos = np.concatenate([p for _, p in parts])
+    if leave_out is not None:
+        skip = ray.get(leave_out) if isinstance(leave_out, ray.ObjectRef) else leave_out
+        keep = ~np.isin(pos, skip, assume_unique=False)
+        keys, pos = keys[keep], pos[keep]
     order = np.lexsort((pos, keys))
     keys, pos = keys[order], pos[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], len(keys)]
-    out: list[tuple[int, int]] = []
-    for s, e in zip(starts, ends):
-        if e - s > 1:
-            group = list(dict.fromkeys(pos[s:e].tolist()))
-            out += ([(a, b) for i, b in enumerate(group) for a in group[:i]] if every else
-                    [(group[0], b) for b in group[1:]])
-    return out
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(keys)].astype(np.int64)
+    out = []
+    for s, e in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+        group = np.unique(pos[s:e])
+        if len(group) < 2:
+            continue
+        if every:
+            a, b = np.triu_indices(len(group), 1)
+            out.append(np.stack([group[a], group[b]], axis=1))
+        else:
+            out.append(np.stack([np.full(len(group) - 1, group[0]), group[1:]], axis=1))
+    return np.concatenate(out) if out else none
 
 
 class RayFilterStage:
     """One round's Ray-side filters: shards out, verdicts back into the store."""
 
     def __init__(self, store: Store, cfg: Config, round: int, embedder: CachedEmbedder | None,
-                 filters: list[Filter], work: Path | None = None, page: int = 20_000, batch_size: int = 4096,
+                 filters: list[Filter], work: Path, page: int = 20_000, batch_size: int = 4096,
                  actors: int = 0) -> None:
         self.store, self.cfg, self.round, self.embedder = store, cfg, round, embedder
         self.filters = filters
         self.page, self.batch_size = page, batch_size
         self.actors = actors
-        self.work = Path(work) if work else Path(tempfile.mkdtemp(prefix="goldloop-ray-filters-"))
+        self.work = Path(work)
         self.ctx = FilterContext(store=store, cfg=cfg, round=round, embedder=embedder)
+        self.timings: dict[str, float] = {}            # seconds per phase: export, judge, within, assemble
         self.needs_vectors = embedder is not None and any(
             f.name in ("semantic_dup.v1", "label_consistency.v1", "leakage.v1") for f in filters)
 
@@ -235,11 +260,15 @@ class RayFilterStage:
         from ..executor import ray_session
 
         ray_session(self.cfg.executor)
+        mark = time.monotonic()
         shards, context_paths, n = self.export()
+        self.timings["export"] = time.monotonic() - mark
         if not n:
             return
+        mark = time.monotonic()
         partitions = max(2, min(64, n // 100_000 + 1))
         exact_parts: list[list[Any]] = [[] for _ in range(partitions)]
+        sketch_parts: list[list[Any]] = [[] for _ in range(partitions)]
         near_parts: list[list[Any]] = [[] for _ in range(partitions)]
         ident = (self.embedder.name, self.embedder.embedder.dim) if self.needs_vectors and self.embedder else None
         # Reads take no CPU slot. The pool starts at one actor and grows once the file listing
@@ -253,8 +282,9 @@ class RayFilterStage:
             batch_size=self.batch_size, batch_format="pyarrow", zero_copy_batch=True, num_cpus=1,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), max_restarts=-1, max_task_retries=-1)
         pending = self.work / "pending"
-        shutil.rmtree(pending, ignore_errors=True)
-        pending.mkdir()
+        for folder in (pending, self.work / "keys"):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
         for k, out in enumerate(ds.iter_batches(batch_size=self.batch_size, batch_format="pyarrow")):
             ids, final = out.column("id").to_pylist(), out.column("final").to_pylist()
             self.store.add_verdicts(Verdict(rid, f, bool(keep), score, reason, self.round, flag)
@@ -266,19 +296,44 @@ class RayFilterStage:
             if fresh.any():
                 h = np.array([int(x[:16], 16) for x in out.column("hash").to_pylist()], dtype=np.uint64)[fresh]
                 for j, (key, p) in self._split(h, pos[fresh], partitions):
-                    exact_parts[j].append(ray.put((key, p)))
+                    exact_parts[j].append(self._spill("exact", j, k, key, p))
             keys = np.frombuffer(b"".join(out.column("bands").to_pylist()), dtype=np.uint64).reshape(len(pos), -1)
+            sketch = out.column("sketch").to_numpy()
             if keys.shape[1]:
+                for j, (key, p) in self._split(sketch[sketch != 0], pos[sketch != 0], partitions):
+                    sketch_parts[j].append(self._spill("sketch", j, k, key, p))
                 salted = keys ^ (np.arange(keys.shape[1], dtype=np.uint64) * _MIX[1])   # band j's keys apart
                 mask = keys != 0
                 flat, where = salted[mask], np.broadcast_to(pos[:, None], keys.shape)[mask]
                 for j, (key, p) in self._split(flat, where, partitions):
-                    near_parts[j].append(ray.put((key, p)))
+                    near_parts[j].append(self._spill("near", j, k, key, p))
             del out
+        self.timings["judge"] = time.monotonic() - mark
+        mark = time.monotonic()
         find = ray.remote(num_cpus=1)(_shared_keys)
-        exact_pairs = [pair for res in ray.get([find.remote(c, False) for c in exact_parts if c]) for pair in res]
-        near_pairs = [pair for res in ray.get([find.remote(c, True) for c in near_parts if c]) for pair in res]
-        self._assemble(pending, shards, exact_pairs, near_pairs)
+
+        def shared(parts: list[list[Any]], every: bool, leave_out: Any = None) -> np.ndarray:
+            found = ray.get([find.remote(c, every, leave_out) for c in parts if c])
+            return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+
+        exact_pairs = shared(exact_parts, False)
+        # Candidates with the same sketch are each other's duplicates at Jaccard 1: each names the
+        # first of its sketch, and only the first takes part in the band shuffle (so a thousand
+        # copies of one draft are a thousand pairs, not half a million).
+        same_sketch = shared(sketch_parts, False)
+        near_pairs = shared(near_parts, True, ray.put(np.unique(same_sketch[:, 1])))
+        self.timings["within"] = time.monotonic() - mark
+        mark = time.monotonic()
+        self._assemble(pending, shards, exact_pairs, same_sketch, near_pairs)
+        self.timings["assemble"] = time.monotonic() - mark
+
+    def _spill(self, kind: str, part: int, batch: int, keys: np.ndarray, pos: np.ndarray) -> str:
+        """One batch's keys of one partition, to a file the partition's task reads: the shuffle
+        waits on disk, not in this process or the object store."""
+        path = self.work / "keys" / f"{kind}-{part:03d}-{batch:06d}.npy"
+        path.parent.mkdir(exist_ok=True)
+        np.save(path, np.stack([keys, pos.astype(np.uint64)]))
+        return str(path)
 
     @staticmethod
     def _split(keys: np.ndarray, pos: np.ndarray, partitions: int) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
@@ -288,14 +343,15 @@ class RayFilterStage:
             yield int(j), (keys[sel], pos[sel])
 
     # -- 4. the dedup verdicts, from their parts ---------------------------------------------
-    def _assemble(self, pending: Path, shards: list[str], exact_pairs: list[tuple[int, int]],
-                  near_pairs: list[tuple[int, int]]) -> None:
+    def _assemble(self, pending: Path, shards: list[str], exact_pairs: np.ndarray, same_sketch: np.ndarray,
+                  near_pairs: np.ndarray) -> None:
         import pyarrow.parquet as pq
 
         by_name = {f.name: f for f in self.filters}
-        first_exact = dict((b, a) for a, b in exact_pairs)
-        near_cands = sorted({(min(a, b), max(a, b)) for a, b in near_pairs})
-        wanted = {p for pair in exact_pairs for p in pair} | {p for pair in near_cands for p in pair}
+        first_exact = dict(zip(exact_pairs[:, 1].tolist(), exact_pairs[:, 0].tolist()))
+        near = np.unique(np.sort(near_pairs, axis=1), axis=0) if len(near_pairs) else near_pairs
+        involved = np.unique(np.concatenate([same_sketch.ravel(), near.ravel()]))
+        wanted = set(exact_pairs.ravel().tolist()) | set(involved.tolist())
         texts: dict[int, str] = {}
         ids: dict[int, str] = {}
         semantic = SemanticDuplicate.name in by_name
@@ -310,21 +366,7 @@ class RayFilterStage:
             if semantic:
                 all_ids += table.column("id").to_pylist()
                 all_vecs.append(_vectors(table))             # type: ignore[arg-type]
-        near_within: dict[str, tuple[str, float]] = {}
-        if near_cands:
-            from rensa import RMinHash
-
-            index = NearDupIndex(threshold=self.cfg.filter.near_dup_threshold, seed=self.cfg.project.seed)
-            order = sorted({p for pair in near_cands for p in pair})
-            row = {p: i for i, p in enumerate(order)}
-            digests = np.asarray(RMinHash.digests_from_token_sets([shingles(texts[p]) for p in order],
-                                                                  index.num_perm, index.seed), dtype=np.uint32)
-            found = []
-            for a, b in near_cands:
-                sim = float(np.mean(digests[row[a]] == digests[row[b]]))
-                if sim >= index.threshold:
-                    found.append((ids[a], ids[b], sim))
-            near_within = _first_duplicate(found)
+        near_within = self._near_within(involved, same_sketch, near, texts, ids)
         sem_within: dict[str, tuple[str, float]] = {}
         if semantic and all_ids:
             sem_within = _first_duplicate(semantic_pairs(all_ids, np.concatenate(all_vecs),
@@ -350,8 +392,39 @@ class RayFilterStage:
                                                                        sem_within.get(rid), self.ctx))
             self.store.add_verdicts(out)
 
+    def _near_within(self, involved: np.ndarray, same_sketch: np.ndarray, near: np.ndarray, texts: dict[int, str],
+                     ids: dict[int, str]) -> dict[str, tuple[str, float]]:
+        """Each candidate's earliest most similar earlier candidate at or over the threshold, by
+        Jaccard of the sketches (the local rule of :meth:`NearDupIndex.pairs`): a candidate whose
+        sketch an earlier one has names the first with it (Jaccard 1); the rest are checked on
+        the sketches of the pairs the band keys proposed."""
+        if not len(involved):
+            return {}
+        index = NearDupIndex(threshold=self.cfg.filter.near_dup_threshold, seed=self.cfg.project.seed)
+        digests = minhash_digests([texts[p] for p in involved.tolist()], index)
+        rows = [same_sketch, near]
+        sims = []
+        for pairs in rows:
+            a, b = np.searchsorted(involved, pairs[:, 0]), np.searchsorted(involved, pairs[:, 1])
+            sims.append(np.concatenate([(digests[a[i:i + 65536]] == digests[b[i:i + 65536]]).mean(axis=1)
+                                        for i in range(0, len(pairs), 65536)]) if len(pairs) else np.zeros(0))
+        # a sketch key is 64 bits of the sketch: a pair whose sketches differ after all is not one
+        pairs, sim = np.concatenate(rows), np.concatenate(sims)
+        keep = sim >= index.threshold
+        pairs, sim = pairs[keep], sim[keep]
+        order = np.lexsort((pairs[:, 0], -sim, pairs[:, 1]))        # per later one: most similar, then earliest
+        pairs, sim = pairs[order], sim[order]
+        first = np.r_[True, pairs[1:, 1] != pairs[:-1, 1]] if len(pairs) else np.zeros(0, dtype=bool)
+        return {ids[int(b)]: (ids[int(a)], float(s)) for (a, b), s in zip(pairs[first], sim[first])}
+
 
 def run_on_ray(store: Store, cfg: Config, round: int, embedder: CachedEmbedder | None, filters: list[Filter],
-               work: Path | None = None, **options: Any) -> None:
-    """Judge the round's candidates with ``filters`` (those :func:`on_ray` takes) on Ray; store the verdicts."""
-    RayFilterStage(store, cfg, round, embedder, filters, work, **options).run()
+               work: Path | None = None, **options: Any) -> dict[str, float]:
+    """Judge the round's candidates with ``filters`` (those :func:`on_ray` takes) on Ray; store the
+    verdicts. Returns the seconds each phase took."""
+    if work is None:                                # shards of a big round are big: gone once committed
+        with tempfile.TemporaryDirectory(prefix="goldloop-ray-filters-") as tmp:
+            return run_on_ray(store, cfg, round, embedder, filters, Path(tmp), **options)
+    stage = RayFilterStage(store, cfg, round, embedder, filters, work, **options)
+    stage.run()
+    return stage.timings

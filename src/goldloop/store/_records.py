@@ -215,6 +215,15 @@ class RecordTables(AuditLog):
             self.audit("verdicts", {"filters": sorted({v.filter for v in verdicts}), "count": len(keys),
                                     "rows": self._digests(db, "verdicts", keys)})
 
+    def verdict_marks(self, round: int) -> list[tuple[str, str, bool, str]]:
+        """(record id, filter, keep, flag) of each verdict on the round's synthetic candidates that
+        drops or flags one, in the order stored: all a filter report needs; a round's passing
+        verdicts, most of them, are never read."""
+        return [(r, f, bool(k), flag) for r, f, k, flag in self.query(
+            "SELECT v.record_id, v.filter, v.keep, v.flag FROM verdicts v JOIN records r ON r.id = v.record_id"
+            " WHERE v.round = ? AND r.origin = 'synthetic' AND r.round = ? AND (v.keep = 0 OR v.flag != '')"
+            " ORDER BY v.id", (round, round))]
+
     def verdict_counts(self, round: int) -> dict[str, int]:
         """filter -> how many verdicts it has stored for ``round``."""
         return {f: int(n) for f, n in self.query("SELECT filter, COUNT(*) FROM verdicts WHERE round = ? GROUP BY filter",
