@@ -15,8 +15,10 @@ class ExecutorConfig:
                                "a Ray cluster, one actor per endpoint of `[llm] base_url` and `base_urls`, each "
                                "with goldloop's own client and limits; replies come back to this process, which "
                                "stores each as it arrives, so request keys, records and resuming are those of "
-                               "the local path; with `embed_actors`, embedding runs on Ray too. Install Ray with "
-                               "goldloop's `ray` extra.",
+                               "the local path. The filters run on Ray Data with the verdicts of the local path "
+                               "(the rules, leakage, label consistency and exact, near and semantic dedup; the "
+                               "judge, synthetic selection and the collapse guard stay in this process); with "
+                               "`embed_actors`, embedding runs on Ray too. Install Ray with goldloop's `ray` extra.",
                       choices=("local", "ray"))
     address: str = _f("", "The Ray cluster: empty starts a private Ray instance on this machine for the run; "
                           "`auto` joins the cluster started here with `ray start`; `ray://HOST:10001` reaches a "
@@ -26,6 +28,13 @@ class ExecutorConfig:
     actors_per_endpoint: int = _f(1, "Ray actors per endpoint; each runs `[llm] concurrency` requests at once "
                                      "under that endpoint's share of `[llm] requests_per_minute` and "
                                      "`tokens_per_minute`.", minimum=1)
+    shared_dir: str = _f("", "`ray`: the folder the filter stage writes the round's Parquet shards and shuffle "
+                             "files to (removed when the stage ends). Empty: a temporary folder on this machine, "
+                             "which is right for a private Ray instance or a cluster on this machine; on a "
+                             "cluster of several machines, a folder every node sees at the same path (an NFS "
+                             "mount, a mounted bucket).")
+    filter_actors: int = _f(0, "`ray`: the most Ray actors that judge the round's candidates at once, one CPU "
+                               "each (0: one per CPU of the cluster).", minimum=0)
     embed_actors: int = _f(0, "`ray`: Ray actors that embed texts, each with its own copy of the `[embed]` model "
                               "(0: embed in this process). Vectors come back in order and are cached in the "
                               "store as before.", minimum=0)

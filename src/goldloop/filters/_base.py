@@ -38,7 +38,8 @@ class FilterContext:
     def known(self) -> list[Record]:
         """Gold-train and earlier rounds' synthetic records, in store order: what a candidate must
         not duplicate (besides the round's earlier candidates)."""
-        return [*self.gold_train, *(r for r in self.store.records(origin="synthetic") if r.round < self.round)]
+        return [*self.gold_train, *(r for earlier in range(1, self.round)
+                                    for r in self.store.records(origin="synthetic", round=earlier))]
 
     @cached_property
     def heldout(self) -> list[tuple[Record, str]]:

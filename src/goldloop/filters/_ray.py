@@ -275,6 +275,11 @@ class RayFilterStage:
         # (a one-CPU task) is done: a pool that took every slot at once would wait on it forever.
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
+        # Judged batches wait in the object store until this process has committed them; a bound
+        # there holds the actors back when the commits fall behind, instead of letting a round's
+        # worth of results pile up (and the pages this process reads them from grow with it).
+        context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
+            object_store_memory=512 * 2**20)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         size = self.actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         ds = ray.data.read_parquet(shards, num_cpus=0).map_batches(
@@ -423,8 +428,12 @@ def run_on_ray(store: Store, cfg: Config, round: int, embedder: CachedEmbedder |
     """Judge the round's candidates with ``filters`` (those :func:`on_ray` takes) on Ray; store the
     verdicts. Returns the seconds each phase took."""
     if work is None:                                # shards of a big round are big: gone once committed
-        with tempfile.TemporaryDirectory(prefix="goldloop-ray-filters-") as tmp:
+        shared = cfg.executor.shared_dir or None
+        if shared:
+            Path(shared).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="goldloop-ray-filters-", dir=shared) as tmp:
             return run_on_ray(store, cfg, round, embedder, filters, Path(tmp), **options)
+    options.setdefault("actors", cfg.executor.filter_actors)
     stage = RayFilterStage(store, cfg, round, embedder, filters, work, **options)
     stage.run()
     return stage.timings
