@@ -216,28 +216,27 @@ def size_run(n: int, work: Path) -> dict:
 
 
 def cluster_run(n: int, work: Path) -> dict:
-    """Judging phase and whole stage with one, then two, one-CPU worker nodes of a local cluster."""
+    """Judging phase and whole stage with one, then two, one-CPU worker nodes of a local cluster:
+    Ray's own multi-node test cluster (``ray.cluster_utils.Cluster``), each node a raylet of its
+    own on this machine, the head given no CPU for work."""
+    from ray.cluster_utils import Cluster
+
     base = work / f"cluster-{n}"
     shutil.rmtree(base, ignore_errors=True)
     (base / "round").mkdir(parents=True)
     make_round(base / "round", n)
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
-    port = 6391
-    address = f"127.0.0.1:{port}"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     times = {}
     try:
-        subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false"],
-                       check=True, capture_output=True, env=env)
         for workers in (1, 2):
-            subprocess.run([ray_bin, "start", f"--address={address}", "--num-cpus=1"], check=True,
-                           capture_output=True, env=env)
+            cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
             shutil.copytree(base / "round", base / f"w{workers}")
-            times[workers] = run_child("ray", base / f"w{workers}", address=address, actors=workers)
+            times[workers] = run_child("ray", base / f"w{workers}", address=cluster.address, actors=workers)
             print(f"cluster, {workers} worker node(s) of one CPU: {times[workers]['records_per_s']:,.0f} drafts/s, "
                   f"phases {times[workers]['phases']}", flush=True)
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env)
+        cluster.shutdown()
     judge = (times[1]["phases"]["judge"] / times[2]["phases"]["judge"]) / 2
     whole = (times[1]["seconds"] / times[2]["seconds"]) / 2
     same = verdict_digest(base / "w1") == verdict_digest(base / "w2")
@@ -252,6 +251,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--cluster", action="store_true", help="Also measure parallel efficiency on a local cluster.")
     parser.add_argument("--cluster-records", type=int, default=200_000)
+    parser.add_argument("--cluster-only", action="store_true", help="Only the cluster measurement.")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, default=None, help=argparse.SUPPRESS)
@@ -263,6 +263,9 @@ def main() -> None:
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="goldloop-scale-"))
     started = time.monotonic()
+    if args.cluster_only:
+        print(json.dumps(cluster_run(args.cluster_records, work) | {"wall_seconds": round(time.monotonic() - started, 1)}))
+        return
     small = size_run(args.small, work)
     big = size_run(args.records, work)
     figures = {"records": args.records, "small": args.small,

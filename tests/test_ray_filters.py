@@ -110,10 +110,11 @@ def test_every_filter_gives_the_verdicts_of_the_local_path(two_stores, local_ray
         "semantic_dup.v1", "label_consistency.v1"]
     run_filters(local, cfg, 2, CachedEmbedder(HashingEmbedder(), local))
     ray_cfg = _cfg()
-    ray_cfg.executor.backend = "ray"
+    ray_cfg.executor.backend, ray_cfg.executor.shared_dir = "ray", str(tmp_path / "shared")
     report = run_filters(on_ray_store, ray_cfg, 2, CachedEmbedder(HashingEmbedder(), on_ray_store))
     expected = _verdicts(local)
     assert _verdicts(on_ray_store) == expected
+    assert list((tmp_path / "shared").iterdir()) == []         # the shards went with the stage
     assert report.candidates == 86 and report.passed < 70
     reasons = {r for *_, r, _ in expected}
     # every planted case was caught, so the comparison covers each kind of verdict

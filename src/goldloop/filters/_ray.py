@@ -119,10 +119,10 @@ class _Judge:
     """One Ray Data actor: the context (known and held-out texts, their indexes) is built once."""
 
     def __init__(self, cfg: Config, round: int, filters: list[Filter], shards: dict[str, str],
-                 embedder: tuple[str, int] | None) -> None:
+                 embedder: tuple[str, int] | None, batch_size: int) -> None:
         import pyarrow.parquet as pq
 
-        self.filters = filters
+        self.filters, self.batch_size = filters, batch_size
         self.ctx = FilterContext(store=None, cfg=cfg, round=round,          # type: ignore[arg-type]
                                  embedder=_Vectors(*embedder) if embedder else None)  # type: ignore[arg-type]
         known, held = pq.read_table(shards["known"]), pq.read_table(shards["heldout"])
@@ -135,7 +135,20 @@ class _Judge:
                 self.ctx._vectors.update(zip((r.id for r in recs), vecs))
         self.near = NearDupIndex(threshold=cfg.filter.near_dup_threshold, seed=cfg.project.seed)
 
-    def __call__(self, batch: Any) -> dict[str, Any]:
+    def __call__(self, shards: Any) -> dict[str, Any]:
+        """Judge whole shards (one path a row), ``batch_size`` candidates at a time."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out: dict[str, list[Any]] = {}
+        for path in shards.column("shard").to_pylist():
+            for part in pq.ParquetFile(path).iter_batches(batch_size=self.batch_size):
+                for key, values in self.judge(pa.Table.from_batches([part])).items():
+                    out.setdefault(key, []).append(values)
+        return {k: np.concatenate(v) if isinstance(v[0], np.ndarray) else [x for chunk in v for x in chunk]
+                for k, v in out.items()}
+
+    def judge(self, batch: Any) -> dict[str, Any]:
         recs = _records(batch)
         vecs = _vectors(batch)
         if vecs is not None:
@@ -271,8 +284,6 @@ class RayFilterStage:
         sketch_parts: list[list[Any]] = [[] for _ in range(partitions)]
         near_parts: list[list[Any]] = [[] for _ in range(partitions)]
         ident = (self.embedder.name, self.embedder.embedder.dim) if self.needs_vectors and self.embedder else None
-        # Reads take no CPU slot. The pool starts at one actor and grows once the file listing
-        # (a one-CPU task) is done: a pool that took every slot at once would wait on it forever.
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         # Judged batches wait in the object store until this process has committed them; a bound
@@ -282,9 +293,12 @@ class RayFilterStage:
             object_store_memory=512 * 2**20)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         size = self.actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        ds = ray.data.read_parquet(shards, num_cpus=0).map_batches(
-            _Judge, fn_constructor_args=(self.cfg, self.round, self.filters, context_paths, ident),
-            batch_size=self.batch_size, batch_format="pyarrow", zero_copy_batch=True, num_cpus=1,
+        # Each actor reads its shards itself: the dataset is the list of shard paths, made here, so
+        # no read or file-listing task ever waits for a CPU the actors hold (one worker of one
+        # CPU would otherwise wait forever).
+        ds = ray.data.from_items([{"shard": path} for path in shards]).map_batches(
+            _Judge, fn_constructor_args=(self.cfg, self.round, self.filters, context_paths, ident, self.batch_size),
+            batch_size=1, batch_format="pyarrow", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), max_restarts=-1, max_task_retries=-1)
         pending = self.work / "pending"
         for folder in (pending, self.work / "keys"):
