@@ -5,15 +5,17 @@
    Parquet shards: position in the round, id, text, label, and the embedding when a filter reads
    one. The known texts (gold-train and earlier synthetic records) and the held-out texts (with
    stress-test suite cases) go to one shard each.
-2. **Per record, on Ray.** Ray Data reads the candidate shards and ``map_batches`` judges each
-   batch on a pool of actors: every filter of scope ``"record"`` (the rules, the label set, the
-   language, leakage, label consistency, and user filters that declare the scope), and the half
-   of each dedup filter that needs no other candidate: is it a copy (exact, near or semantic)
-   of a known text? Each actor builds its indexes once, from the shards. The batch's text hashes
-   and MinHash band keys come back with its verdicts.
+2. **Per record, on Ray.** A Ray Data pool of actors (``map_batches`` over the list of shards)
+   reads the shards, each actor whole shards, and judges them a batch at a time: every filter of
+   scope ``"record"`` (the rules, the label set, the language, leakage, label consistency, and
+   user filters that declare the scope), and the half of each dedup filter that needs no other
+   candidate: is it a copy (exact, near or semantic) of a known text? Each actor builds its
+   indexes once, from the shards. The batch's text hashes, MinHash sketch keys and band keys
+   come back with its verdicts.
 3. **Within the round.** Which candidate copies an earlier candidate of the same round is found by
-   a shuffle: each text hash and each band key goes to one of the partitions, and one Ray task
-   per partition finds the keys two or more candidates share. Near pairs are then checked on the
+   a shuffle: each key goes to one of the partitions (files in the stage's folder), and one Ray
+   task per partition finds the keys two or more candidates share. Candidates with the same
+   sketch name the first of it (Jaccard 1), and only that first one joins the band shuffle. Near pairs are then checked on the
    MinHash sketches of the flagged candidates only, as in one process, and each duplicate names
    the earliest of its most similar earlier candidates: the local rule. Semantic pairs within a
    round need one index over every candidate's vector; it is built once, in this process.
