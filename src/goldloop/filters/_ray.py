@@ -25,8 +25,7 @@
 
 Filters of scope ``"round"`` other than dedup (the LLM judge, synthetic selection, the collapse
 guard, user filters that do not declare ``scope = "record"``) then run in this process, in
-pipeline order, on the stored verdicts, as they do locally. A `generate` project's pair filters
-run in this process too.
+pipeline order, on the stored verdicts, as locally; so do a `generate` project's pair filters.
 """
 
 from __future__ import annotations
@@ -178,10 +177,6 @@ class _Judge:
                 "final": [json.dumps(x) for x in final], "parts": [json.dumps(x) for x in parts]}
 
 
-def _partition_of(values: np.ndarray, partitions: int) -> np.ndarray:
-    return (values % np.uint64(partitions)).astype(np.int64)
-
-
 def _shared_keys(chunks: list[Any], every: bool, leave_out: Any = None) -> np.ndarray:
     """(earlier, later) positions, an (m, 2) int64 array, of candidates that share a key: each later
     one against every earlier one of its key (``every``), or against the first one only.
@@ -295,9 +290,8 @@ class RayFilterStage:
             object_store_memory=512 * 2**20)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         size = self.actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        # Each actor reads its shards itself: the dataset is the list of shard paths, made here, so
-        # no read or file-listing task ever waits for a CPU the actors hold (one worker of one
-        # CPU would otherwise wait forever).
+        # The dataset is the list of shard paths, made here, and each actor reads its own: no read
+        # or file-listing task waits for a CPU the actors hold (one one-CPU worker would forever).
         ds = ray.data.from_items([{"shard": path} for path in shards]).map_batches(
             _Judge, fn_constructor_args=(self.cfg, self.round, self.filters, context_paths, ident, self.batch_size),
             batch_size=1, batch_format="pyarrow", num_cpus=1,
@@ -358,7 +352,7 @@ class RayFilterStage:
 
     @staticmethod
     def _split(keys: np.ndarray, pos: np.ndarray, partitions: int) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
-        part = _partition_of(keys, partitions)
+        part = (keys % np.uint64(partitions)).astype(np.int64)
         for j in np.unique(part):
             sel = part == j
             yield int(j), (keys[sel], pos[sel])
