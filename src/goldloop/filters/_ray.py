@@ -70,15 +70,17 @@ def _mix(columns: np.ndarray) -> np.ndarray:
     return key | np.uint64(1)
 
 
-def minhash_digests(texts: list[str], index: NearDupIndex) -> np.ndarray:
-    """(n, num_perm) MinHash slots of each text, as the index sketches it; zeros for a text with no words."""
+def minhash_digests(texts: list[str], index: NearDupIndex, chunk: int = 8192) -> np.ndarray:
+    """(n, num_perm) uint32 MinHash slots of each text, as the index sketches it (zeros: no words);
+    rensa's Python lists are converted ``chunk`` texts at a time, never all at once."""
     from rensa import RMinHash
 
-    out = np.zeros((len(texts), index.num_perm), dtype=np.uint64)
+    out = np.zeros((len(texts), index.num_perm), dtype=np.uint32)
     present = [i for i, t in enumerate(texts) if _has_words(t)]
-    if present:
-        out[present] = np.asarray(RMinHash.digests_from_token_sets([shingles(texts[i]) for i in present],
-                                                                   index.num_perm, index.seed), dtype=np.uint64)
+    for start in range(0, len(present), chunk):
+        rows = present[start:start + chunk]
+        out[rows] = np.asarray(RMinHash.digests_from_token_sets([shingles(texts[i]) for i in rows], index.num_perm,
+                                                                index.seed), dtype=np.uint32)
     return out
 
 
@@ -88,8 +90,9 @@ def band_keys(texts: list[str], index: NearDupIndex) -> tuple[np.ndarray, np.nda
     0 for texts with no words (never matched locally)."""
     digests = minhash_digests(texts, index)
     present = digests.any(axis=1)
-    bands = np.where(present[:, None], _mix(digests.reshape(len(texts), index.num_bands, -1)), np.uint64(0))
-    return bands, np.where(present, _mix(digests), np.uint64(0))
+    wide = digests.astype(np.uint64)
+    bands = np.where(present[:, None], _mix(wide.reshape(len(texts), index.num_bands, -1)), np.uint64(0))
+    return bands, np.where(present, _mix(wide), np.uint64(0))
 
 
 class _Vectors(Embedder):
@@ -166,8 +169,8 @@ class _Judge:
             else:
                 for row, v in zip(final, flt.judge(recs, self.ctx)):
                     row.append([v.filter, v.keep, v.score, v.reason, v.flag])
-        for r in recs:                                    # this batch's vectors are done with
-            self.ctx._vectors.pop(r.id, None)
+        for r in recs:
+            self.ctx._vectors.pop(r.id, None)             # this batch's vectors are done with
         if any(isinstance(f, NearDuplicate) for f in self.filters):
             keys, sketch = band_keys([r.text for r in recs], self.near)
         else:
@@ -409,10 +412,8 @@ class RayFilterStage:
 
     def _near_within(self, involved: np.ndarray, same_sketch: np.ndarray, near: np.ndarray, texts: dict[int, str],
                      ids: dict[int, str]) -> dict[str, tuple[str, float]]:
-        """Each candidate's earliest most similar earlier candidate at or over the threshold, by
-        Jaccard of the sketches (the local rule of :meth:`NearDupIndex.pairs`): a candidate whose
-        sketch an earlier one has names the first with it (Jaccard 1); the rest are checked on
-        the sketches of the pairs the band keys proposed."""
+        """Each candidate's earliest most similar earlier candidate at or over the threshold (the
+        rule of :meth:`NearDupIndex.pairs`), by sketch Jaccard of the pairs the keys proposed."""
         if not len(involved):
             return {}
         index = NearDupIndex(threshold=self.cfg.filter.near_dup_threshold, seed=self.cfg.project.seed)
