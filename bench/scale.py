@@ -20,10 +20,12 @@ Figures (the last line printed, as JSON):
 - rss_ratio_1m_vs_100k: the Ray driver's peak RSS at ``--records`` over that at ``--small``
   (target <= 1.3; ``local_rss_ratio`` is the same for the local path).
 - verdicts_identical: the local and Ray verdicts, row by row, at both sizes.
-- with ``--cluster``: a Ray cluster on this machine, a head with no CPU for work and one, then two,
-  worker nodes of one CPU each (``ray start``), each judging ``--cluster-records`` drafts:
-  ``parallel_efficiency`` = (time with one worker / time with two) / 2 for the judging phase, the
-  one that runs on the workers, and ``parallel_efficiency_end_to_end`` for the whole stage.
+- with ``--cluster``: a Ray cluster on this machine (Ray's multi-node test cluster), a head with
+  no CPU for work and one, then two, worker nodes of one CPU each, each judging
+  ``--cluster-records`` drafts: ``parallel_efficiency`` = (time with one worker / time with two) / 2
+  for the phases the workers run alone (judging and the shuffle; in these runs the goldloop
+  process commits the judged shards after them, not meanwhile), and
+  ``parallel_efficiency_end_to_end`` for the whole stage.
 
 Usage: python bench/scale.py [--records 1000000] [--small 100000] [--cluster] [--work DIR]
 Two cores run it all in roughly an hour at a million records; run nothing else meanwhile.
@@ -157,7 +159,7 @@ class WorkerRSS(threading.Thread):
                     continue
 
 
-def child(path: str, store_dir: Path, address: str, actors: int) -> None:
+def child(path: str, store_dir: Path, address: str, actors: int, overlap: bool = True) -> None:
     """One path over one stored round, in this process; prints its figures as JSON."""
     cfg = config(address)
     filters = [f for f in active_filters(cfg) if f.name in FILTERS]
@@ -175,7 +177,7 @@ def child(path: str, store_dir: Path, address: str, actors: int) -> None:
         sampler.start()
         with tempfile.TemporaryDirectory(dir=store_dir.parent) as work:
             out["phases"] = {k: round(v, 1) for k, v in run_on_ray(store, cfg, 1, None, filters, Path(work),
-                                                                     actors=actors).items()}
+                                                                     actors=actors, overlap=overlap).items()}
         sampler.done.set()
         sampler.join()
         out["worker_peak_rss_mb"] = round(max(sampler.peak.values(), default=0) / 2**20, 1)
@@ -186,9 +188,9 @@ def child(path: str, store_dir: Path, address: str, actors: int) -> None:
     print(json.dumps(out), flush=True)
 
 
-def run_child(path: str, store_dir: Path, address: str = "", actors: int = 0) -> dict:
+def run_child(path: str, store_dir: Path, address: str = "", actors: int = 0, overlap: bool = True) -> dict:
     cmd = [sys.executable, __file__, "--child", path, "--store", str(store_dir), "--address", address,
-           "--actors", str(actors)]
+           "--actors", str(actors), *([] if overlap else ["--no-overlap"])]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{path} run failed:\n{done.stderr[-4000:]}")
@@ -232,12 +234,17 @@ def cluster_run(n: int, work: Path) -> dict:
             cluster.add_node(num_cpus=1)
             cluster.wait_for_nodes()
             shutil.copytree(base / "round", base / f"w{workers}")
-            times[workers] = run_child("ray", base / f"w{workers}", address=cluster.address, actors=workers)
+            # commits wait until every shard is judged, so the judging phase times the workers alone
+            times[workers] = run_child("ray", base / f"w{workers}", address=cluster.address, actors=workers,
+                                       overlap=False)
             print(f"cluster, {workers} worker node(s) of one CPU: {times[workers]['records_per_s']:,.0f} drafts/s, "
                   f"phases {times[workers]['phases']}", flush=True)
     finally:
         cluster.shutdown()
-    judge = (times[1]["phases"]["judge"] / times[2]["phases"]["judge"]) / 2
+    def workers(run: dict) -> float:
+        return run["phases"]["judge"] + run["phases"].get("within", 0.0)
+
+    judge = (workers(times[1]) / workers(times[2])) / 2
     whole = (times[1]["seconds"] / times[2]["seconds"]) / 2
     same = verdict_digest(base / "w1") == verdict_digest(base / "w2")
     shutil.rmtree(base, ignore_errors=True)
@@ -257,9 +264,10 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--address", default="", help=argparse.SUPPRESS)
     parser.add_argument("--actors", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--no-overlap", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.store, args.address, args.actors)
+        child(args.child, args.store, args.address, args.actors, not args.no_overlap)
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="goldloop-scale-"))
     started = time.monotonic()

@@ -157,9 +157,11 @@ def run_filters(store: Store, cfg: Config, round: int, embedder: CachedEmbedder 
             return summarize(store, round)
     candidates = store.records(origin="synthetic", round=round)
     ctx = FilterContext(store=store, cfg=cfg, round=round, embedder=embedder)
-    done = {(v.record_id, v.filter) for v in store.verdicts(round=round)}
+    counts = store.verdict_counts(round)
     for flt in chosen:
-        todo_records = [c for c in candidates if (c.id, flt.name) not in done]
+        # what a run stopped part-way left: read per filter, never every verdict of the round
+        done = store.judged_ids(round, flt.name) if counts.get(flt.name) else set()
+        todo_records = [c for c in candidates if c.id not in done]
         if todo_records:
             store.add_verdicts(flt.judge(todo_records, ctx))
     return summarize(store, round, candidates)

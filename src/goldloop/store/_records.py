@@ -224,6 +224,10 @@ class RecordTables(AuditLog):
             " WHERE v.round = ? AND r.origin = 'synthetic' AND r.round = ? AND (v.keep = 0 OR v.flag != '')"
             " ORDER BY v.id", (round, round))]
 
+    def judged_ids(self, round: int, filter: str) -> set[str]:
+        """Ids of the records ``filter`` has a verdict on in ``round``."""
+        return {r for (r,) in self.query("SELECT record_id FROM verdicts WHERE round = ? AND filter = ?", (round, filter))}
+
     def verdict_counts(self, round: int) -> dict[str, int]:
         """filter -> how many verdicts it has stored for ``round``."""
         return {f: int(n) for f, n in self.query("SELECT filter, COUNT(*) FROM verdicts WHERE round = ? GROUP BY filter",
