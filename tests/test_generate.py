@@ -1,5 +1,6 @@
 """Generation: prompts never see held-out text, provenance is complete, kills lose nothing."""
 
+import json
 import os
 import random
 import signal
@@ -132,3 +133,40 @@ def test_killed_generate_loses_and_duplicates_nothing(project):
     assert all(g.status == "ok" for g in gens)
     assert len(synthetic) == expected
     assert len({r.provenance.request_key for r in synthetic}) == expected
+
+
+class StopsAfter(FakeLLM):
+    """A backend whose stream breaks (an error, Ctrl-C) after ``n`` replies."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def complete(self, requests):
+        for k, result in enumerate(super().complete(requests)):
+            if k == self.n:
+                raise KeyboardInterrupt
+            yield result
+
+
+def test_replies_committed_in_batches_store_what_one_at_a_time_does(project, tmp_path):
+    _, cfg, store = project
+    generate(store, cfg, FakeLLM(), round=1, show_progress=False)
+    one_by_one = [(g.request_key, g.status, g.reply) for g in store.generations(1)]
+    cfg.executor.reply_batch, cfg.executor.reply_batch_seconds = 5, 60.0
+    cfg.project.name = "batched"
+    from goldloop.store import open_store
+
+    batched = open_store(tmp_path / "batched")
+    batched.add_records(store.records(origin="gold"))
+    # a run broken after 7 replies: the 5 of the full batch and the 2 waiting are all kept
+    with pytest.raises(KeyboardInterrupt):
+        generate(batched, cfg, StopsAfter(7), round=1, show_progress=False)
+    assert len(batched.generations(1)) == 7
+    report = generate(batched, cfg, FakeLLM(), round=1, show_progress=False)
+    assert report.already_done == 7 and report.succeeded == 5
+    assert sorted((g.request_key, g.status, g.reply) for g in batched.generations(1)) == sorted(one_by_one)
+    entries = [json.loads(p) for k, p in batched.query("SELECT kind, payload FROM audit_log") if k == "generations"]
+    assert [e["count"] for e in entries] == [5, 2, 5]        # 7 before the break, then 5; none one by one
+    assert batched.verify_audit().ok
+    batched.close()

@@ -57,6 +57,50 @@ class SuggestReport:
                 "seconds": self.seconds, "already": self.already, "self_trained": self.self_trained}
 
 
+@dataclass
+class Scored:
+    """What scoring the open pool leaves for labelling. ``rows``: eligible pool records in pool
+    order, every one locally; on Ray only the picked ones and the candidates for self-training,
+    which is all the labelling step reads. ``picked``: (index into ``rows``, why)."""
+
+    answered: int
+    excluded: int                     # held-out duplicates left out
+    excluded_ids: list[str]           # the first 1,000 of their ids, sorted
+    eligible: int
+    rows: list[Record]
+    proba: np.ndarray                 # the selection model's probabilities of ``rows``
+    labels: list[str]
+    picked: list[tuple[int, str]]
+
+
+def fit_scorer(cfg: Config, embed: Any, training: Sequence[Record], weights: Mapping[str, float] | None
+               ) -> LinearClassifier:
+    """The selection model: a linear model over the selection embedder's vectors of ``training``."""
+    train_vecs = embed.embed([r.text for r in training])
+    return LinearClassifier(C=cfg.train.C, seed=cfg.project.seed).fit(
+        train_vecs, [r.label for r in training], row_weights(training, cfg.train.synthetic_weight, weights))
+
+
+def score_pool(store: Store, cfg: Config, budget: int, embed: Any, training: Sequence[Record], answered: set[str],
+               weights: Mapping[str, float] | None, f1: Mapping[str, float] | None,
+               confused: Sequence[tuple[str, str]], seed: int) -> Scored:
+    """The open pool, embedded, checked against held-out data, scored and picked in this process."""
+    pool = store.records(origin="pool", split="pool")
+    open_pool = [r for r in pool if r.id not in answered]
+    vecs = embed.embed([r.text for r in open_pool]) if open_pool else np.zeros((0, 1), dtype=np.float32)
+    excluded = heldout_duplicates(store, cfg, open_pool, vecs, embed)
+    keep = [i for i, r in enumerate(open_pool) if r.id not in excluded]
+    eligible, vecs = [open_pool[i] for i in keep], vecs[keep]
+    scored = Scored(len(pool) - len(open_pool), len(excluded), sorted(excluded)[:1000], len(eligible), eligible,
+                    np.zeros((0, 0)), [], [])
+    if not eligible:
+        return scored
+    scorer = fit_scorer(cfg, embed, training, weights)
+    scored.proba, scored.labels = scorer.predict_proba(vecs), scorer.labels
+    scored.picked = pick(scored.proba, scorer.labels, vecs, budget, cfg, f1, confused, seed=seed)
+    return scored
+
+
 def selection_embedder(cfg: Config, trainer: CachedEmbedder) -> Embedder | CachedEmbedder:
     """The embedder that scores the whole pool: static vectors, or the trainer's (``[suggest]
     selection_embedder``). With the test embedder configured, its own fast hashing vectors."""
@@ -84,27 +128,43 @@ def answered_pool_ids(store: Store) -> tuple[set[str], set[str]]:
     return used, unusable - used
 
 
+class HeldoutCheck:
+    """Held-out texts as pool records are checked against them: their hashes, a MinHash index of
+    their word sets, and their selection vectors; built once, then any batch of the pool."""
+
+    def __init__(self, cfg: Config, heldout: Sequence[str], embed: Any) -> None:
+        from .filters._neardup import NearDupIndex
+
+        self.hashes = {text_hash(t) for t in heldout}
+        self.index = NearDupIndex(threshold=cfg.filter.near_dup_threshold, seed=cfg.project.seed)
+        self.index.add(list(range(len(heldout))), list(heldout))
+        self.vecs = np.asarray(embed.embed(list(heldout)), dtype=np.float64) if heldout else None
+        self.similarity = cfg.suggest.heldout_similarity
+
+    def duplicates(self, texts: Sequence[str], vecs: np.ndarray) -> np.ndarray:
+        """One flag per text: it repeats a held-out text."""
+        out = np.zeros(len(texts), dtype=bool)
+        if self.vecs is None or not len(texts):
+            return out
+        out |= np.array([text_hash(t) in self.hashes for t in texts], dtype=bool)
+        out |= np.array([bool(hits) for hits in self.index.query(list(texts))], dtype=bool)
+        for start in range(0, len(texts), 2048):
+            # in float64, so a record's similarity does not depend on the batch it comes in
+            sims = np.asarray(vecs[start:start + 2048], dtype=np.float64) @ self.vecs.T
+            out[start:start + len(sims)] |= sims.max(axis=1) >= self.similarity
+        return out
+
+
 def heldout_duplicates(store: Store, cfg: Config, pool: Sequence[Record], pool_vecs: np.ndarray,
                        embed: Any) -> set[str]:
     """Ids of pool records that repeat a held-out text: exactly, as a near-duplicate (MinHash
     Jaccard of word sets at ``[filter] near_dup_threshold``, as the leakage filter judges drafts),
     or by embedding similarity at ``[suggest] heldout_similarity``."""
-    from .filters._neardup import NearDupIndex
-
     heldout = store.records(origin="gold", split="heldout")
     if not heldout or not pool:
         return set()
-    hashes = {text_hash(r.text) for r in heldout}
-    out = {r.id for r in pool if text_hash(r.text) in hashes}
-    index = NearDupIndex(threshold=cfg.filter.near_dup_threshold, seed=cfg.project.seed)
-    index.add([r.id for r in heldout], [r.text for r in heldout])
-    out |= {r.id for r, hits in zip(pool, index.query([r.text for r in pool])) if hits}
-    held_vecs = embed.embed([r.text for r in heldout])
-    for start in range(0, len(pool), 2048):
-        sims = pool_vecs[start:start + 2048] @ held_vecs.T
-        for i in np.flatnonzero(sims.max(axis=1) >= cfg.suggest.heldout_similarity):
-            out.add(pool[start + int(i)].id)
-    return out
+    flags = HeldoutCheck(cfg, [r.text for r in heldout], embed).duplicates([r.text for r in pool], pool_vecs)
+    return {r.id for r, flag in zip(pool, flags) if flag}
 
 
 def label_weights(labels: Sequence[str], f1: Mapping[str, float] | None, boost: float) -> dict[str, float]:
@@ -211,31 +271,26 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
         report.by_label = dict(Counter(r.label for r in made))
         report.by_reason = dict(Counter(str(r.provenance.params.get("picked_as", "")) for r in made))
         return report
-    pool = store.records(origin="pool", split="pool")
-    report.pool = len(pool)
-    if budget <= 0 or not pool:
+    report.pool = store.count_records(origin="pool", split="pool")
+    if budget <= 0 or not report.pool:
         return report
     if not training or len({r.label for r in training}) < 2:
         raise StageError("suggesting labels needs a model: ingest gold data with at least two labels first")
-    used, unusable = answered_pool_ids(store)
-    open_pool = [r for r in pool if r.id not in used and r.id not in unusable]
-    report.answered = len(pool) - len(open_pool)
     started = time.monotonic()
+    used, unusable = answered_pool_ids(store)
+    seed = int(content_hash(cfg.project.seed, number, "random picks")[:8], 16)
     embed = selection_embedder(cfg, trainer)
-    vecs = embed.embed([r.text for r in open_pool]) if open_pool else np.zeros((0, 1), dtype=np.float32)
-    excluded = heldout_duplicates(store, cfg, open_pool, vecs, embed)
-    keep = [i for i, r in enumerate(open_pool) if r.id not in excluded]
-    report.heldout_excluded = len(excluded)
-    eligible, vecs = [open_pool[i] for i in keep], vecs[keep]
-    report.eligible = len(eligible)
-    if not eligible:
+    if cfg.executor.backend == "ray":
+        from ._suggest_ray import score_on_ray
+
+        scored = score_on_ray(store, cfg, budget, embed, training, used | unusable, weights, f1, confused, seed)
+    else:
+        scored = score_pool(store, cfg, budget, embed, training, used | unusable, weights, f1, confused, seed)
+    report.answered, report.heldout_excluded = scored.answered, scored.excluded
+    report.eligible = scored.eligible
+    if not scored.eligible:
         return report
-    train_vecs = embed.embed([r.text for r in training])
-    scorer = LinearClassifier(C=cfg.train.C, seed=cfg.project.seed).fit(
-        train_vecs, [r.label for r in training], row_weights(training, cfg.train.synthetic_weight, weights))
-    proba = scorer.predict_proba(vecs)
-    picked = pick(proba, scorer.labels, vecs, budget, cfg, f1, confused,
-                  seed=int(content_hash(cfg.project.seed, number, "random picks")[:8], 16))
+    eligible, proba, picked, excluded = scored.rows, scored.proba, scored.picked, scored.excluded_ids
     report.seconds["score_and_pick"] = round(time.monotonic() - started, 2)
 
     started = time.monotonic()
@@ -251,7 +306,7 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
             rest_proba, rest_labels = model.predict_proba([eligible[i].text for i in unpicked]), model.labels
             source = f"{cfg.train.classifier}:{trainer.name}:{model_name}"
         else:
-            rest_proba, rest_labels, source = proba[unpicked], scorer.labels, f"selection:{model_name}"
+            rest_proba, rest_labels, source = proba[unpicked], scored.labels, f"selection:{model_name}"
         machine = self_training_rows(cfg, number, [eligible[i] for i in unpicked], rest_proba, rest_labels, source)
         report.seconds["self_training"] = round(time.monotonic() - started, 2)
     records, agree = [], 0
@@ -259,7 +314,7 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
         order = np.argsort(-p)
         label = model.labels[int(order[0])]
         runner_up = model.labels[int(order[1])] if len(order) > 1 else label
-        static_label = scorer.labels[int(np.argmax(proba[i]))]
+        static_label = scored.labels[int(np.argmax(proba[i]))]
         agree += static_label == label
         params = {"confidence": round(float(p[order[0]]), 4), "runner_up": runner_up,
                   "margin": round(float(p[order[0]] - (p[order[1]] if len(order) > 1 else 0.0)), 4),
@@ -274,7 +329,7 @@ def suggest(store: Store, cfg: Config, number: int, budget: int, trainer: Cached
     report.self_trained = len(machine)
     with store.transaction():
         store.add_records(records + machine)
-        store.log_event("suggest", {**report.to_json(), "excluded_ids": sorted(excluded)[:1000]})
+        store.log_event("suggest", {**report.to_json(), "excluded_ids": excluded})
     return report
 
 

@@ -29,7 +29,7 @@ from ..llm import LLM, CompletionRequest, sampling_controls
 from ..progress import progress_bar
 from ..records import Provenance, Record, content_hash, normalize_text, now, pair_normalize_mode
 from ..store import Store
-from ._runner import GenerateReport, generation_row
+from ._runner import GenerateReport, ReplyBatch, generation_row
 from ._strategies import _ENV, Prompt, Rules, Strategy, _templates
 
 _HEADING = re.compile(r"(?m)^(\s*)#{3,}")
@@ -285,7 +285,7 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
     store.log_event("generate.start", {"round": round, "planned": len(planned), "todo": len(todo), "task": "generate",
                                        "backend": llm.backend, "model": llm.model})
     with graceful_stop(llm.stop) as stop, progress_bar(f"round {round}: drafting pairs", len(todo),
-                                                      show_progress) as advance:
+                                                      show_progress) as advance, ReplyBatch(store, cfg) as batch:
         for result in llm.complete([p.request for p in todo]):
             plan = by_key[result.key]
             req = plan.request
@@ -308,7 +308,7 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
                 else:
                     error = "unparsable: the reply holds no complete prompt and response"
             row = generation_row(req, result, llm, round, plan.strategy, "", error)
-            store.add_generation(row, records)
+            batch.add(row, records)
             report.count(row, records=len(records))
             advance(1, note=f"{report.records} pairs, {report.failed} failed")
     if stop.signal:

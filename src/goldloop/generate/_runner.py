@@ -9,6 +9,7 @@ nothing is generated twice.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -150,6 +151,35 @@ def generation_row(req: CompletionRequest, result: CompletionResult, llm: LLM, r
         backend=llm.backend, model=llm.model)
 
 
+class ReplyBatch:
+    """Replies waiting to be committed: ``[executor] reply_batch`` to a transaction, or fewer once
+    the first has waited ``reply_batch_seconds``; whatever waits is committed on leaving the block,
+    an error or Ctrl-C included."""
+
+    def __init__(self, store: Store, cfg: Config) -> None:
+        self.store, self.size, self.seconds = store, cfg.executor.reply_batch, cfg.executor.reply_batch_seconds
+        self.items: list[tuple[GenerationRow, list[Record]]] = []
+        self.since = 0.0
+
+    def add(self, row: GenerationRow, records: list[Record]) -> None:
+        if not self.items:
+            self.since = time.monotonic()
+        self.items.append((row, records))
+        if len(self.items) >= self.size or time.monotonic() - self.since >= self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.items:
+            self.store.add_generations(self.items)
+            self.items = []
+
+    def __enter__(self) -> "ReplyBatch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+
 def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: bool = True,
              planned: list[PlannedRequest] | None = None) -> GenerateReport:
     """Send every planned request of ``round`` that has no stored reply yet.
@@ -165,9 +195,10 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
     store.log_event("generate.start", {"round": round, "planned": len(planned), "todo": len(todo),
                                        "backend": llm.backend, "model": llm.model})
     with graceful_stop(llm.stop) as stop, progress_bar(f"round {round}: generating", len(todo),
-                                                      show_progress) as advance:
-        # Each reply is committed before the next is asked for: only then may the backend send
-        # another request in its place, so a kill loses at most one window of paid replies.
+                                                      show_progress) as advance, ReplyBatch(store, cfg) as batch:
+        # Each reply is committed (with [executor] reply_batch = 1) before the next is asked for:
+        # only then may the backend send another request in its place, so a kill loses at most one
+        # window of paid replies; a bigger batch adds at most itself to that.
         for result in llm.complete([p.request for p in todo]):
             plan = by_key[result.key]
             req = plan.request
@@ -181,7 +212,7 @@ def generate(store: Store, cfg: Config, llm: LLM, round: int, show_progress: boo
                                   request_key=req.key, round=round, source="generate", created_at=now())
                 records.append(Record.synthetic(text, plan.label, prov))
             row = generation_row(req, result, llm, round, plan.strategy, plan.label)
-            store.add_generation(row, records)
+            batch.add(row, records)
             report.count(row)
             advance(1, note=(f"stopping on {stop.signal}: saving the replies in flight (again to abandon them)"
                              if stop.signal else

@@ -7,7 +7,7 @@ methods, and the review server through :class:`ReviewQueueStore` and :class:`Acc
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -127,6 +127,8 @@ class Store(ReviewQueueStore, AccountStore, abc.ABC):
     def finished_requests(self, keys: Iterable[str]) -> set[str]: ...
     @abc.abstractmethod
     def add_generation(self, row: GenerationRow, records: Iterable[Record]) -> None: ...
+    @abc.abstractmethod
+    def add_generations(self, items: Sequence[tuple[GenerationRow, Iterable[Record]]]) -> None: ...
     @abc.abstractmethod
     def generations(self, round: int | None = None, request_key: str | None = None) -> list[GenerationRow]: ...
 

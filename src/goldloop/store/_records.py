@@ -207,10 +207,11 @@ class RecordTables(AuditLog):
             verdicts = [v for v in verdicts if (v.record_id, v.filter, v.round) not in stored]
             if not verdicts:
                 return
-            db.executemany(
-                "INSERT INTO verdicts (record_id, filter, keep, score, reason, flag, round, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (record_id, filter, round) DO NOTHING",
-                [(v.record_id, v.filter, int(v.keep), v.score, v.reason, v.flag, v.round, now()) for v in verdicts])
+            at = now()
+            self._bulk_insert(db, "verdicts", ("record_id", "filter", "keep", "score", "reason", "flag", "round",
+                                               "created_at"), "record_id, filter, round",
+                              [(v.record_id, v.filter, int(v.keep), v.score, v.reason, v.flag, v.round, at)
+                               for v in verdicts])
             keys = list(dict.fromkeys((v.record_id, v.filter, v.round) for v in verdicts))
             self.audit("verdicts", {"filters": sorted({v.filter for v in verdicts}), "count": len(keys),
                                     "rows": self._digests(db, "verdicts", keys)})
@@ -269,6 +270,35 @@ class RecordTables(AuditLog):
             self.audit("generation", {"request_key": row.request_key, "status": row.status,
                                       "rows": self._digests(db, "generations", [[row.request_key]])})
             self.add_records(records)
+
+    def add_generations(self, items: Sequence[tuple[GenerationRow, Iterable[Record]]]) -> None:
+        """Several replies and their records in one transaction, vouched for by one audit entry."""
+        items = [(row, list(records)) for row, records in items]
+        if len(items) <= 1:
+            for row, records in items:
+                self.add_generation(row, records)
+            return
+        with self.transaction() as db:
+            at = now()
+            db.executemany(
+                "INSERT INTO generations (request_key, round, strategy, label, prompt, status, reply, error,"
+                " attempts, tokens_in, tokens_out, seconds, created_at, backend, model)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_key) DO UPDATE SET"
+                " round = excluded.round, strategy = excluded.strategy, label = excluded.label,"
+                " prompt = excluded.prompt, status = excluded.status, reply = excluded.reply,"
+                " error = excluded.error, attempts = excluded.attempts, tokens_in = excluded.tokens_in,"
+                " tokens_out = excluded.tokens_out, seconds = excluded.seconds, created_at = excluded.created_at,"
+                " backend = excluded.backend, model = excluded.model",
+                [(row.request_key, row.round, row.strategy, row.label, row.prompt, row.status, row.reply, row.error,
+                  row.attempts, row.tokens_in, row.tokens_out, row.seconds, at, row.backend, row.model)
+                 for row, _ in items])
+            keys = list(dict.fromkeys(row.request_key for row, _ in items))
+            statuses: dict[str, int] = {}
+            for row, _ in items:
+                statuses[row.status] = statuses.get(row.status, 0) + 1
+            self.audit("generations", {"count": len(keys), "statuses": statuses,
+                                       "rows": self._digests(db, "generations", [[k] for k in keys])})
+            self.add_records([r for _, records in items for r in records])
 
     def generations(self, round: int | None = None, request_key: str | None = None) -> list[GenerationRow]:
         clause, args = where(round=round, request_key=request_key)
