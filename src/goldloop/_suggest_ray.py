@@ -288,7 +288,7 @@ def _score(store: Store, cfg: Config, budget: int, embed: Any, training: Sequenc
     import pyarrow.parquet as pq
     import ray.data
 
-    from .executor import ray_session
+    from .executor import actor_pool, ray_session
     from .filters._ray_work import save_table
 
     if cfg.suggest.self_training and cfg.suggest.self_training_model == "trainer":
@@ -313,10 +313,9 @@ def _score(store: Store, cfg: Config, budget: int, embed: Any, training: Sequenc
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    size = cfg.executor.filter_actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
     ds = ray.data.from_items([{"shard": i, "path": p} for i, p in enumerate(paths)]).map_batches(
         PoolScorer, fn_constructor_args=(cfg, scorer, str(held), str(work)), batch_size=1, batch_format="pyarrow",
-        num_cpus=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), max_restarts=-1,
+        num_cpus=1, compute=actor_pool(ray, cfg.executor.filter_actors), max_restarts=-1,
         max_task_retries=-1)
     done = {int(r["shard"]): (int(r["eligible"]), int(r["excluded"])) for r in ds.iter_rows()}
     shards = sorted(done)

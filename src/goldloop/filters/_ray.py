@@ -124,7 +124,7 @@ class RayFilterStage:
     def run(self) -> None:
         import ray.data
 
-        from ..executor import ray_session
+        from ..executor import actor_pool, ray_session
 
         ray_session(self.cfg.executor)
         mark = time.monotonic()
@@ -143,7 +143,6 @@ class RayFilterStage:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        size = self.actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         # The dataset is the list of shards, made here, and each actor reads its own: no read or
         # file-listing task waits for a CPU the actors hold (one one-CPU worker would forever).
         # What comes back is each shard's number; its verdicts wait in files.
@@ -151,7 +150,7 @@ class RayFilterStage:
             ShardJudge, fn_constructor_args=(self.cfg, self.round, self.filters, context_paths, ident,
                                              self.batch_size, str(self.out), partitions),
             batch_size=1, batch_format="pyarrow", num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), max_restarts=-1, max_task_retries=-1)
+            compute=actor_pool(ray, self.actors), max_restarts=-1, max_task_retries=-1)
         judged: list[int] = []
         for row in ds.iter_rows():
             judged.append(int(row["shard"]))
