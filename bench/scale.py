@@ -23,8 +23,8 @@ Figures (the last line printed, as JSON):
 - with ``--cluster``: a Ray cluster on this machine (Ray's multi-node test cluster), a head with
   no CPU for work and one, then two, worker nodes of one CPU each, each judging
   ``--cluster-records`` drafts: ``parallel_efficiency`` = (time with one worker / time with two) / 2
-  for the phases the workers run alone (judging and the shuffle; in these runs the goldloop
-  process commits the judged shards after them, not meanwhile), and
+  for the phases the workers run alone (judging, the shuffle and the dedup verdicts; in these
+  runs the goldloop process commits every verdict after them, not meanwhile), and
   ``parallel_efficiency_end_to_end`` for the whole stage.
 
 Usage: python bench/scale.py [--records 1000000] [--small 100000] [--cluster] [--work DIR]
@@ -242,7 +242,7 @@ def cluster_run(n: int, work: Path) -> dict:
     finally:
         cluster.shutdown()
     def workers(run: dict) -> float:
-        return run["phases"]["judge"] + run["phases"].get("within", 0.0)
+        return run["phases"]["judge"] + run["phases"].get("within", 0.0) + run["phases"].get("dedup", 0.0)
 
     judge = (workers(times[1]) / workers(times[2])) / 2
     whole = (times[1]["seconds"] / times[2]["seconds"]) / 2

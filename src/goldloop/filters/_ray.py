@@ -64,7 +64,8 @@ class RayFilterStage:
     """One round's Ray-side filters: shards out, verdicts back into the store.
 
     ``overlap``: commit each shard's verdicts while the workers judge the next ones (the default);
-    False commits them once every shard is judged, so the judging phase times the workers alone."""
+    False commits them once every shard is judged (and the dedup verdicts once all are made), so
+    the phases on the workers are timed alone."""
 
     def __init__(self, store: Store, cfg: Config, round: int, embedder: CachedEmbedder | None,
                  filters: list[Filter], work: Path, page: int = 20_000, batch_size: int = 4096,
@@ -190,10 +191,18 @@ class RayFilterStage:
         assemble = ray.remote(num_cpus=1, max_retries=-1)(dedup_verdicts)
         setup = ray.put((starts, self.cfg, self.round, [f for f in self.filters if f.name in DEDUP]))
         todo = [assemble.remote(i, work, setup) for i in range(len(shards))]
+        made: list[int] = []
         while todo:
             done, todo = ray.wait(todo, num_returns=1)
-            self.commit("dedup", ray.get(done[0]))
+            made.append(ray.get(done[0]))
+            if self.overlap:
+                self.commit("dedup", made[-1])
         self.timings["dedup"] = time.monotonic() - mark
+        if not self.overlap:
+            mark = time.monotonic()
+            for i in made:
+                self.commit("dedup", i)
+            self.timings["commit"] = self.timings.get("commit", 0.0) + time.monotonic() - mark
 
 
 def run_on_ray(store: Store, cfg: Config, round: int, embedder: CachedEmbedder | None, filters: list[Filter],
