@@ -257,7 +257,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--cluster", action="store_true", help="Also measure parallel efficiency on a local cluster.")
-    parser.add_argument("--cluster-records", type=int, default=200_000)
+    parser.add_argument("--cluster-records", type=int, default=1_000_000)
     parser.add_argument("--cluster-only", action="store_true", help="Only the cluster measurement.")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
