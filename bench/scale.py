@@ -140,12 +140,17 @@ def verdict_digest(store_dir: Path) -> tuple[str, int]:
 
 
 class WorkerRSS(threading.Thread):
-    """Peak RSS of every Ray worker process, sampled every 0.2 s."""
+    """Peak RSS and CPU seconds of every Ray worker process, sampled every 0.2 s; and the whole
+    machine's busy CPU seconds over the same time."""
 
     def __init__(self) -> None:
+        import psutil
+
         super().__init__(daemon=True)
         self.peak: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}
         self.done = threading.Event()
+        self.start_times = psutil.cpu_times()
 
     def run(self) -> None:
         import psutil
@@ -155,8 +160,18 @@ class WorkerRSS(threading.Thread):
                 try:
                     if proc.info["name"].startswith("ray::") or any("ray::" in c for c in proc.info["cmdline"] or ()):
                         self.peak[proc.pid] = max(self.peak.get(proc.pid, 0), proc.memory_info().rss)
+                        t = proc.cpu_times()
+                        self.cpu[proc.pid] = t.user + t.system
                 except (psutil.Error, TypeError, AttributeError):
                     continue
+
+    def machine_busy(self) -> float:
+        """CPU seconds the whole machine spent busy since this sampler was made."""
+        import psutil
+
+        end = psutil.cpu_times()
+        return sum(getattr(end, f) - getattr(self.start_times, f) for f in ("user", "system", "nice", "irq", "softirq")
+                   if hasattr(end, f))
 
 
 def child(path: str, store_dir: Path, address: str, actors: int, overlap: bool = True) -> None:
@@ -181,6 +196,9 @@ def child(path: str, store_dir: Path, address: str, actors: int, overlap: bool =
         sampler.done.set()
         sampler.join()
         out["worker_peak_rss_mb"] = round(max(sampler.peak.values(), default=0) / 2**20, 1)
+        out["worker_cpu_s"] = round(sum(sampler.cpu.values()), 1)          # Ray worker processes, all of them
+        out["machine_busy_cpu_s"] = round(sampler.machine_busy(), 1)
+        out["driver_cpu_s"] = round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1)
     seconds = time.monotonic() - started
     store.close()
     out |= {"records": n, "seconds": round(seconds, 1), "records_per_s": round(n / seconds, 1),

@@ -51,6 +51,30 @@ def test_iter_records_pages_through_the_same_records_in_the_same_order(any_store
     assert [len(p) for p in any_store.iter_records(page=10)] == [10, 10, 3]
 
 
+def test_a_big_batch_of_verdicts_and_of_replies_is_stored_once_and_vouched_for(any_store):
+    recs = [Record.gold(f"text {i}", "ab"[i % 2], source=f"t.csv line {i}") for i in range(1200)]
+    any_store.add_records(recs)
+    # 1,200 verdicts: COPY on PostgreSQL; half again with 1,200 new ones: only the new are written
+    verdicts = [Verdict(r.id, "length.v1", i % 3 != 0, None if i % 7 == 0 else i / 10, f"why {i}", 1, "")
+                for i, r in enumerate(recs)]
+    any_store.add_verdicts(verdicts)
+    any_store.add_verdicts(verdicts[600:] + [Verdict(v.record_id, "exact_dup.v1", True, 0.0, "new text", 1, "")
+                                              for v in verdicts])
+    stored = any_store.verdicts(round=1)
+    assert len(stored) == 2400 and any_store.verdict_counts(1) == {"length.v1": 1200, "exact_dup.v1": 1200}
+    assert [v for v in stored if v.filter == "length.v1"] == verdicts
+    assert any_store.verdicts(round=1, filter="length.v1", keep=False) == [v for v in verdicts if not v.keep]
+    assert any_store.judged_ids(1, "exact_dup.v1") == {r.id for r in recs}
+    rows = [(GenerationRow(f"k{i}", 1, "paraphrase.v1", "a", "p", "ok", f"draft {i}", "", 1, 5, 5, 0.1),
+             [Record.synthetic(f"draft {i}", "a", Provenance(
+                 parents=(recs[0].id,), strategy="paraphrase.v1", backend="fake", model="m", params={"t": 1},
+                 template_hash="h", request_key=f"k{i}", round=1, source="generate", created_at=now()))])
+            for i in range(30)]
+    any_store.add_generations(rows)
+    assert len(any_store.generations(1)) == 30 and len(any_store.records(origin="synthetic")) == 30
+    assert any_store.verify_audit().ok
+
+
 def test_provenance_round_trip(any_store):
     prov = Provenance(parents=("s1", "s2"), strategy="paraphrase.v1", backend="fake", model="m",
                       params={"temperature": 0.9, "stop": ["\n"]}, template_hash="abc", request_key="k",

@@ -315,7 +315,7 @@ def _score(store: Store, cfg: Config, budget: int, embed: Any, training: Sequenc
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ds = ray.data.from_items([{"shard": i, "path": p} for i, p in enumerate(paths)]).map_batches(
         PoolScorer, fn_constructor_args=(cfg, scorer, str(held), str(work)), batch_size=1, batch_format="pyarrow",
-        num_cpus=1, compute=actor_pool(ray, cfg.executor.filter_actors), max_restarts=-1,
+        num_cpus=1, compute=actor_pool(ray, cfg.executor.filter_actors, len(paths)), max_restarts=-1,
         max_task_retries=-1)
     done = {int(r["shard"]): (int(r["eligible"]), int(r["excluded"])) for r in ds.iter_rows()}
     shards = sorted(done)

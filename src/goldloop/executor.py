@@ -99,12 +99,13 @@ def ray_session(executor: ExecutorConfig) -> Any:
     return ray
 
 
-def actor_pool(ray: Any, wanted: int) -> Any:
-    """A Ray Data actor pool of ``wanted`` one-CPU actors (0: one per CPU of the cluster), all
-    started at once where the cluster has their CPUs: a pool that starts with one actor and grows
-    on backlog leaves the others idle through a short stage."""
+def actor_pool(ray: Any, wanted: int, inputs: int) -> Any:
+    """A Ray Data actor pool of ``wanted`` one-CPU actors (0: one per CPU of the cluster) for
+    ``inputs`` items, all started at once where the cluster has their CPUs and there is an item
+    for each: a pool that starts with one actor and grows on backlog leaves the others idle
+    through a short stage."""
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    size = wanted or cpus
+    size = max(1, min(wanted or cpus, inputs))
     return ray.data.ActorPoolStrategy(min_size=max(1, min(size, cpus)), max_size=size)
 
 

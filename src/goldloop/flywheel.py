@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config
-from .filters import passing
+from .filters import round_marks
 from .records import SELF_TRAIN, Record
 from .review import review_states, suggestions
 from .store import Store
@@ -112,10 +112,9 @@ def pending_drafts(store: Store, round: int, f1: Mapping[str, float] | None = No
     """The round's drafts that passed every filter and await a decision, in the order a budget spends
     them: labels taken in turn (weakest held-out F1 first), within a label the selection filter's
     highest weight first."""
-    verdicts = store.verdicts(round=round)
-    dropped, _, _ = passing(verdicts)
-    score = {v.record_id: float(v.score) for v in verdicts
-             if v.filter == "synthetic_selection.v1" and v.score is not None}
+    dropped = set(round_marks(store, round)[0])
+    score = {v.record_id: float(v.score) for v in store.verdicts(round=round, filter="synthetic_selection.v1")
+             if v.score is not None}
     states = review_states(store.decisions(round=round))
     todo = [r for r in store.records(origin="synthetic", round=round)
             if r.id not in dropped and (r.id not in states or states[r.id].action == "none")]

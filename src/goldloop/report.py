@@ -31,12 +31,11 @@ def round_report(store: Store, cfg: Config, number: int, gen: GenerateReport, fi
                  diversity: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report's figures as one JSON-ready dict."""
     candidates = store.records(origin="synthetic", round=number)
-    verdicts = store.verdicts(round=number)
-    dropped, _, _ = passing(verdicts)
+    drops = store.verdicts(round=number, keep=False)          # never the round's passes, most of them
+    dropped, _, _ = passing(drops)
     first_drop = {}
-    for v in verdicts:
-        if not v.keep:
-            first_drop.setdefault(v.record_id, f"dropped by {v.filter}: {v.reason}")
+    for v in drops:
+        first_drop.setdefault(v.record_id, f"dropped by {v.filter}: {v.reason}")
     rng = random.Random(cfg.project.seed)
     sample = rng.sample(candidates, min(12, len(candidates)))
     backend, model = cfg.llm.backend, cfg.llm.model

@@ -16,7 +16,7 @@ from typing import Any
 from .config import Config
 from .diversity import dispersion, distinct_n, nearest_gold_distance
 from .errors import StageError
-from .filters import REVIEW_GATE, passing
+from .filters import REVIEW_GATE, round_marks
 from .governance import enforce
 from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now
 from .review import review_states, suggestions
@@ -43,8 +43,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
                          "synthetic data alone is not allowed")
     candidates = store.records(origin="synthetic", round=number)
     suggested = suggestions(store, number)
-    verdicts = store.verdicts(round=number)
-    dropped, _, _ = passing(verdicts)
+    dropped = set(round_marks(store, number)[0])
     states = review_states(store.decisions(round=number))
     chosen: list[Record] = list(gold)
     excluded: Counter[str] = Counter()
@@ -108,7 +107,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     reviewers = Counter(s.reviewer for s in states.values() if s.action != "none")
     manifest = describe(chosen, number, len(candidates) + len(suggested), excluded, dict(reviewers), embedder)
     manifest["simulated_reviewers"] = sorted({s.reviewer for s in states.values() if s.simulated and s.action != "none"})
-    manifest["weights"] = {**stored_weights(chosen, verdicts),
+    manifest["weights"] = {**stored_weights(chosen, store.verdicts(round=number, filter=SELECTION)),
                            **{r.id: cfg.suggest.self_training_weight for r in machine}}
     if machine:
         manifest["self_trained"] = len(machine)

@@ -133,6 +133,23 @@ def passing(verdicts: list[Verdict]) -> tuple[set[str], set[str], set[str]]:
     return dropped, judged, flagged
 
 
+def round_marks(store: Store, round: int) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """The round's drafts a filter dropped (id -> the filters that did, in the order stored) and the
+    flags filters gave (id -> flags), read from the verdicts that drop or flag only: the same as
+    :func:`passing` over every verdict of the round, without reading the passes, most of them.
+    The review gate's verdicts are left out."""
+    dropped: dict[str, list[str]] = {}
+    flags: dict[str, set[str]] = {}
+    for record_id, name, keep, flag in store.verdict_marks(round):
+        if name == REVIEW_GATE:
+            continue
+        if not keep:
+            dropped.setdefault(record_id, []).append(name)
+        if flag:
+            flags.setdefault(record_id, set()).add(flag)
+    return dropped, flags
+
+
 def run_filters(store: Store, cfg: Config, round: int, embedder: CachedEmbedder | None,
                 filters: list[Filter] | None = None) -> FilterReport:
     """Judge every synthetic candidate of ``round`` with every active filter (or ``filters``);
@@ -200,5 +217,5 @@ def summarize(store: Store, round: int, candidates: list[Record] | None = None) 
 __all__ = ["CollapseGuard", "ExactDuplicate", "FILTERS", "Filter", "FilterContext", "FilterReport", "Judge",
            "LabelConsistency", "LabelInSet", "Language", "Leakage", "Length", "NearDuplicate", "PAIR_FILTERS",
            "PairDuplicate", "PairLeakage", "PairLength", "PairQuality", "PairRepetition", "Patterns", "Repetition", "SemanticDuplicate", "SyntheticSelection",
-           "REVIEW_GATE", "active_filters", "distinct_bigram_ratio", "passing", "register", "run_filters",
+           "REVIEW_GATE", "active_filters", "distinct_bigram_ratio", "passing", "register", "round_marks", "run_filters",
            "summarize"]

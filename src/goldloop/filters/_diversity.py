@@ -32,8 +32,10 @@ class CollapseGuard(Filter):
         margin = ctx.cfg.filter.collapse_margin
         # Malformed drafts say nothing about the spread of the generator's output; duplicates do
         # (a label whose drafts are mostly copies has collapsed), so they stay in the measure.
-        dropped = {v.record_id for v in ctx.store.verdicts(round=ctx.round)
-                   if not v.keep and v.filter in MALFORMED}
+        from . import round_marks
+
+        dropped = {rid for rid, names in round_marks(ctx.store, ctx.round)[0].items()
+                   if any(f in MALFORMED for f in names)}
         kept = [c for c in candidates if c.id not in dropped]
         by_label: dict[str, list[Record]] = {}
         for rec in kept:

@@ -151,7 +151,7 @@ class RayFilterStage:
             ShardJudge, fn_constructor_args=(self.cfg, self.round, self.filters, context_paths, ident,
                                              self.batch_size, str(self.out), partitions),
             batch_size=1, batch_format="pyarrow", num_cpus=1,
-            compute=actor_pool(ray, self.actors), max_restarts=-1, max_task_retries=-1)
+            compute=actor_pool(ray, self.actors, len(shards)), max_restarts=-1, max_task_retries=-1)
         judged: list[int] = []
         for row in ds.iter_rows():
             judged.append(int(row["shard"]))

@@ -25,10 +25,10 @@ class SyntheticSelection(Filter):
             raise StageError("synthetic_selection.v1 needs an embedder")
         if not candidates:
             return []
-        earlier: dict[str, list[str]] = {}
-        for v in ctx.store.verdicts(round=ctx.round):
-            if not v.keep and v.filter != self.name:
-                earlier.setdefault(v.record_id, []).append(v.filter)
+        from . import round_marks
+
+        earlier = {rid: names for rid, names in ((rid, [f for f in fs if f != self.name])
+                                                 for rid, fs in round_marks(ctx.store, ctx.round)[0].items()) if names}
         alive = [r for r in candidates if r.id not in earlier]
         out = [self.verdict(r, False, None, f"not weighed: dropped by {', '.join(sorted(earlier[r.id]))}", ctx)
                for r in candidates if r.id in earlier]

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from ..config import Config
-from ..filters import passing
+from ..filters import round_marks
 from ..records import Comparison, Decision, Ranking, Record, now, text_hash
 from ..review import EditRefused, edit_record, project_labels, review_states, suggestion_view
 from ..store import QueueEntry, Slot, Store
@@ -53,9 +53,9 @@ def sync_queue(store: Store, cfg: Config, round: int) -> int:
     Label-doubt items come first; ``[serve] pairs_per_label`` pairwise items per label come
     last. Items decided elsewhere (e.g. in the terminal) are closed. Returns slots added.
     """
-    verdicts = store.verdicts(round=round)
-    dropped, _, _ = passing(verdicts)
-    doubted = {v.record_id for v in verdicts if v.flag == DOUBT}
+    dropped_by, flags = round_marks(store, round)
+    dropped = set(dropped_by)
+    doubted = {rid for rid, given in flags.items() if DOUBT in given}
     states = review_states(store.decisions(round=round))
     queued = store.queued_item_keys(round)
     overlap = cfg.serve.overlap
@@ -276,7 +276,7 @@ def rank_set(store: Store, reviewer: str, round: int, size: int,
     least.
     """
     size = max(2, min(size, MAX_RANKED))
-    dropped, _, _ = passing(store.verdicts(round=round))
+    dropped = set(round_marks(store, round)[0])
     states = review_states(store.decisions(round=round))
     rows = store.drafts(round, ("synthetic", "edited"))
     # generate task: responses are ranked against others to the same prompt, so the prompt is the group

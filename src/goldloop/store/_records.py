@@ -234,8 +234,11 @@ class RecordTables(AuditLog):
         return {f: int(n) for f, n in self.query("SELECT filter, COUNT(*) FROM verdicts WHERE round = ? GROUP BY filter",
                                                  (round,))}
 
-    def verdicts(self, record_id: str | None = None, round: int | None = None) -> list[Verdict]:
-        clause, args = where(record_id=record_id, round=round)
+    def verdicts(self, record_id: str | None = None, round: int | None = None,
+                 filter: str | None = None, keep: bool | None = None) -> list[Verdict]:
+        """Verdicts in the order stored; each argument given narrows them (``keep=False``: drops)."""
+        clause, args = where(record_id=record_id, round=round, filter=filter,
+                             keep=None if keep is None else int(keep))
         return [Verdict(record_id=r[0], filter=r[1], keep=bool(r[2]), score=r[3], reason=r[4], flag=r[5], round=r[6])
                 for r in self.query(
                     f"SELECT record_id, filter, keep, score, reason, flag, round FROM verdicts {clause} ORDER BY id",
