@@ -99,7 +99,7 @@ class PoolScorer:
 
 def _fixed(table: Any, column: str) -> np.ndarray:
     col = table.column(column).combine_chunks()
-    return col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1)
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
 
 
 class _Best:

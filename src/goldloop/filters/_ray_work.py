@@ -131,7 +131,8 @@ def _vectors(table: Any) -> np.ndarray | None:
     if "vector" not in table.column_names:
         return None
     col = table.column("vector").combine_chunks()
-    return col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32, copy=False)
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size).astype(np.float32,
+                                                                                                 copy=False)
 
 
 class _Vectors(Embedder):
