@@ -318,6 +318,8 @@ def _score(store: Store, cfg: Config, budget: int, embed: Any, training: Sequenc
         num_cpus=1, compute=actor_pool(ray, cfg.executor.filter_actors, len(paths)), max_restarts=-1,
         max_task_retries=-1)
     done = {int(r["shard"]): (int(r["eligible"]), int(r["excluded"])) for r in ds.iter_rows()}
+    if len(done) != len(paths):                 # every shard, once: the pool positions depend on it
+        raise StageError(f"scoring the pool on Ray returned {len(done)} of {len(paths)} shards: run suggest again")
     shards = sorted(done)
     eligible = sum(done[i][0] for i in shards)
     excluded_ids: list[str] = []
