@@ -45,6 +45,7 @@ import numpy as np
 
 from ..config import Config
 from ..embed import CachedEmbedder
+from ..errors import StageError
 from ..records import Record
 from ..store import Store
 from ._base import Filter, FilterContext
@@ -158,6 +159,9 @@ class RayFilterStage:
             if self.overlap:
                 self.commit("verdicts", judged[-1])
         self.timings["judge"] = time.monotonic() - mark
+        if sorted(judged) != list(range(len(shards))):   # each shard once, or the dedup step would miss some
+            raise StageError(f"the Ray filter stage judged {len(set(judged))} of {len(shards)} shards: run the "
+                             "filters again (what was committed stays, once)")
         if not self.overlap:
             mark = time.monotonic()
             for i in judged:
