@@ -12,6 +12,10 @@ Scoring a big pool uses cheap static (model2vec) embeddings; only the records pi
 embedded by the trainer's embedder, whose model gives the label the reviewer sees. A pool
 record whose text duplicates a held-out record (exactly, or by static-embedding similarity) is
 never picked: held-out isolation holds for the pool too.
+
+With ``[executor] backend = "ray"`` the pool is embedded, checked and scored on Ray Data and the
+picks are streamed from the workers' files (:mod:`goldloop._suggest_ray`); the labelling step
+below is the same for both.
 """
 
 from __future__ import annotations
