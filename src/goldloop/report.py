@@ -30,17 +30,28 @@ def round_report(store: Store, cfg: Config, number: int, gen: GenerateReport, fi
                  snap: Snapshot, evaluation: Evaluation, timings: dict[str, float],
                  diversity: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report's figures as one JSON-ready dict."""
-    candidates = store.records(origin="synthetic", round=number)
+    n = store.count_records(origin="synthetic", round=number)
     drops = store.verdicts(round=number, keep=False)          # never the round's passes, most of them
     dropped, _, _ = passing(drops)
     first_drop = {}
     for v in drops:
         first_drop.setdefault(v.record_id, f"dropped by {v.filter}: {v.reason}")
     rng = random.Random(cfg.project.seed)
-    sample = rng.sample(candidates, min(12, len(candidates)))
+    # random.sample picks positions from the count alone, so these are the drafts it would pick
+    # from the whole list; only they are kept while the round is read a page at a time
+    at = rng.sample(range(n), min(12, n))
+    wanted, first = {p: k for k, p in enumerate(at)}, None
+    sample: list = [None] * len(at)
+    pos = 0
+    for page in store.iter_records(origin="synthetic", round=number):
+        first = first or page[0]
+        for rec in page:
+            if pos in wanted:
+                sample[wanted[pos]] = rec
+            pos += 1
     backend, model = cfg.llm.backend, cfg.llm.model
-    if candidates:
-        backend, model = candidates[0].provenance.backend, candidates[0].provenance.model
+    if first is not None:
+        backend, model = first.provenance.backend, first.provenance.model
     per_label = [{"label": label, "gold": evaluation.gold_only["per_label"][label]["f1"],
                   "full": evaluation.with_synthetic["per_label"][label]["f1"]}
                  for label in sorted(evaluation.gold_only["per_label"])]

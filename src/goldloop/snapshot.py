@@ -41,7 +41,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     if not gold:
         raise StageError("refusing to build a snapshot without gold-train records: training on "
                          "synthetic data alone is not allowed")
-    candidates = store.records(origin="synthetic", round=number)
+    n_candidates = 0
     suggested = suggestions(store, number)
     dropped = set(round_marks(store, number)[0])
     states = review_states(store.decisions(round=number))
@@ -49,7 +49,9 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     excluded: Counter[str] = Counter()
     gate_verdicts: list[Verdict] = []
     edited_ids: list[str] = []
-    for rec in candidates:
+    # the round's drafts a page at a time: only those that train are kept
+    for rec in (r for page in store.iter_records(origin="synthetic", round=number) for r in page):
+        n_candidates += 1
         state = states.get(rec.id)
         action = state.action if state else "none"
         if rec.id in dropped:
@@ -105,7 +107,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
 
     ids = sorted(r.id for r in chosen)
     reviewers = Counter(s.reviewer for s in states.values() if s.action != "none")
-    manifest = describe(chosen, number, len(candidates) + len(suggested), excluded, dict(reviewers), embedder)
+    manifest = describe(chosen, number, n_candidates + len(suggested), excluded, dict(reviewers), embedder)
     manifest["simulated_reviewers"] = sorted({s.reviewer for s in states.values() if s.simulated and s.action != "none"})
     manifest["weights"] = {**stored_weights(chosen, store.verdicts(round=number, filter=SELECTION)),
                            **{r.id: cfg.suggest.self_training_weight for r in machine}}
