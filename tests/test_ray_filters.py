@@ -4,6 +4,7 @@ every verdict stored once."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -190,3 +191,33 @@ def test_a_run_stopped_mid_commit_and_started_again_stores_each_verdict_once(two
     run_on_ray(on_ray_store, cfg, 2, embed, filters, work=tmp_path / "w", page=20, batch_size=20)
     assert _verdicts(on_ray_store) == _verdicts(local)
     assert set(on_ray_store.verdict_counts(2).values()) == {86}
+
+
+def _grade(request):
+    """A scripted LLM judge: keeps a candidate whose text has an even number of characters."""
+    text = request.messages[-1]["content"].split("Candidate: <data>")[1].split("</data>")[0]
+    keep = len(text) % 2 == 0
+    return json.dumps({"verdict": "keep" if keep else "drop", "score": 0.9 if keep else 0.2, "reason": f"{len(text)}"})
+
+
+def test_the_llm_judge_after_the_ray_stage_reads_the_round_a_page_at_a_time(two_stores, local_ray, monkeypatch,
+                                                                              tmp_path) -> None:
+    from goldloop.filters import Judge
+    from goldloop.llm import FakeLLM
+
+    cfg, (local, on_ray_store) = two_stores
+    filters = [f for f in active_filters(cfg) if on_ray(f)]
+    run_filters(local, cfg, 2, CachedEmbedder(HashingEmbedder(), local), [*filters, Judge(FakeLLM(script=_grade))])
+    seen = []
+    original = Judge.judge
+    monkeypatch.setattr(Judge, "judge", lambda self, candidates, ctx: seen.append(len(candidates))
+                        or original(self, candidates, ctx))
+    pages = on_ray_store.iter_records                     # pages of 30 (the shards too)
+    monkeypatch.setattr(on_ray_store, "iter_records", lambda *a, page=5000, **k: pages(*a, page=30, **k))
+    ray_cfg = _cfg()
+    ray_cfg.executor.backend, ray_cfg.executor.shared_dir = "ray", str(tmp_path / "shared")
+    run_filters(on_ray_store, ray_cfg, 2, CachedEmbedder(HashingEmbedder(), on_ray_store),
+                [*filters, Judge(FakeLLM(script=_grade))])
+    assert seen == [30, 30, 26]                                # the round, a page at a time
+    assert _verdicts(on_ray_store) == _verdicts(local)
+    assert {r for _, f, *_, r, _ in _verdicts(local) if f == "judge.v1"} and on_ray_store.verify_audit().ok

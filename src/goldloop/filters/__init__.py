@@ -170,6 +170,16 @@ def run_filters(store: Store, cfg: Config, round: int, embedder: CachedEmbedder 
         if any(on_ray(f) for f in todo):
             run_on_ray(store, cfg, round, embedder, [f for f in todo if on_ray(f)])
         chosen = [f for f in todo if not on_ray(f)]
+        ctx = FilterContext(store=store, cfg=cfg, round=round, embedder=embedder)
+        # filters that judge each candidate alone in this process (the LLM judge), while no
+        # whole-round filter comes before them: a page of the round at a time, never all of it
+        while chosen and chosen[0].pages:
+            flt = chosen.pop(0)
+            done = store.judged_ids(round, flt.name) if counts.get(flt.name) else set()
+            for page in store.iter_records(origin="synthetic", round=round, page=20_000):
+                fresh = [c for c in page if c.id not in done]
+                if fresh:
+                    store.add_verdicts(flt.judge(fresh, ctx))
         if not chosen:
             return summarize(store, round)
     candidates = store.records(origin="synthetic", round=round)

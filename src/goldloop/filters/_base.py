@@ -82,6 +82,9 @@ class Filter(abc.ABC):
     # "round": a verdict depends on the round's other candidates too. The Ray filter stage
     # (``[executor] backend = "ray"``) judges "record" filters on its workers.
     scope: ClassVar[str] = "round"
+    # A "round" filter whose verdicts still depend on each candidate alone, but which runs in this
+    # process (it calls an endpoint): the Ray path feeds it the round a page at a time.
+    pages: ClassVar[bool] = False
 
     @abc.abstractmethod
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]: ...

@@ -10,6 +10,29 @@ from ..train import LinearClassifier
 from ._base import Filter, FilterContext
 
 
+def batch_free_proba(clf: LinearClassifier, X: np.ndarray) -> np.ndarray:
+    """``clf.predict_proba(X)``, each row computed the same way whatever batch it comes in: the
+    decision values are summed row by row in float64 (a BLAS product sums in an order that depends
+    on the batch's shape, which moved the last bits of a probability between a round judged whole
+    and judged in shards), then the model's own link: the logistic for two labels, else softmax."""
+    from scipy.special import expit
+    from sklearn.utils.extmath import softmax
+
+    model = clf._model
+    if model is None:
+        raise StageError("the classifier is not trained yet")
+    coef = np.asarray(model.coef_, dtype=np.float64)
+    decision = np.empty((len(X), coef.shape[0]))
+    for start in range(0, len(X), 256):
+        rows = np.asarray(X[start:start + 256], dtype=np.float64)
+        decision[start:start + len(rows)] = (rows[:, None, :] * coef[None, :, :]).sum(axis=-1)
+    decision += model.intercept_
+    if len(clf.labels) <= 2:
+        p = expit(decision[:, 0])
+        return np.stack([1 - p, p], axis=1)
+    return softmax(decision, copy=False)
+
+
 class LabelConsistency(Filter):
     """Two views of whether a candidate's text belongs to its label: a classifier trained on
     gold-train (the stated label must be among its top ``max_label_rank``), and the
@@ -32,8 +55,10 @@ class LabelConsistency(Filter):
         cand_vecs = ctx.vectors(candidates, "embedding candidates")
         clf = ctx.keep(f"{self.name}:classifier", lambda: LinearClassifier(C=ctx.cfg.train.C, seed=ctx.cfg.project.seed)
                        .fit(gold_vecs, [r.label for r in gold]))
-        proba = clf.predict_proba(cand_vecs)
-        sims = cand_vecs @ gold_vecs.T                    # cosine: rows are unit length
+        proba = batch_free_proba(clf, cand_vecs)
+        # cosine (rows are unit length), multiplied in float64 and rounded, as the semantic search
+        # does, so a candidate's margin does not depend on the batch it is judged in
+        sims = (np.asarray(cand_vecs, np.float64) @ np.asarray(gold_vecs, np.float64).T).astype(np.float32)
         gold_labels = np.array([r.label for r in gold])
         max_rank = ctx.cfg.filter.max_label_rank
         min_margin = ctx.cfg.filter.min_knn_margin

@@ -31,6 +31,7 @@ class Judge(Filter):
 
     name = "judge.v1"
     reads = ("text", "label", "[filter] judge_rubric", "[generate] label_descriptions")
+    pages = True                    # one verdict per candidate, from one request each
 
     def __init__(self, llm: LLM | None = None) -> None:
         self.llm = llm
