@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -23,6 +24,24 @@ def check_provenance(records: Sequence[Record]) -> None:
             raise StoreError(f"record {r.id} ({r.origin}, label {r.label!r}) has incomplete provenance: no "
                              f"{', '.join(missing)}. Every {r.origin} record must say where it came from "
                              "(see goldloop.records.Provenance); nothing was written")
+
+
+
+# One reply's row; a reply sent again (a failed request retried) replaces the last one.
+_UPSERT_GENERATION = (
+    "INSERT INTO generations (request_key, round, strategy, label, prompt, status, reply, error,"
+    " attempts, tokens_in, tokens_out, seconds, created_at, backend, model)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_key) DO UPDATE SET"
+    " round = excluded.round, strategy = excluded.strategy, label = excluded.label,"
+    " prompt = excluded.prompt, status = excluded.status, reply = excluded.reply,"
+    " error = excluded.error, attempts = excluded.attempts, tokens_in = excluded.tokens_in,"
+    " tokens_out = excluded.tokens_out, seconds = excluded.seconds, created_at = excluded.created_at,"
+    " backend = excluded.backend, model = excluded.model")
+
+
+def _generation_values(row: GenerationRow, at: float) -> tuple[Any, ...]:
+    return (row.request_key, row.round, row.strategy, row.label, row.prompt, row.status, row.reply, row.error,
+            row.attempts, row.tokens_in, row.tokens_out, row.seconds, at, row.backend, row.model)
 
 
 class RecordTables(AuditLog):
@@ -258,18 +277,7 @@ class RecordTables(AuditLog):
 
     def add_generation(self, row: GenerationRow, records: Iterable[Record]) -> None:
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO generations (request_key, round, strategy, label, prompt, status, reply, error,"
-                " attempts, tokens_in, tokens_out, seconds, created_at, backend, model)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_key) DO UPDATE SET"
-                " round = excluded.round, strategy = excluded.strategy, label = excluded.label,"
-                " prompt = excluded.prompt, status = excluded.status, reply = excluded.reply,"
-                " error = excluded.error, attempts = excluded.attempts, tokens_in = excluded.tokens_in,"
-                " tokens_out = excluded.tokens_out, seconds = excluded.seconds, created_at = excluded.created_at,"
-                " backend = excluded.backend, model = excluded.model",
-                (row.request_key, row.round, row.strategy, row.label, row.prompt, row.status, row.reply,
-                 row.error, row.attempts, row.tokens_in, row.tokens_out, row.seconds, now(), row.backend,
-                 row.model))
+            db.execute(_UPSERT_GENERATION, _generation_values(row, now()))
             self.audit("generation", {"request_key": row.request_key, "status": row.status,
                                       "rows": self._digests(db, "generations", [[row.request_key]])})
             self.add_records(records)
@@ -283,22 +291,9 @@ class RecordTables(AuditLog):
             return
         with self.transaction() as db:
             at = now()
-            db.executemany(
-                "INSERT INTO generations (request_key, round, strategy, label, prompt, status, reply, error,"
-                " attempts, tokens_in, tokens_out, seconds, created_at, backend, model)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_key) DO UPDATE SET"
-                " round = excluded.round, strategy = excluded.strategy, label = excluded.label,"
-                " prompt = excluded.prompt, status = excluded.status, reply = excluded.reply,"
-                " error = excluded.error, attempts = excluded.attempts, tokens_in = excluded.tokens_in,"
-                " tokens_out = excluded.tokens_out, seconds = excluded.seconds, created_at = excluded.created_at,"
-                " backend = excluded.backend, model = excluded.model",
-                [(row.request_key, row.round, row.strategy, row.label, row.prompt, row.status, row.reply, row.error,
-                  row.attempts, row.tokens_in, row.tokens_out, row.seconds, at, row.backend, row.model)
-                 for row, _ in items])
+            db.executemany(_UPSERT_GENERATION, [_generation_values(row, at) for row, _ in items])
             keys = list(dict.fromkeys(row.request_key for row, _ in items))
-            statuses: dict[str, int] = {}
-            for row, _ in items:
-                statuses[row.status] = statuses.get(row.status, 0) + 1
+            statuses = dict(Counter(row.status for row, _ in items))
             self.audit("generations", {"count": len(keys), "statuses": statuses,
                                        "rows": self._digests(db, "generations", [[k] for k in keys])})
             self.add_records([r for _, records in items for r in records])
