@@ -134,10 +134,9 @@ def test_an_empty_shard_reads_as_no_rows_of_the_right_width() -> None:
     import numpy as np
     import pyarrow as pa
 
-    from goldloop._suggest_ray import _fixed
-    from goldloop.filters._ray_work import _vectors
+    from goldloop.filters._ray_work import _vectors, fixed_column
 
     empty = pa.table({"vector": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(0, np.float32)), 4)})
-    assert _fixed(empty, "vector").shape == (0, 4) and _vectors(empty).shape == (0, 4)
+    assert fixed_column(empty, "vector").shape == (0, 4) and _vectors(empty).shape == (0, 4)
     full = pa.table({"vector": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(12, dtype=np.float32)), 4)})
     assert _vectors(full.slice(1, 2)).tolist() == [[4, 5, 6, 7], [8, 9, 10, 11]]     # a slice reads its own rows

@@ -25,9 +25,7 @@ vectors): the same rule on all the rows, with centres found on a sample.
 
 from __future__ import annotations
 
-import logging
 import shutil
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +39,7 @@ from .errors import StageError
 from .plan import allocate
 from .records import Record
 from .store import Store
+from .filters._ray_work import fixed_column
 from .suggest import HeldoutCheck, Scored, _uncertain, fit_scorer, label_weights, typical_picks
 
 _FIELDS = ("e", "urgency", "top", "second", "margin", "boosted")
@@ -95,11 +94,6 @@ class PoolScorer:
             out["eligible"].append(len(keep))
             out["excluded"].append(int(dup.sum()))
         return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
-
-
-def _fixed(table: Any, column: str) -> np.ndarray:
-    col = table.column(column).combine_chunks()
-    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
 
 
 class _Best:
@@ -168,7 +162,7 @@ class PoolPicker:
         best_label: dict[int, _Best] = defaultdict(lambda: _Best(budget))
         best = _Best(budget)
         for e0, table in self.scan(("proba",)):
-            proba = _fixed(table, "proba")
+            proba = fixed_column(table, "proba")
             e = np.arange(e0, e0 + len(proba))
             rest = ~np.isin(e, skip)
             f = self.fields(proba[rest], e[rest])
@@ -207,11 +201,11 @@ class PoolPicker:
     def members(self, wanted: dict[int, int], skip: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(eligible index, predicted label, vector) of the rows of the wanted labels, a shard at a time."""
         for e0, table in self.scan(("proba", "vector")):
-            proba = _fixed(table, "proba")
+            proba = fixed_column(table, "proba")
             e = np.arange(e0, e0 + len(proba))
             top = np.argmax(proba, axis=1) if len(proba) else np.zeros(0, np.int64)
             sel = ~np.isin(e, skip) & np.isin(top, list(wanted))
-            yield e[sel], top[sel], _fixed(table, "vector")[sel].astype(np.float32, copy=False)
+            yield e[sel], top[sel], fixed_column(table, "vector")[sel].astype(np.float32, copy=False)
 
     def typical(self, wanted: dict[int, int], skip: np.ndarray) -> dict[int, list[tuple[int, int]]]:
         """label -> (eligible index, cluster size) of its typical rows, biggest clusters first."""
@@ -274,11 +268,10 @@ def score_on_ray(store: Store, cfg: Config, budget: int, embed: Any, training: S
                  weights: Mapping[str, float] | None, f1: Mapping[str, float] | None,
                  confused: Sequence[tuple[str, str]], seed: int, page: int = 20_000) -> Scored:
     """:func:`goldloop.suggest.score_pool` on Ray; the module docstring says how."""
-    shared = cfg.executor.shared_dir or None
-    if shared:
-        Path(shared).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="goldloop-ray-pool-", dir=shared) as tmp:
-        return _score(store, cfg, budget, embed, training, answered, weights, f1, confused, seed, Path(tmp), page)
+    from .executor import stage_dir
+
+    with stage_dir(cfg.executor, "goldloop-ray-pool-") as tmp:
+        return _score(store, cfg, budget, embed, training, answered, weights, f1, confused, seed, tmp, page)
 
 
 def _score(store: Store, cfg: Config, budget: int, embed: Any, training: Sequence[Record], answered: set[str],
@@ -286,9 +279,8 @@ def _score(store: Store, cfg: Config, budget: int, embed: Any, training: Sequenc
            seed: int, work: Path, page: int) -> Scored:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import ray.data
 
-    from .executor import actor_pool, ray_session
+    from .executor import map_shards, ray_session
     from .filters._ray_work import save_table
 
     if cfg.suggest.self_training and cfg.suggest.self_training_model == "trainer":
@@ -310,14 +302,8 @@ def _score(store: Store, cfg: Config, budget: int, embed: Any, training: Sequenc
     held = work / "shards" / "heldout.parquet"
     save_table(held, {"text": [r.text for r in store.records(origin="gold", split="heldout")]})
     scorer = fit_scorer(cfg, embed, training, weights)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    ds = ray.data.from_items([{"shard": i, "path": p} for i, p in enumerate(paths)]).map_batches(
-        PoolScorer, fn_constructor_args=(cfg, scorer, str(held), str(work)), batch_size=1, batch_format="pyarrow",
-        num_cpus=1, compute=actor_pool(ray, cfg.executor.filter_actors, len(paths)), max_restarts=-1,
-        max_task_retries=-1)
-    done = {int(r["shard"]): (int(r["eligible"]), int(r["excluded"])) for r in ds.iter_rows()}
+    done = {int(r["shard"]): (int(r["eligible"]), int(r["excluded"]))
+            for r in map_shards(PoolScorer, (cfg, scorer, str(held), str(work)), paths, cfg.executor.filter_actors)}
     if len(done) != len(paths):                 # every shard, once: the pool positions depend on it
         raise StageError(f"scoring the pool on Ray returned {len(done)} of {len(paths)} shards: run suggest again")
     shards = sorted(done)
@@ -361,7 +347,7 @@ def _self_training_candidates(cfg: Config, picker: PoolPicker, size: int) -> set
     red = {picker.labels.index(lab) for lab in cfg.policy.gold_only_labels if lab in picker.labels}
     best = _Best(size)
     for e0, table in picker.scan(("proba",)):
-        proba = _fixed(table, "proba")
+        proba = fixed_column(table, "proba")
         confidence = proba.max(axis=1) if len(proba) else np.zeros(0)
         e = np.arange(e0, e0 + len(proba))
         ok = (confidence >= cfg.suggest.self_training_confidence) & ~np.isin(np.argmax(proba, axis=1), list(red))

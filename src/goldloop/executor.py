@@ -21,8 +21,11 @@ one before, so a lost driver loses no more paid replies than the local path woul
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,6 +110,36 @@ def actor_pool(ray: Any, wanted: int, inputs: int) -> Any:
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     size = max(1, min(wanted or cpus, inputs))
     return ray.data.ActorPoolStrategy(min_size=max(1, min(size, cpus)), max_size=size)
+
+
+def map_shards(actor: type, args: tuple[Any, ...], paths: Sequence[str], wanted: int) -> Iterator[dict[str, Any]]:
+    """The rows ``actor(*args)`` returns for each shard (Parquet file) of ``paths``, on a pool of up to
+    ``wanted`` Ray Data actors (see :func:`actor_pool`) that Ray restarts and retries when a worker
+    dies. Each actor is handed rows ``shard`` (the shard's number) and ``path`` and reads its shards
+    itself: the dataset is the list, made here, so no read or file-listing task waits for a CPU the
+    actors hold (one one-CPU worker would forever)."""
+    import logging
+
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ds = ray.data.from_items([{"shard": i, "path": p} for i, p in enumerate(paths)]).map_batches(
+        actor, fn_constructor_args=args, batch_size=1, batch_format="pyarrow", num_cpus=1,
+        compute=actor_pool(ray, wanted, len(paths)), max_restarts=-1, max_task_retries=-1)
+    return ds.iter_rows()
+
+
+@contextmanager
+def stage_dir(executor: ExecutorConfig, prefix: str) -> Iterator[Path]:
+    """A fresh folder for a Ray stage's shards under ``[executor] shared_dir`` (a temporary folder
+    of this machine when empty), removed with everything in it when the stage ends."""
+    shared = executor.shared_dir or None
+    if shared:
+        Path(shared).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=shared) as tmp:
+        yield Path(tmp)
 
 
 _ACTOR: Any = None

@@ -34,9 +34,7 @@ pipeline order, on the stored verdicts, as locally; so do a `generate` project's
 
 from __future__ import annotations
 
-import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -124,9 +122,9 @@ class RayFilterStage:
 
     # -- 2 to 5 ------------------------------------------------------------------------------
     def run(self) -> None:
-        import ray.data
+        import ray
 
-        from ..executor import actor_pool, ray_session
+        from ..executor import map_shards, ray_session
 
         ray_session(self.cfg.executor)
         mark = time.monotonic()
@@ -142,19 +140,10 @@ class RayFilterStage:
         mark = time.monotonic()
         partitions = max(2, min(64, n // 100_000 + 1))
         ident = (self.embedder.name, self.embedder.embedder.dim) if self.needs_vectors and self.embedder else None
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        # The dataset is the list of shards, made here, and each actor reads its own: no read or
-        # file-listing task waits for a CPU the actors hold (one one-CPU worker would forever).
-        # What comes back is each shard's number; its verdicts wait in files.
-        ds = ray.data.from_items([{"shard": i, "path": p} for i, p in enumerate(shards)]).map_batches(
-            ShardJudge, fn_constructor_args=(self.cfg, self.round, self.filters, context_paths, ident,
-                                             self.batch_size, str(self.out), partitions),
-            batch_size=1, batch_format="pyarrow", num_cpus=1,
-            compute=actor_pool(ray, self.actors, len(shards)), max_restarts=-1, max_task_retries=-1)
+        # what comes back is each shard's number; its verdicts wait in files
         judged: list[int] = []
-        for row in ds.iter_rows():
+        for row in map_shards(ShardJudge, (self.cfg, self.round, self.filters, context_paths, ident,
+                                           self.batch_size, str(self.out), partitions), shards, self.actors):
             judged.append(int(row["shard"]))
             if self.overlap:
                 self.commit("verdicts", judged[-1])
@@ -214,11 +203,10 @@ def run_on_ray(store: Store, cfg: Config, round: int, embedder: CachedEmbedder |
     """Judge the round's candidates with ``filters`` (those :func:`on_ray` takes) on Ray; store the
     verdicts. Returns the seconds each phase took."""
     if work is None:                                # shards of a big round are big: gone once committed
-        shared = cfg.executor.shared_dir or None
-        if shared:
-            Path(shared).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="goldloop-ray-filters-", dir=shared) as tmp:
-            return run_on_ray(store, cfg, round, embedder, filters, Path(tmp), **options)
+        from ..executor import stage_dir
+
+        with stage_dir(cfg.executor, "goldloop-ray-filters-") as tmp:
+            return run_on_ray(store, cfg, round, embedder, filters, tmp, **options)
     options.setdefault("actors", cfg.executor.filter_actors)
     stage = RayFilterStage(store, cfg, round, embedder, filters, work, **options)
     stage.run()

@@ -127,12 +127,17 @@ def _records(table: Any, origin: str = "synthetic", round: int = 0) -> list[Reco
         cols.get("split", [None] * len(cols["id"])), cols.get("round", [round] * len(cols["id"])))]
 
 
+def fixed_column(table: Any, column: str) -> np.ndarray:
+    """A fixed-size list column as an (n, width) array: read by its declared width, so an empty
+    table gives (0, width), and through ``flatten`` so a sliced batch gives its own rows."""
+    col = table.column(column).combine_chunks()
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+
+
 def _vectors(table: Any) -> np.ndarray | None:
     if "vector" not in table.column_names:
         return None
-    col = table.column("vector").combine_chunks()
-    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size).astype(np.float32,
-                                                                                                 copy=False)
+    return fixed_column(table, "vector").astype(np.float32, copy=False)
 
 
 class _Vectors(Embedder):
@@ -191,6 +196,7 @@ class ShardJudge:
 
         verdicts: list[Verdict] = []
         pos, ids, parts, texts_hashed, digests = [], [], [], [], []
+        fresh_rows: list[bool] = []                   # no known copy: takes part in the round's exact shuffle
         for batch in pq.ParquetFile(path).iter_batches(batch_size=self.batch_size):
             batch = pa.Table.from_batches([batch])
             recs = _records(batch)
@@ -219,6 +225,7 @@ class ShardJudge:
             parts += [json.dumps(row) for row in rows]
             if self.exact:
                 texts_hashed.append(hash_words([r.text for r in recs]))
+                fresh_rows += [row.get("exact") is None for row in rows]
         save_verdicts(self.work / f"verdicts-{i:05d}.parquet", verdicts)
         if not self.dedup:
             return
@@ -227,7 +234,7 @@ class ShardJudge:
         if self.exact:
             words = np.concatenate(texts_hashed) if texts_hashed else np.zeros((0, 2), np.uint64)
             save_array(self.work / f"hashes-{i:05d}.npy", words)
-            fresh = np.array([json.loads(p).get("exact") is None for p in parts], dtype=bool)
+            fresh = np.array(fresh_rows, dtype=bool)
             self.spill("exact", i, words[fresh, 0], at[fresh])
         if self.near is not None:
             index = self.near.index(self.ctx)
