@@ -39,7 +39,12 @@ accepted drafts whose response the gold-only adapter finds as likely as the medi
 never trained on (the "trained model's likelihood" score, as a filter); gold + only the drafts
 whose instruction-following difficulty (IFD) is within that of real pairs; gold twice + the drafts
 (the drafts' share of the steps halved); gold + the drafts with as many passes over gold as gold
-only had (more steps). ``--no-repeat-ngram N`` also scores every row's greedy outputs decoded with
+only had (more steps). ``pool`` adds the row a round trains on with pool prompts: ``--pool-size``
+further real functions are ingested as prompts alone (docstrings hidden), the suggest stage picks
+``--pool-budget`` of them and the embedded model drafts a docstring for each, and a SIMULATED
+oracle answers each from the real docstring (accepts a draft within chrF ``--accept-chrf``,
+otherwise writes the real one in, as the reviewer who knows it would); the row is gold + accepted
+drafts + the reviewed pool pairs. ``--no-repeat-ngram N`` also scores every row's greedy outputs decoded with
 no N-gram repeated (the small model's greedy outputs otherwise loop).
 """
 
@@ -65,10 +70,13 @@ from goldloop.filters import passing, run_filters
 from goldloop.generate import generate_pairs, plan_pair_requests
 from goldloop.ingest import ingest_file
 from goldloop.llm import make_llm
+from goldloop.loop_pairs import answer_suggestions
+from goldloop.records import SUGGEST, normalize_text, pair_normalize_mode, text_hash
 from goldloop.review import review_states
-from goldloop.simulate import PairJudge, apply_simulated
+from goldloop.simulate import PairJudge, ResponseOracle, apply_simulated
 from goldloop.stdlib_pairs import python_version, stdlib_pairs
 from goldloop.store import open_store
+from goldloop.suggest_pairs import suggest_pairs
 from goldloop.train import LoraSettings
 
 
@@ -125,7 +133,38 @@ def split_seed(seed: int, pairs: list[dict[str, str]], args: argparse.Namespace)
     judge_pairs = [pairs[i] for i in order[args.heldout:args.heldout + args.judge_pairs]]
     rest = [pairs[i] for i in order[args.heldout + args.judge_pairs:]]
     return {"heldout": heldout, "judge": judge_pairs, "gold": rest[:args.gold],
-            "full": rest[:args.full] if args.full else rest}
+            "full": rest[:args.full] if args.full else rest,
+            "pool": rest[args.gold:args.gold + args.pool_size]}
+
+
+def review_pool(store, cfg: Config, llm, embedder, pool: list[dict[str, str]], args: argparse.Namespace,
+                work: Path) -> dict[str, object]:
+    """The pool lever: the pool's functions are ingested as prompts alone (their docstrings hidden),
+    the suggest stage picks ``--pool-budget`` of them and drafts a docstring for each, and the
+    SIMULATED response oracle answers each from the real docstring (accepts a draft within chrF
+    ``--accept-chrf`` of it, otherwise writes it in). Returns the reviewed pairs and the counts."""
+    started = time.monotonic()
+    path = work / "pool.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p["prompt"]}) + "\n" for p in pool), encoding="utf-8")
+    ingest_file(store, cfg, path, split="pool")
+    report = suggest_pairs(store, cfg, 1, args.pool_budget, llm, embedder)
+    mode = pair_normalize_mode(cfg.ingest.normalize)
+    oracle = ResponseOracle({text_hash(normalize_text(p["prompt"], mode)): normalize_text(p["response"], mode)
+                             for p in pool}, "the pool's own docstrings (hidden from the loop)", args.accept_chrf)
+    counts = answer_suggestions(store, cfg, 1, oracle)
+    states = review_states(store.decisions(round=1))
+    made = {r.id: r for r in store.records(origin="pool", round=1) if r.is_pair}
+    pairs = []
+    for rec in (r for r in made.values() if r.provenance.strategy == SUGGEST):
+        state = states.get(rec.id)
+        if state is not None and state.action == "accept":
+            pairs.append({"prompt": rec.text, "response": rec.response, "how": "accepted"})
+        elif state is not None and state.action == "edit" and state.new_record_id in made:
+            pairs.append({"prompt": rec.text, "response": made[state.new_record_id].response, "how": "edited"})
+    print(f"  pool: {report.picked} of {report.eligible} prompts picked, {report.drafted} drafted; the simulated "
+          f"oracle accepted {counts['accept']} and rewrote {counts['edit']}", file=sys.stderr, flush=True)
+    return {"pairs": sorted(pairs, key=lambda p: p["prompt"]), "suggest": report.to_json(), "answers": counts,
+            "oracle": oracle.to_json(), "seconds": round(time.monotonic() - started, 1)}
 
 
 def draft_seed(seed: int, pairs: list[dict[str, str]], args: argparse.Namespace, work: Path) -> dict[str, object]:
@@ -143,12 +182,15 @@ def draft_seed(seed: int, pairs: list[dict[str, str]], args: argparse.Namespace,
     embedder = CachedEmbedder(make_embedder(cfg.embed), store)
     llm = make_llm(cfg.llm)
     started = time.monotonic()
+    pooled: dict[str, object] = {}
     try:
         planned = plan_pair_requests(store, cfg, llm, 1, per_strategy=max(1, args.drafts // 3))
         drafted = generate_pairs(store, cfg, llm, 1, planned, show_progress=False)
+        draft_seconds = round(time.monotonic() - started, 1)
+        if "pool" in args.levers:
+            pooled = review_pool(store, cfg, llm, embedder, split["pool"], args, work)
     finally:
         llm.close()
-    draft_seconds = round(time.monotonic() - started, 1)
     report = run_filters(store, cfg, 1, embedder)
     dropped, _, _ = passing(store.verdicts(round=1))
     passed = [r for r in store.records(origin="synthetic", round=1) if r.id not in dropped]
@@ -165,8 +207,9 @@ def draft_seed(seed: int, pairs: list[dict[str, str]], args: argparse.Namespace,
     return {"seed": seed, "drafted": drafted.records, "passed_filters": report.passed, "accepted": len(accepted),
             "judge": judge.to_json(), "judge_counts": counts, "draft_seconds": draft_seconds,
             "funnel": report.funnel(),
+            "pool": {k: v for k, v in pooled.items() if k != "pairs"},
             "sets": {"gold": gold, "accepted": accepted, "heldout": heldout, "full": split["full"],
-                     "judge": split["judge"]}}
+                     "judge": split["judge"], "pool": pooled.get("pairs", [])}}
 
 
 def likely_drafts(model_tok: tuple, accepted: list, real: list, quantile: float) -> tuple[list, float]:
@@ -198,7 +241,7 @@ def coherent_drafts(model_tok: tuple, accepted: list, real: list, quantile: floa
     return [r for r, x in zip(accepted, ifd(model_tok, accepted)) if x <= ceiling], ceiling
 
 
-LEVERS = ("likely", "ifd", "gold2", "epochs")
+LEVERS = ("likely", "ifd", "gold2", "epochs", "pool")
 
 
 def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path) -> dict[str, object]:
@@ -235,6 +278,10 @@ def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path)
         same = round(args.steps * (len(gold) + len(accepted)) / len(gold))
         rows["same_epochs_synthetic"] = fit_and_score("gold+synthetic-same-epochs", gold + accepted, held, args, work,
                                                       steps=same)
+    if "pool" in levers:
+        # what a round with the pool on trains: gold, the accepted drafts and the reviewed pool prompts
+        pool = _records_of(sets.get("pool", []))                                        # type: ignore[union-attr]
+        rows["with_pool"] = fit_and_score("gold+synthetic+pool", gold + accepted + pool, held, args, work)
     rows["full"] = fit_and_score("all-real", _records_of(sets["full"]), held, args, work)   # type: ignore[index]
     print(f"seed {drafted['seed']} done: " + json.dumps({k: round(statistics.mean(v["nll"]), 4) for k, v in rows.items()}),
           file=sys.stderr, flush=True)
@@ -291,6 +338,13 @@ def main() -> None:
                         help="Comma-separated extra rows: likely (gold + the accepted drafts the gold-only adapter "
                              "finds likely), ifd (gold + the drafts whose prompt explains their response), gold2 "
                              "(gold twice + drafts), epochs (gold + drafts with as many passes over gold as gold only).")
+    parser.add_argument("--pool-size", type=int, default=400,
+                        help="--levers pool: real functions ingested as prompts alone (the pool), after the gold ones.")
+    parser.add_argument("--pool-budget", type=int, default=60,
+                        help="--levers pool: pool prompts the suggest stage picks and drafts a docstring for.")
+    parser.add_argument("--accept-chrf", type=float, default=60.0,
+                        help="--levers pool: the simulated oracle accepts a drafted docstring within this chrF of the "
+                             "real one, and writes the real one in otherwise.")
     parser.add_argument("--ifd-quantile", type=float, default=0.9,
                         help="--levers ifd: a draft is kept when its IFD is at most this quantile of real pairs' IFD.")
     parser.add_argument("--likely-quantile", type=float, default=0.5,
@@ -336,7 +390,7 @@ def main() -> None:
     names = {"gold_only": "gold only", "with_synthetic": "gold + accepted synthetic",
              "likely_synthetic": "gold + the likely drafts", "coherent_synthetic": "gold + drafts by IFD",
              "gold_twice_synthetic": "gold x2 + synthetic", "same_epochs_synthetic": "gold + synthetic, same epochs",
-             "full": "all real training pairs"}
+             "with_pool": "gold + synthetic + pool", "full": "all real training pairs"}
     present = [row for row in names if all(row in r["rows"] for r in runs)]                  # type: ignore[operator]
     nll = {row: [statistics.mean(r["rows"][row]["nll"]) for r in runs] for row in present}  # type: ignore[index]
     lift = [g - s for g, s in zip(nll["gold_only"], nll["with_synthetic"])]            # lower NLL is better
@@ -365,14 +419,20 @@ def main() -> None:
     print(f"share of the gold-only -> all-real NLL gap closed: {statistics.mean(gaps):.1%}")
     lever_figures: dict[str, object] = {}
     for row, base in (("likely_synthetic", "gold_only"), ("coherent_synthetic", "gold_only"),
-                      ("gold_twice_synthetic", "gold_only"), ("same_epochs_synthetic", "gold_only")):
+                      ("gold_twice_synthetic", "gold_only"), ("same_epochs_synthetic", "gold_only"),
+                      ("with_pool", "gold_only")):
         if row in nll:
             lifts = [g - s for g, s in zip(nll[base], nll[row])]
             lever_figures[f"nll_lift_{row}_mean"] = round(statistics.mean(lifts), 4)
             lever_figures[f"nll_seeds_with_lift_{row}"] = sum(x > 0 for x in lifts)
+            lever_figures[f"nll_gap_closed_{row}"] = round(statistics.mean(
+                (g - x) / (g - f) if g > f else 0.0 for g, x, f in zip(nll[base], nll[row], nll["full"])), 4)
             print(f"NLL lift, {names[row]} against {names[base]}, per seed: " + ", ".join(f"{x:+.4f}" for x in lifts))
             if args.generate:
                 lever_figures[f"chrf_lift_{row}_mean"] = round(mean("chrf", row) - mean("chrf", "gold_only"), 4)
+                lever_figures[f"rougel_lift_{row}_mean"] = round(mean("rouge_l", row) - mean("rouge_l", "gold_only"), 4)
+    if "with_pool" in nll:
+        lever_figures["pool_answers"] = [r["pool"].get("answers") for r in runs]          # type: ignore[union-attr]
     if blocked:
         lever_figures["chrf_blocked_lift_mean"] = round(mean("chrf_blocked", "with_synthetic")
                                                         - mean("chrf_blocked", "gold_only"), 4)

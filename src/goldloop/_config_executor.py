@@ -39,7 +39,9 @@ class ExecutorConfig:
     pool_sample: int = _f(20000, "`ray`: picking typical pool records fits k-means on at most this many of a "
                                  "predicted label's rows (a seeded sample of a bigger label; every row of the "
                                  "label is then assigned to its nearest centre). Up to it, the picks are those "
-                                 "of the local path; the goldloop process holds this many vectors per label.",
+                                 "of the local path; the goldloop process holds this many vectors per label. "
+                                 "A generate project's pool prompts are clustered on a seeded sample of this size "
+                                 "too, on either backend.",
                           minimum=100)
     embed_actors: int = _f(0, "`ray`: Ray actors that embed texts, each with its own copy of the `[embed]` model "
                               "(0: embed in this process). Vectors come back in order and are cached in the "

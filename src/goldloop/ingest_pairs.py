@@ -72,8 +72,9 @@ def _text_field(loc: str, name: str, value: object, cfg: Config, *, required: bo
     return problem, value
 
 
-def _from_messages(loc: str, name: str, value: object) -> tuple[str | None, dict[str, object]]:
-    """The prompt, response and system text of one conversational row, or the problem with it."""
+def _from_messages(loc: str, name: str, value: object, pool: bool = False) -> tuple[str | None, dict[str, object]]:
+    """The prompt, response and system text of one conversational row, or the problem with it
+    (``pool``: a user turn with no assistant turn after it, the prompt alone)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -88,9 +89,12 @@ def _from_messages(loc: str, name: str, value: object) -> tuple[str | None, dict
         system, turns = value[0], value[1:]
     else:
         system, turns = None, value
-    if [m.get("role") for m in turns] != ["user", "assistant"]:
+    if pool and [m.get("role") for m in turns] == ["user"]:
+        turns = [*turns, {"content": ""}]
+    elif [m.get("role") for m in turns] != ["user", "assistant"]:
         return (f"{loc}: {name!r} has the turns {roles}; a pair is an optional system turn, then one user turn and "
-                "one assistant turn (multi-turn conversations are not taken)"), {}
+                + ("no assistant turn (a pool prompt awaits its response)" if pool else "one assistant turn")
+                + " (multi-turn conversations are not taken)"), {}
     out: dict[str, object] = {"prompt": turns[0].get("content", _MISSING), "response": turns[1].get("content", _MISSING)}
     if system is not None:
         out["system"] = system.get("content", _MISSING)
@@ -98,8 +102,10 @@ def _from_messages(loc: str, name: str, value: object) -> tuple[str | None, dict
 
 
 def check_pairs(path_name: str, rows: Sequence[_Row], cfg: Config,
-                columns: dict[str, Column]) -> tuple[list[Pair], list[str]]:
-    """The clean pairs (normalised) and the problems, in row order."""
+                columns: dict[str, Column], pool: bool = False) -> tuple[list[Pair], list[str]]:
+    """The clean pairs (normalised) and the problems, in row order. ``pool``: prompts awaiting a
+    response (their response is "")."""
+    needed = ("prompt",) if pool else ("prompt", "response")
     mode = pair_normalize_mode(cfg.ingest.normalize)
     clean, problems = [], []
     for row in rows:
@@ -108,7 +114,7 @@ def check_pairs(path_name: str, rows: Sequence[_Row], cfg: Config,
         names = {f: c.name for f, c in columns.items()}
         options = {f: c.option for f, c in columns.items()}
         if "messages" in columns:
-            problem, values = _from_messages(loc, columns["messages"].name, row.values.get("messages", _MISSING))
+            problem, values = _from_messages(loc, columns["messages"].name, row.values.get("messages", _MISSING), pool)
             if problem:
                 problems.append(problem)
                 continue
@@ -116,11 +122,14 @@ def check_pairs(path_name: str, rows: Sequence[_Row], cfg: Config,
             options = dict.fromkeys(PARTS, "--messages-column")
         parts: dict[str, str] = {}
         for part in PARTS:
+            if pool and part == "response":
+                parts[part] = ""
+                continue
             problem, raw = _text_field(loc, names.get(part, part), values.get(part, _MISSING), cfg,
-                                       required=part in ("prompt", "response"), option=options.get(part, ""))
+                                       required=part in needed, option=options.get(part, ""))
             if problem is None:
                 parts[part] = normalize_text(raw, mode) if raw else ""
-                if part in ("prompt", "response") and not parts[part]:
+                if part in needed and not parts[part]:
                     problem = (f"{loc}: {names.get(part, part)!r} is empty"
                                + (" after normalisation" if raw.strip() else "") + "; fill it in or remove the row")
             if problem:
@@ -139,13 +148,13 @@ def ingest_pairs(store: Store, cfg: Config, path, *, prompt_column: str | None =
     from pathlib import Path
 
     path = Path(path)
-    if split == "pool":
-        raise IngestError(f"{path.name}: a pool of unanswered prompts is not taken by the generate task; "
-                          "ingest pairs with --split auto, train or heldout")
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     columns = pair_columns(cfg, prompt_column=prompt_column, response_column=response_column,
                            messages_column=messages_column)
+    if split == "pool":
+        columns.pop("response", None)
+        return _ingest_pool(store, cfg, path, columns, source)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     batch = hashlib.sha256(json.dumps(["pairs", digest, {f: c.name for f, c in columns.items()}, split,
                                        cfg.ingest.normalize, cfg.ingest.heldout_fraction, cfg.project.seed,
@@ -299,3 +308,62 @@ def _assign(groups: list[int], forced: dict[int, str], split: str, cfg: Config, 
             out[i] = "heldout"
         taken += len(members[g])
     return out
+
+
+def _ingest_pool(store: Store, cfg: Config, path, columns: dict[str, Column], source: SourceInfo | None) -> IngestReport:
+    """Real prompts with no response (``--split pool``): the ``suggest`` stage drafts responses to
+    some of them for reviewers. A prompt that repeats a gold or held-out prompt, exactly or as a
+    MinHash near-duplicate, is logged and not stored: held-out prompts never reach a reviewer."""
+    from .filters._neardup import NearDupIndex
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    batch = hashlib.sha256(json.dumps(["pool-prompts", digest, {f: c.name for f, c in columns.items()},
+                                       cfg.ingest.normalize, cfg.filter.near_dup_threshold]
+                                      + ([source.params()] if source and source.params() else [])).encode()).hexdigest()[:16]
+    report = IngestReport(source=path.name, batch=batch)
+    if store.ingest_rows(batch):
+        report.already_ingested = True
+        return report
+    rows = read_rows(path, columns)
+    if not rows:
+        raise IngestError(f"{path.name}: no data rows; nothing to ingest")
+    clean, problems = check_pairs(path.name, rows, cfg, columns, pool=True)
+    if problems:
+        raise IngestError(f"{path.name}: {len(problems)} of {len(rows)} rows cannot be ingested; nothing "
+                          "was written. Fix these and run the same command again:", problems)
+    gold = [r for r in store.records(origin="gold") if r.is_pair]
+    known = {text_hash(r.text): (r.id, f"gold/{r.split}") for r in reversed(gold)}
+    known.update({text_hash(r.text): (r.id, "pool") for r in store.records(origin="pool", split="pool")})
+    index = NearDupIndex(threshold=cfg.filter.near_dup_threshold, seed=cfg.project.seed)
+    index.add([r.id for r in gold], [r.text for r in gold])
+    split_of = {r.id: r.split for r in gold}
+    near = index.query([p.prompt for p in clean]) if gold else [[] for _ in clean]
+    log: list[IngestRow] = []
+    records: list[Record] = []
+    for pair, hits in zip(clean, near):
+        rec = (source or SourceInfo()).apply(Record.pool_prompt(pair.prompt, f"{path.name} {pair.row.where}",
+                                                                system=pair.system, context=pair.context))
+        hit = known.get(text_hash(pair.prompt))
+        why = f"same prompt as {hit[1]} record {hit[0]}" if hit else ""
+        if not hit and hits:
+            rid, jaccard = hits[0]
+            why = f"prompt is a near-duplicate (Jaccard {jaccard:.2f}) of gold/{split_of[rid]} record {rid}"
+            hit = (rid, f"gold/{split_of[rid]}")
+        if hit:
+            held = "heldout" in hit[1]
+            log.append(IngestRow(batch, path.name, pair.row.number, hit[0], "duplicate",
+                                 why + (" (held-out data is never shown to a reviewer or trained on)" if held else "")))
+            continue
+        known[text_hash(pair.prompt)] = (rec.id, f"{path.name} {pair.row.where}")
+        records.append(rec)
+        log.append(IngestRow(batch, path.name, pair.row.number, rec.id, "added", "pool (prompt awaiting a response)"))
+    with store.transaction():
+        store.add_records(records)
+        store.add_ingest_rows(log)
+        store.log_event("ingest", {"source": path.name, "batch": batch, "rows": len(rows), "added": len(records),
+                                   "split": "pool", "task": "generate", **(source.params() if source else {})})
+    report.rows, report.added = len(rows), len(records)
+    report.duplicates = len(rows) - len(records)
+    if records:
+        report.by_split["pool"] = len(records)
+    return report

@@ -14,6 +14,11 @@ paired bootstrap over the held-out pairs:
   kept model's. ``[loop] patience`` rounds in a row without a gain stop the loop.
 
 A rejected round's rows never join a later training set.
+
+With ``[loop] review_budget`` set and pool prompts ingested (``--split pool``), each round also
+drafts responses to ``review_budget x pool_share`` pool prompts (:mod:`goldloop.suggest_pairs`);
+those a reviewer (``reviewers["pool"]``, or a person through ``review``) accepted or rewrote join
+the round's training set. The drafts are reviewed whole, as before.
 """
 
 from __future__ import annotations
@@ -32,13 +37,14 @@ from .errors import StageError
 from .evaluate_pairs import base_model, fit_adapter, paired_bootstrap, score_pairs
 from .filters import passing
 from .generate import weak_spot_seeds
-from .llm import LLM
+from .llm import LLM, make_llm
 from .loop import accumulated_snapshot, carried_records, draft_filter_review, kept_round
 from .records import Record
-from .review import review_states
+from .review import review_states, suggestions
 from .simulate import SimulatedReviewer, apply_simulated
 from .snapshot import build_snapshot
 from .store import Store
+from .suggest_pairs import PairSuggestReport, suggest_pairs
 
 
 @dataclass
@@ -120,7 +126,7 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
     if not heldout or not gold:
         raise StageError("the loop needs gold-train and held-out pairs; ingest them first")
     adapters = Path(project_dir) / ".goldloop" / "adapters"
-    judge = (reviewers or {}).get("drafts")
+    judge, pool_judge = (reviewers or {}).get("drafts"), (reviewers or {}).get("pool")
     result = PairLoopResult()
     no_gain = 0
     for _ in range(rounds):
@@ -133,13 +139,24 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
         cached = CachedEmbedder(embedder or make_embedder(cfg.embed), store, show_progress=show_progress)
         # aim part of the drafts at the held-out pairs the kept model does worst on (by gold seeds near them)
         focus = weak_spot_seeds(store, cached, dict(zip((r.id for r in heldout), baseline)))
-        draft_filter_review(store, cfg, number, llm, show_progress, review, say, timings, lambda: cached, focus=focus)
+        draft_filter_review(store, cfg, number, llm, show_progress, None, say, timings, lambda: cached, focus=focus)
+        pool_budget = round(cfg.loop.review_budget * cfg.loop.pool_share)
+        if pool_budget and store.count_records(origin="pool", split="pool"):
+            mark = time.monotonic()
+            suggest_round(store, cfg, number, pool_budget, llm, cached, show_progress, say)
+            timings["suggest"] = time.monotonic() - mark
+        if review is not None:                  # people first: simulated reviewers take what they left
+            mark = time.monotonic()
+            review(number)
+            timings["review"] = time.monotonic() - mark
         if judge is not None:
             dropped, _, _ = passing(store.verdicts(round=number))
             states = review_states(store.decisions(round=number))
             todo = [r for r in store.records(origin="synthetic", round=number)
                     if r.id not in dropped and (r.id not in states or states[r.id].action == "none")]
             apply_simulated(store, cfg, number, judge, todo)
+        if pool_judge is not None:
+            answer_suggestions(store, cfg, number, pool_judge)
         states = review_states(store.decisions(round=number))
         accepted = sum(1 for s in states.values() if s.action in ("accept", "edit"))
         round_snap = build_snapshot(store, cfg, number, reviewed_only=judge is not None or review is not None)
@@ -152,7 +169,8 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
         store.finish_round(number, snap.id, {"loop": {**call.to_json(), "task": "generate",
                                                       "candidate_nll_per_pair": [round(x, 5) for x in candidate],
                                                       "baseline": kept.number if kept else "gold only",
-                                                      "simulated_reviewers": [judge.to_json()] if judge else []},
+                                                      "simulated_reviewers": [j.to_json() for j in (judge, pool_judge)
+                                                                              if j is not None]},
                                              "timings": {k: round(v, 2) for k, v in timings.items()}})
         say(f"round {number}: {reason}")
         result.rounds.append(call)
@@ -169,6 +187,29 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
     store.log_event("loop.stop", {"task": "generate", "rounds": [c.round for c in result.rounds],
                                   "reason": result.stopped, "kept_snapshot": result.kept_snapshot})
     return result
+
+
+def suggest_round(store: Store, cfg: Config, number: int, budget: int, llm: LLM | None, embedder: CachedEmbedder,
+                  show_progress: bool, say: Callable[[str], None]) -> PairSuggestReport:
+    """Draft responses to ``budget`` pool prompts (:mod:`goldloop.suggest_pairs`) with ``llm`` (or one
+    made and closed here)."""
+    own = llm is None
+    llm = llm or make_llm(cfg.llm, cfg.executor)
+    try:
+        rep = suggest_pairs(store, cfg, number, budget, llm, embedder, show_progress=show_progress)
+    finally:
+        if own:
+            llm.close()
+    say(f"round {number}: {rep.drafted} of {rep.picked} picked pool prompts have a suggested response "
+        f"({rep.eligible} open, {rep.heldout_excluded} left out as repeats of held-out pairs)")
+    return rep
+
+
+def answer_suggestions(store: Store, cfg: Config, number: int, reviewer: SimulatedReviewer) -> dict[str, int]:
+    """Let a simulated ``reviewer`` answer the round's suggested responses that no one answered yet."""
+    states = review_states(store.decisions(round=number))
+    todo = [r for r in suggestions(store, number) if r.is_pair and (r.id not in states or states[r.id].action == "none")]
+    return apply_simulated(store, cfg, number, reviewer, todo)
 
 
 def _baseline_of_gold(store: Store, cfg: Config, gold: list[Record], heldout: list[Record], adapters: Path,

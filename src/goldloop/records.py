@@ -204,6 +204,32 @@ class Record:
                    provenance=Provenance(source=source, strategy=POOL_INGEST, created_at=now()))
 
     @classmethod
+    def pool_prompt(cls, prompt: str, source: str = "", *, system: str = "", context: str = "") -> "Record":
+        """A real prompt with no response yet (the `generate` task's pool, ingested with ``--split
+        pool``): the ``suggest`` stage drafts a response for a reviewer to accept or fix."""
+        return cls(id=content_hash("pool-prompt", prompt, system, context), text=prompt, label="", origin="pool",
+                   split="pool", provenance=Provenance(source=source, strategy=POOL_INGEST, created_at=now()),
+                   system=system, context=context)
+
+    @classmethod
+    def suggested_pair(cls, parent: "Record", response: str, provenance: Provenance) -> "Record":
+        """A pool prompt with the response a model drafted for it, for a reviewer to accept, fix or
+        reject. Accepted unchanged, its response is still machine text: it is not real (see :attr:`real`)."""
+        return cls(id=content_hash("suggested-pair", parent.id, response, provenance.request_key), text=parent.text,
+                   label="", origin="pool", split=None, provenance=provenance, round=provenance.round,
+                   response=response, system=parent.system, context=parent.context)
+
+    @classmethod
+    def corrected_pair(cls, suggestion: "Record", response: str, reviewer: str, round: int) -> "Record":
+        """A pool prompt with the response a reviewer wrote in place of the drafted one: a real row."""
+        prov = Provenance(parents=(suggestion.id,), strategy=CORRECT, backend="human", reviewer=reviewer,
+                          params=_source_of(suggestion), round=round, source=f"response correction of {suggestion.id}",
+                          created_at=now())
+        return cls(id=content_hash("corrected-pair", suggestion.text, response, suggestion.id), text=suggestion.text,
+                   label="", origin="pool", split=None, provenance=prov, round=round, response=response,
+                   system=suggestion.system, context=suggestion.context)
+
+    @classmethod
     def suggested(cls, parent: "Record", label: str, model: str, params: dict[str, Any], round: int) -> "Record":
         """A pool record's text under the label ``model`` suggests, for a reviewer to confirm or correct."""
         prov = Provenance(parents=(parent.id,), strategy=SUGGEST, backend="classifier", model=model,
@@ -234,8 +260,11 @@ class Record:
     @property
     def real(self) -> bool:
         """Real text under a label a person stands behind (gold, or an answered pool suggestion); a
-        self-trained pool row's label is the machine's, so it is not."""
-        return self.origin in REAL_ORIGINS and self.provenance.strategy != SELF_TRAIN
+        self-trained pool row's label is the machine's, so it is not, and neither is a pool prompt's
+        drafted response accepted unchanged (machine text; a reviewer's corrected response is real)."""
+        if self.origin not in REAL_ORIGINS or self.provenance.strategy == SELF_TRAIN:
+            return False
+        return not (self.is_pair and self.provenance.strategy == SUGGEST)
 
     @classmethod
     def synthetic(cls, text: str, label: str, provenance: Provenance) -> "Record":

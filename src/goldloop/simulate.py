@@ -7,7 +7,10 @@ Two kinds:
   the suggestion is the known label, correct it when not, skip a text it has no label for);
 - :class:`DraftJudge` judges drafts with a TF-IDF + logistic-regression classifier trained on
   labelled data the loop never sees (accept when it predicts the draft's label, else reject);
-  its accuracy on data it was not trained on is measured and reported with it.
+  its accuracy on data it was not trained on is measured and reported with it;
+- :class:`PairJudge` judges drafted pairs (the `generate` task) by embeddings calibrated on real
+  pairs; :class:`ResponseOracle` answers the responses suggested for pool prompts from the
+  responses a data set already has (accept a close one, else write the known one in).
 
 Every decision they store is marked ``simulated`` and their names start with ``simulated:``;
 policies never count them as human review, and the manifest, the report and the exports say
@@ -34,7 +37,8 @@ PREFIX = "simulated:"
 
 @dataclass
 class SimulatedReviewer:
-    """A reviewer that is not a person: ``judge`` returns (action, corrected label or None)."""
+    """A reviewer that is not a person: ``judge`` returns (action, corrected label, or a pair's
+    rewritten response, or None)."""
 
     name: str
     description: str
@@ -125,8 +129,10 @@ def apply_simulated(store: Store, cfg: Config, round: int, reviewer: SimulatedRe
         new = None
         if action == "edit":
             try:
-                new = edit_record(rec, None, label, labels=labels, normalize=cfg.ingest.normalize,
-                                  reviewer=reviewer.name, round=round)
+                # a pair's edit is a new response; any other record's, a new label
+                new = edit_record(rec, None, None if rec.is_pair else label, labels=labels,
+                                  normalize=cfg.ingest.normalize, reviewer=reviewer.name, round=round,
+                                  response=label if rec.is_pair else None)
             except EditRefused:
                 action = "reject"              # a label outside the project's: the record is unusable here
         store.add_decision(Decision(rec.id, action, reviewer.name, round, new_record_id=new.id if new else None,
@@ -210,3 +216,50 @@ class PairJudge(SimulatedReviewer):
 
     def judge(self, record: Record) -> tuple[str, str | None]:
         return ("accept", None) if self._accepts(record.text, record.response) else ("reject", None)
+
+
+class ResponseOracle(SimulatedReviewer):
+    """Answers responses suggested for pool prompts (the `generate` task) from the responses a data
+    set already has for the same prompts: accepts a suggestion whose chrF against the known response
+    reaches ``accept_chrf``, and otherwise rewrites it to the known response (what a reviewer who
+    writes that response would leave). A prompt it has no response for is skipped.
+
+    It stands for the reviewer's own knowledge, so its edits are human-written text; the effort
+    it would cost a person is kept: ``figures["edited_chars"]``, the characters of the responses it
+    wrote in, beside the accepts and edits.
+    """
+
+    def __init__(self, responses: dict[str, str], source: str, accept_chrf: float = 60.0) -> None:
+        super().__init__(PREFIX + "response-oracle",
+                         f"answers responses suggested for pool prompts from the responses {source} already has "
+                         f"({len(responses)} prompts): accepts a suggestion within chrF {accept_chrf:g} of the known "
+                         "response, otherwise writes the known response in",
+                         {"prompts": len(responses), "accept_chrf": accept_chrf, "accepted": 0, "edited": 0,
+                          "edited_chars": 0})
+        self.responses, self.accept_chrf = responses, accept_chrf
+
+    @classmethod
+    def from_file(cls, path: Path | str, cfg: Config, accept_chrf: float = 60.0) -> "ResponseOracle":
+        """From a file of real pairs (columns as ``[ingest]`` maps them)."""
+        from .ingest import read_rows
+        from .ingest_pairs import check_pairs, pair_columns
+
+        path = Path(path)
+        columns = pair_columns(cfg)
+        clean, problems = check_pairs(path.name, read_rows(path, columns), cfg, columns)
+        if problems:
+            raise StageError(f"{path.name}: {len(problems)} rows cannot be read: {problems[0]}")
+        return cls({text_hash(p.prompt): p.response for p in clean}, path.name, accept_chrf)
+
+    def judge(self, record: Record) -> tuple[str, str | None]:
+        from sacrebleu.metrics import CHRF
+
+        known = self.responses.get(text_hash(record.text))
+        if known is None or not record.is_pair:
+            return "skip", None
+        if known == record.response or CHRF().sentence_score(record.response, [known]).score >= self.accept_chrf:
+            self.figures["accepted"] += 1
+            return "accept", None
+        self.figures["edited"] += 1
+        self.figures["edited_chars"] += len(known)
+        return "edit", known

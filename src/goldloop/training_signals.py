@@ -282,7 +282,7 @@ def _from_decisions(decisions: list[Decision], prompts: _Prompts, out: Signals) 
         new = prompts.record(state.new_record_id)
         meta = {"record_id": new.id, "origin": new.origin, "record_label": new.label,
                 "strategy": rec.provenance.strategy, **common}
-        if new.text == rec.text and new.origin == "pool":       # a label correction of real text
+        if new.text == rec.text and new.origin == "pool" and not new.is_pair:   # a label correction of real text
             right, _ = prompts.of(new)
             out.sft.append(SFTRow(prompt=right, completion=new.text, **meta))
             out.kto.append(KTORow(prompt=right, completion=new.text, label=True, **meta))

@@ -77,7 +77,8 @@ def plan_(project: Project, fresh: bool) -> None:
                    "(default: [loop] review_budget).")
 @click.option("--simulate-pool", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="SIMULATED reviewer for pool suggestions: answers from the labels this labelled file gives the "
-                   "same texts. For forecasts and demos only; its decisions are marked simulated.")
+                   "same texts (a generate project: from the responses this pair file gives the same prompts). For "
+                   "forecasts and demos only; its decisions are marked simulated.")
 @click.option("--simulate-drafts", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="SIMULATED reviewer for drafts: a TF-IDF classifier trained on this labelled file (keep it apart "
                    "from the project's data) accepts a draft when it predicts the draft's label.")
@@ -92,11 +93,11 @@ def loop_(project: Project, rounds: int, with_review: bool, confirm: bool, budge
     from ..review import run_review
     from ..simulate import DraftJudge, LabelOracle
 
-    if project.cfg.project.task == "generate":
-        _pair_loop(project, rounds, with_review, simulate_drafts)
-        return
     if budget is not None:
         project.cfg.loop.review_budget = budget
+    if project.cfg.project.task == "generate":
+        _pair_loop(project, rounds, with_review, simulate_drafts, simulate_pool)
+        return
     reviewers = {}
     if simulate_pool or simulate_drafts:
         if project.cfg.loop.review_budget <= 0:
@@ -155,19 +156,26 @@ def budget_lines(budget: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _pair_loop(project: Project, rounds: int, with_review: bool, simulate_drafts: Path | None) -> None:
+def _pair_loop(project: Project, rounds: int, with_review: bool, simulate_drafts: Path | None,
+               simulate_pool: Path | None) -> None:
     """`goldloop loop` for a generate project: rounds of pairs kept by held-out reference NLL."""
+    from ..errors import ConfigError
     from ..loop_pairs import run_pair_loop
     from ..review import run_review
-    from ..simulate import PairJudge
+    from ..simulate import PairJudge, ResponseOracle
 
-    judge = None
+    reviewers = {}
     if simulate_drafts:
-        judge = PairJudge.from_file(simulate_drafts, project.cfg, project.embedder(), project.store)
+        reviewers["drafts"] = PairJudge.from_file(simulate_drafts, project.cfg, project.embedder(), project.store)
+    if simulate_pool:
+        if project.cfg.loop.review_budget <= 0:
+            raise ConfigError("pool suggestions spend a reviewer budget: give --budget N or set [loop] review_budget")
+        reviewers["pool"] = ResponseOracle.from_file(simulate_pool, project.cfg)
+    for judge in reviewers.values():
         project.say(f"{judge.name} (SIMULATED): {judge.description}")
     result = run_pair_loop(project.store, project.cfg, project.path, rounds, show_progress=not project.quiet,
                            review=(lambda n: run_review(project.store, project.cfg, n)) if with_review else None,
-                           reviewers={"drafts": judge} if judge else None, say=project.say)
+                           reviewers=reviewers or None, say=project.say)
     for c in result.rounds:
         out.print(f"round {c.round}: reference NLL {c.baseline_nll:.4f} -> {c.candidate_nll:.4f}: {escape(c.reason)}")
     out.print(escape(result.stopped))

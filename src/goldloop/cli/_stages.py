@@ -86,13 +86,17 @@ def _explain(project: Project, ref: str) -> None:
 @pass_project
 @fail_cleanly
 def suggest(project: Project, budget: int) -> None:
-    """Have the current model suggest labels for real pool records and queue the ones worth a reviewer's look."""
+    """Have the current model suggest labels for real pool records (a generate project: draft responses to
+    pool prompts) and queue the ones worth a reviewer's look."""
     from ..flywheel import analysis_focus
     from ..loop import kept_training
     from ..suggest import suggest as run_suggest
 
     store = project.store
     number = store.open_round()
+    if project.cfg.project.task == "generate":
+        _suggest_pairs(project, number, budget)
+        return
     training, weights, model_name = kept_training(store)
     f1, confused = analysis_focus(store, number)
     report = run_suggest(store, project.cfg, number, budget, project.embedder(), training, weights=weights, f1=f1,
@@ -105,6 +109,26 @@ def suggest(project: Project, budget: int) -> None:
     out.print(f"round {number}: {report.picked} of {report.eligible} open pool records picked ({reasons}); "
               f"{report.heldout_excluded} left out as duplicates of held-out records, {report.answered} answered "
               "before. Review them with `goldloop review` or `goldloop serve`.")
+
+
+def _suggest_pairs(project: Project, number: int, budget: int) -> None:
+    from ..llm import make_llm
+    from ..suggest_pairs import suggest_pairs
+
+    llm = make_llm(project.cfg.llm, project.cfg.executor)
+    try:
+        rep = suggest_pairs(project.store, project.cfg, number, budget, llm, project.embedder(),
+                            show_progress=not project.quiet)
+    finally:
+        llm.close()
+    if rep.already:
+        out.print(f"round {number} has its {rep.drafted} suggested responses already; review them with "
+                  "`goldloop review` or `goldloop serve`")
+        return
+    out.print(f"round {number}: {rep.picked} of {rep.eligible} open pool prompts picked, {rep.drafted} with a drafted "
+              f"response ({rep.failed} gave none: run `goldloop suggest` again to retry them); "
+              f"{rep.heldout_excluded} left out as repeats of held-out pairs, {rep.answered} answered before. "
+              "Review them with `goldloop review` or `goldloop serve`.")
 
 
 @click.command()

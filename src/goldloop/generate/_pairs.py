@@ -27,7 +27,7 @@ from ..errors import Interrupted, StageError
 from ..interrupts import graceful_stop
 from ..llm import LLM, CompletionRequest, sampling_controls
 from ..progress import progress_bar
-from ..records import Provenance, Record, content_hash, normalize_text, now, pair_normalize_mode
+from ..records import SOURCE_KEYS, SUGGEST, Provenance, Record, content_hash, normalize_text, now, pair_normalize_mode
 from ..store import Store
 from ._runner import GenerateReport, ReplyBatch, generation_row
 from ._strategies import _ENV, Prompt, Rules, Strategy, _templates
@@ -169,6 +169,7 @@ class PlannedPair:
     seeds: tuple[str, ...]
     template_hash: str
     answers: tuple[str, str] | None = None      # (draft id, its prompt): a second response to a drafted prompt
+    suggests: Record | None = None              # a pool prompt: the reply is its suggested response
 
 
 def _request(cfg: Config, llm: LLM, strategy: PairStrategy, prompt: Prompt, template_hash: str,
@@ -292,13 +293,25 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
             records: list[Record] = []
             error = result.error
             if result.ok:
-                if plan.answers is not None:
+                if plan.suggests is not None:
+                    answer = PairResponse().parse_response(result.text or "", result.extra.get("parsed"))
+                    pair = (plan.suggests.text, answer) if answer else None
+                elif plan.answers is not None:
                     answer = PairResponse().parse_response(result.text or "", result.extra.get("parsed"))
                     pair = (plan.answers[1], answer) if answer else None
                 else:
                     pair = PAIR_STRATEGIES[plan.strategy]().parse_pair(result.text or "", result.extra.get("parsed"))
                 prompt, response = (normalize_text(pair[0], mode), normalize_text(pair[1], mode)) if pair else ("", "")
-                if prompt and response:
+                if plan.suggests is not None and response:
+                    parent = plan.suggests
+                    prov = Provenance(parents=(parent.id, *plan.seeds), strategy=SUGGEST, backend=llm.backend,
+                                      model=llm.model, params={**req.sampling(), "template": PairResponse.name,
+                                                               **{k: parent.provenance.params[k] for k in SOURCE_KEYS
+                                                                  if k in parent.provenance.params}},
+                                      template_hash=plan.template_hash, request_key=req.key, round=round,
+                                      source=f"suggest: response to pool prompt {parent.id}", created_at=now())
+                    records.append(Record.suggested_pair(parent, response, prov))
+                elif prompt and response:
                     # a second response's prompt is its parent draft's; the response is this request's
                     source = f"generate: response to the prompt of {plan.answers[0]}" if plan.answers else "generate"
                     prov = Provenance(parents=plan.seeds, strategy=plan.strategy, backend=llm.backend, model=llm.model,
@@ -306,7 +319,8 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
                                       round=round, source=source, created_at=now())
                     records.append(Record.synthetic_pair(prompt, response, prov))
                 else:
-                    error = "unparsable: the reply holds no complete prompt and response"
+                    error = ("unparsable: the reply holds no response" if plan.suggests or plan.answers
+                             else "unparsable: the reply holds no complete prompt and response")
             row = generation_row(req, result, llm, round, plan.strategy, "", error)
             batch.add(row, records)
             report.count(row, records=len(records))

@@ -2,7 +2,8 @@
 
 An edit never changes a record: it makes a new one (origin ``edited``) whose parent is the
 original. A new label on a pool suggestion's unchanged text is a correction: the new record is
-still real (origin ``pool``); a changed text makes it an ``edited`` row like any other. Its text is normalised like gold text; its label must be one of the project's labels
+still real (origin ``pool``), and so is a new response to a pool prompt (the `generate` task);
+a changed text or prompt makes it an ``edited`` row like any other. Its text is normalised like gold text; its label must be one of the project's labels
 (so a typo never becomes a new class in the next snapshot); an empty text or an edit that
 changes nothing is refused, with what to do instead.
 """
@@ -79,4 +80,7 @@ def _edit_pair(original: Record, prompt: str | None, response: str | None, *, no
         raise EditRefused("empty", "an edited pair needs a prompt and a response; reject the item instead")
     if new_prompt == original.text and new_response == original.response:
         raise EditRefused("unchanged", "the edit changes nothing; accept the item instead")
+    if original.origin == "pool" and new_prompt == original.text:
+        # a reviewer's response to a real prompt is a real row; a changed prompt is no longer real
+        return Record.corrected_pair(original, new_response, reviewer, round)
     return Record.edited_pair(original, new_prompt, new_response, reviewer, round)

@@ -1,4 +1,5 @@
-"""Suggested labels for real pool records: which records they are, and how a reviewer is told."""
+"""Suggested labels for real pool records (responses, for pool prompts): which records they are, and how a
+reviewer is told."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def suggestion_view(record: Record) -> dict[str, Any] | None:
     if not is_suggestion(record):
         return None
     p = record.provenance.params
+    if record.is_pair:
+        return {"confidence": None, "runner_up": None, "why": "",
+                "summary": f"response drafted by {record.provenance.model or 'the model'} for a real prompt: "
+                           "accept it, rewrite it, or reject the prompt"}
     conf = p.get("confidence")
     return {"confidence": conf, "runner_up": p.get("runner_up"), "why": p.get("why", ""),
             "summary": (f"suggested by the model ({conf:.0%} sure; next: {p.get('runner_up')})"

@@ -85,7 +85,7 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
     while i < len(queue) and (limit is None or summary.accept + summary.reject + summary.edit
                               + summary.skip < limit):
         rec = queue[i]
-        seeds = store.records(ids=rec.provenance.parents)
+        seeds = [s for s in store.records(ids=rec.provenance.parents) if s.origin != "pool"]   # not the pool prompt itself
         hint = suggestion_view(rec)
         if rec.is_pair:
             body = (f"[dim]prompt[/dim]\n{escape(rec.text)}\n\n[dim]response[/dim]\n[bold]{escape(rec.response)}[/bold]"
@@ -94,7 +94,8 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
             body = (f"[bold]{escape(rec.text)}[/bold]\n\n[dim]{'suggested label' if hint else 'label'}[/dim] "
                     f"{escape(rec.label)}   [dim]strategy[/dim] {escape(rec.provenance.strategy)}")
         if hint:
-            body += f"\n[cyan]{escape(hint['summary'])} · {escape(hint['why'])}[/cyan] (a: confirm, e: correct, r: unusable)"
+            said = " · ".join(escape(x) for x in (hint["summary"], hint["why"]) if x)
+            body += f"\n[cyan]{said}[/cyan] (a: confirm, e: correct, r: unusable)"
         if rec.id in flags:
             body += f"\n[yellow]{escape(flags[rec.id].flag)}: {escape(flags[rec.id].reason)}[/yellow]"
         for s in seeds:

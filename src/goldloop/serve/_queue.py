@@ -125,7 +125,8 @@ def claim(store: Store, reviewer: str, round: int, want: int, have: list[int], l
 
 
 def _record_view(store: Store, record: Record) -> dict[str, Any]:
-    seeds = store.records(ids=record.provenance.parents)
+    # a suggestion's first parent is its own pool record (the same text): not a seed
+    seeds = [s for s in store.records(ids=record.provenance.parents) if s.origin != "pool"]
     verdicts = store.verdicts(record_id=record.id)
     doubt = next((v.reason for v in verdicts if v.flag == DOUBT), None)
     return {"id": record.id, "text": record.text, "label": record.label, "origin": record.origin,

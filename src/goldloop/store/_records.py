@@ -71,7 +71,7 @@ class RecordTables(AuditLog):
                                               "created_at"), "id",
                               [(r.id, r.text, text_hash(r.text), r.label, r.origin, r.split, r.round,
                                 r.provenance.created_at or stamp) for r in new])
-            pairs = [r for r in new if r.is_pair]
+            pairs = [r for r in new if r.is_pair or r.system or r.context]   # a pool prompt may have a system text
             if pairs:
                 self._bulk_insert(db, "record_parts", ("record_id", "response", "response_hash", "system", "context"),
                                   "record_id", [(r.id, r.response, text_hash(r.response), r.system, r.context)

@@ -74,7 +74,7 @@ export function render(keyAt) {
       // A stress-test suite case: the label is the expected one; it is scored on, never trained on.
       $("suggestion").hidden = !r.suggestion && !r.suite;
       $("suggestion").textContent = r.suite ? r.suite.note
-        : r.suggestion ? r.suggestion.summary + " · " + r.suggestion.why : "";
+        : r.suggestion ? [r.suggestion.summary, r.suggestion.why].filter(Boolean).join(" · ") : "";
       $("label-kind").textContent = r.suite ? "suite " + r.suite.name + " · expected label"
         : r.suggestion ? "suggested label" : "label";
     }
