@@ -314,6 +314,7 @@ def test_the_pair_loop_keeps_rounds_by_held_out_nll_and_carries_kept_rows(tiny: 
     from goldloop.cli import main
     from goldloop.config import Config
     from goldloop.loop_pairs import call_round
+    from goldloop.review import review_states
     from goldloop.store import open_store
 
     cfg = Config()
@@ -339,15 +340,33 @@ def test_the_pair_loop_keeps_rounds_by_held_out_nll_and_carries_kept_rows(tiny: 
                                   for w in ["pump", "fan", "saw", "drill", "mixer", "press", "lathe", "loom", "kiln",
                                             "forge", "winch", "hoist", "crane", "valve", "gauge", "meter", "motor",
                                             "rotor", "stator", "relay", "fuse", "switch"]), encoding="utf-8")
-    res = runner.invoke(main, ["-p", str(project), "loop", "--rounds", "2", "--simulate-drafts", str(judge_file)])
+    # real prompts with no response (the pool), and the file the simulated oracle answers them from
+    tools = ["lamp", "heater", "scanner", "blender", "toaster", "speaker"]
+    pool_file, known = tmp_path / "pool.jsonl", tmp_path / "known.jsonl"
+    pool_file.write_text("".join(json.dumps({"prompt": f"what does the {w} do"}) + "\n" for w in tools), encoding="utf-8")
+    known.write_text("".join(json.dumps({"prompt": f"what does the {w} do", "response": f"it {w}s"}) + "\n"
+                             for w in tools), encoding="utf-8")
+    assert runner.invoke(main, ["-p", str(project), "ingest", str(pool_file), "--split", "pool"]).exit_code == 0
+    res = runner.invoke(main, ["-p", str(project), "loop", "--rounds", "2", "--simulate-drafts", str(judge_file),
+                               "--budget", "4", "--simulate-pool", str(known)])
     assert res.exit_code == 0, res.output
     said = " ".join(res.output.split())
     assert "round 1: reference NLL" in said and "round 2: reference NLL" in said and "ran the 2 round(s)" in said
     store = open_store(project)
     loops = [r.metrics["loop"] for r in store.rounds()]
     assert [m["task"] for m in loops] == ["generate", "generate"]
-    assert loops[0]["simulated_reviewers"][0]["name"] == "simulated:pair-judge"
+    assert [j["name"] for j in loops[0]["simulated_reviewers"]] == ["simulated:pair-judge", "simulated:response-oracle"]
     assert all(d.simulated for d in store.decisions())
+    # each round drafted responses to [loop] review_budget x pool_share = 3 pool prompts, all answered
+    from goldloop.review import suggestions
+
+    for number in (1, 2):
+        made = [r for r in suggestions(store, number) if r.is_pair]
+        assert len(made) == 3 and all(r.text.startswith("what does the") for r in made)
+        answered = review_states(store.decisions(round=number))
+        assert all(answered[r.id].action in ("accept", "edit") for r in made)
+    assert not {r.provenance.parents[0] for r in suggestions(store, 1)} & {r.provenance.parents[0]
+                                                                        for r in suggestions(store, 2)}
     assert len(loops[1]["candidate_nll_per_pair"]) == 2
     html = (project / "reports" / "loop.html").read_text(encoding="utf-8")
     assert "held-out reference NLL" in html and "<svg" in html and "simulated:pair-judge" in html

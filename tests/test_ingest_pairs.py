@@ -135,11 +135,13 @@ def test_pairs_sharing_a_prompt_land_in_one_split(env):
     assert {s for splits in by_prompt.values() for s in splits} == {"train", "heldout"}
 
 
-def test_pool_and_classify_stages_refuse_a_generate_project(env):
+def test_classify_stages_refuse_a_generate_project(env):
     tmp, cfg, store = env
-    _fails(env, write_csv(tmp / "pool.csv", PAIRS[:2], header=("prompt", "response")), "a pool of unanswered prompts",
-           split="pool")
     from goldloop.loop import run_loop
+    from goldloop.suggest import suggest
+
+    with pytest.raises(StageError, match="classify"):
+        suggest(store, cfg, 1, 2, None, [])
 
     with pytest.raises(StageError, match="classify task only so far"):
         run_loop(store, cfg, tmp, 1, show_progress=False)
@@ -151,9 +153,11 @@ def test_pairs_round_trip_on_sqlite_and_postgresql(any_store):
     pair = Record.gold_pair("Summarise:\n  the claim", "Paid.\n\nIn full.", "heldout", "t.jsonl line 1",
                             system="Be terse.", context="Claim 7")
     plain = Record.gold("a ticket", "billing", source="t.csv line 2")
-    any_store.add_records([pair, plain])
+    prompt = Record.pool_prompt("def f(): pass", "pool.jsonl line 1", system="Be terse.")
+    any_store.add_records([pair, plain, prompt])
     back = {r.id: r for r in any_store.records()}
     assert back[pair.id] == pair and back[plain.id] == plain and not back[plain.id].is_pair
+    assert back[prompt.id] == prompt and not prompt.is_pair        # a pool prompt keeps its system text
     assert any_store.response_hashes(split="heldout") and not any_store.response_hashes(split="train")
     assert any_store.verify_audit().ok
 

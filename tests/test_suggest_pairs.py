@@ -160,3 +160,49 @@ def test_suggest_needs_gold_and_a_pool(tmp_path) -> None:
         suggest_pairs(store, cfg, 1, 2, FakeLLM(_reply), None)
     assert Record.pool_prompt("p").id != Record.pool("p").id
     store.close()
+
+
+def test_the_review_page_shows_a_suggested_response_without_its_pool_prompt_as_a_seed(project) -> None:
+    from goldloop.serve import sync_queue
+    from goldloop.serve._queue import item_view
+
+    cfg, store, _ = project
+    suggest_pairs(store, cfg, 1, 2, FakeLLM(_reply), None)
+    sync_queue(store, cfg, 1)
+    _, slots = store.claim_slots("ann", 1, 10, 60.0, 1)
+    views = [item_view(store, s) for s in slots]
+    shown = [r for v in views for r in v["records"] if r["origin"] == "pool"]
+    assert len(shown) == 2
+    for r in shown:
+        assert r["pair"] and r["response"] and r["suggestion"]["summary"].startswith("response drafted by fake-echo")
+        assert r["seeds"] and all(s["response"] for s in r["seeds"])       # gold pairs, not the pool prompt
+
+
+def test_the_cli_suggests_responses_and_traces_them(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from goldloop.cli import main
+    from goldloop.config import Config
+
+    project, runner = tmp_path / "docs", CliRunner()
+    assert runner.invoke(main, ["-p", str(project), "init", "--task", "generate"]).exit_code == 0
+    cfg = Config.load(project)
+    cfg.llm.backend, cfg.embed.backend = "fake", "fake"
+    cfg.save(project)
+    for name, rows, split in (("train.jsonl", [{"prompt": p, "response": r} for p, r in GOLD], "train"),
+                              ("held.jsonl", [{"prompt": p, "response": r} for p, r in HELD], "heldout"),
+                              ("pool.jsonl", [{"prompt": p} for p in POOL], "pool")):
+        _write(tmp_path / name, rows)
+        res = runner.invoke(main, ["-p", str(project), "ingest", str(tmp_path / name), "--split", split])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["-p", str(project), "suggest", "--budget", "3"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "3 of 10 open pool prompts picked, 3 with a drafted response" in said
+    said = " ".join(runner.invoke(main, ["-p", str(project), "status"]).output.split())
+    assert "10 real prompts awaiting a response; 3 suggested responses" in said
+    store = open_store(project)
+    made = suggestions(store, 1)[0]
+    store.close()
+    res = runner.invoke(main, ["-p", str(project), "trace", made.id])
+    assert res.exit_code == 0 and "response suggested by fake:fake-echo" in " ".join(res.output.split())

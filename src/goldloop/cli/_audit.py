@@ -80,10 +80,12 @@ def _print_lineage(node: dict[str, Any], depth: int = 0) -> None:
     elif node["origin"] == "edited":
         out.print(f"{pad}  edited by {escape(p['reviewer'] or p['source'])}")
     elif node["origin"] == "pool":
-        kind = {"ingest": "real pool record from", "correct": "label corrected by"}.get(p["strategy"])
+        kind = {"ingest": "real pool record from",
+                "correct": "response rewritten by" if pair else "label corrected by"}.get(p["strategy"])
+        made = ("machine label (self-training)" if p["strategy"] == "self_train.v1" else
+                "response suggested" if pair else "label suggested")
         out.print(f"{pad}  {kind} {escape(p['source'] if p['strategy'] == 'ingest' else p['reviewer'])}" if kind else
-                  f"{pad}  {'machine label (self-training)' if p['strategy'] == 'self_train.v1' else 'label suggested'}"
-                  f" by {escape(p['backend'])}:{escape(p['model'])}")
+                  f"{pad}  {made} by {escape(p['backend'])}:{escape(p['model'])}")
     else:
         out.print(f"{pad}  drafted by {escape(p['backend'])}:{escape(p['model'])} with {escape(p['strategy'])} "
                   f"(template {p['template_hash'][:12]}, request {p['request_key'][:12]}, "

@@ -115,7 +115,11 @@ def status(project: Project) -> None:
     out.print(f"synthetic records: {len(store.records(origin='synthetic'))}; edited: "
               f"{len(store.records(origin='edited'))}; decisions: {len(decisions)} "
               f"({sum(d.simulated for d in decisions)} by simulated reviewers)")
-    if pool:
+    if pool and project.cfg.project.task == "generate":
+        out.print(f"pool: {sum(r.split == 'pool' for r in pool)} real prompts awaiting a response; "
+                  f"{sum(is_suggestion(r) for r in pool)} suggested responses, "
+                  f"{sum(r.provenance.strategy == 'correct' for r in pool)} rewritten by reviewers")
+    elif pool:
         out.print(f"pool: {sum(r.split == 'pool' for r in pool)} unlabelled real records; "
                   f"{sum(is_suggestion(r) for r in pool)} suggested labels")
     ingested = class_counts(gold + [r for r in pool if r.split == "pool"])
