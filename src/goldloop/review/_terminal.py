@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from ..config import Config
-from ..filters import passing
+from ..filters import round_marks
 from ..records import Decision, Record, now
 from ..store import Store
 from ._edit import EditRefused, edit_record, project_labels
@@ -41,12 +41,15 @@ class ReviewSummary:
 
 def review_queue(store: Store, round: int) -> list[Record]:
     """Candidates of ``round`` (drafts that passed every filter, pool records with a suggested label)
-    that no one has decided on yet; flagged first."""
-    candidates = store.records(origin="synthetic", round=round) + suggestions(store, round)
-    verdicts = store.verdicts(round=round)
-    dropped, _, flagged = passing(verdicts)
+    that no one has decided on yet; flagged first. The drafts are read a page at a time and only
+    the drops and flags among the round's verdicts are read, so a big round's passing drafts and
+    verdicts are never all held."""
+    dropped, flagged = round_marks(store, round)
     states = review_states(store.decisions(round=round))
-    todo = [c for c in candidates if c.id not in dropped and states.get(c.id, NONE).action == "none"]
+    todo: list[Record] = []
+    for page in store.iter_records(origin="synthetic", round=round):
+        todo += [c for c in page if c.id not in dropped and states.get(c.id, NONE).action == "none"]
+    todo += [c for c in suggestions(store, round) if c.id not in dropped and states.get(c.id, NONE).action == "none"]
     return sorted(todo, key=lambda c: (c.id not in flagged,))
 
 
@@ -76,8 +79,6 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
     console = console or Console(stderr=True)
     who = reviewer or cfg.review.reviewer or getpass.getuser()
     queue = review_queue(store, round)
-    verdicts = store.verdicts(round=round)
-    flags = {v.record_id: v for v in verdicts if v.flag}
     labels = project_labels(store, cfg)
     summary = ReviewSummary()
     history: list[Record] = []
@@ -96,8 +97,8 @@ def run_review(store: Store, cfg: Config, round: int, reviewer: str | None = Non
         if hint:
             said = " · ".join(escape(x) for x in (hint["summary"], hint["why"]) if x)
             body += f"\n[cyan]{said}[/cyan] (a: confirm, e: correct, r: unusable)"
-        if rec.id in flags:
-            body += f"\n[yellow]{escape(flags[rec.id].flag)}: {escape(flags[rec.id].reason)}[/yellow]"
+        for v in (v for v in store.verdicts(record_id=rec.id) if v.flag and v.round == round):
+            body += f"\n[yellow]{escape(v.flag)}: {escape(v.reason)}[/yellow]"
         for s in seeds:
             body += f"\n[dim]seed[/dim] {escape(' '.join(s.text.split()[:40]))}"
         console.print(Panel(body, title=f"{i + 1} of {len(queue)}  ·  {rec.id[:12]}", subtitle=escape(HELP)))
