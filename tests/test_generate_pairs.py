@@ -304,8 +304,11 @@ def test_the_generate_demo_runs_a_round_on_standard_library_docstrings(tiny: str
                                     "--embedder", "fake", "--base-model", tiny])
     assert res.exit_code == 0, res.output
     said = " ".join(res.output.split())
-    assert "SIMULATED reviewer" in said and "simulated:pair-judge" in said
+    assert "SIMULATED reviewer" in said and "simulated:pair-judge" in said and "simulated:response-oracle" in said
     assert "held-out real pairs" in said and "NLL change" in said and "demo finished" in said
+    import re
+
+    assert re.search(r"pool: 20 docstrings drafted for 20 of \d+ real functions", said), said
 
 
 def test_the_pair_loop_keeps_rounds_by_held_out_nll_and_carries_kept_rows(tiny: str, tmp_path: Path) -> None:

@@ -5,6 +5,11 @@ The embedded model drafts pairs around the gold pairs, the pair filters judge th
 simulated pair judge (calibrated on real pairs the project never trains or scores on) accepts or
 rejects what passed, and a LoRA adapter of SmolLM2-135M-Instruct trained on gold only is
 compared with one trained on gold + the accepted drafts, on held-out real pairs.
+
+With ``pool_budget``, further functions come in as pool prompts alone (their docstrings hidden
+from the project), the suggest stage drafts a docstring for ``pool_budget`` of them, and the
+SIMULATED response oracle answers each from the real docstring (accepts a close draft, otherwise
+writes the real one in, as a reviewer who knows it would); those rows train too.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from .filters import passing, run_filters
 from .ingest import ingest_file
 from .loop import generate_stage
 from .review import review_states
-from .simulate import PairJudge, apply_simulated
+from .records import normalize_text, pair_normalize_mode, text_hash
+from .simulate import PairJudge, ResponseOracle, apply_simulated
 from .stdlib_pairs import python_version, stdlib_pairs
 from .store import Store
 
@@ -46,21 +52,26 @@ class PairsDemo:
     passed: int
     accepted: int
     evaluation: PairEvaluation
+    oracle: ResponseOracle | None = None
+    pool: dict[str, int] | None = None          # prompts, picked, drafted; the oracle's answers
 
     def to_json(self) -> dict[str, Any]:
         return {"gold": self.gold, "heldout": self.heldout, "judge": self.judge.to_json(), "drafted": self.drafted,
-                "passed": self.passed, "accepted": self.accepted, "evaluation": self.evaluation.to_json()}
+                "passed": self.passed, "accepted": self.accepted, "evaluation": self.evaluation.to_json(),
+                "oracle": self.oracle.to_json() if self.oracle else None, "pool": self.pool}
 
 
 def run_pairs_demo(project_dir: Path, store: Store, cfg: Config, *, gold: int = 60, heldout: int = 40,
-                   judge_pairs: int = 300, generate: int = 20, show_progress: bool = True,
-                   say: Any = lambda _: None) -> PairsDemo:
+                   judge_pairs: int = 300, generate: int = 20, pool: int = 200, pool_budget: int = 0,
+                   show_progress: bool = True, say: Any = lambda _: None) -> PairsDemo:
     """Build the demo project in ``project_dir`` and run its one round (see the module's text)."""
     pairs = stdlib_pairs()
     order = random.Random(cfg.project.seed).sample(range(len(pairs)), len(pairs))
+    cut = gold + heldout + judge_pairs
     picked = {"gold": [pairs[i] for i in order[:gold]],
               "heldout": [pairs[i] for i in order[gold:gold + heldout]],
-              "judge": [pairs[i] for i in order[gold + heldout:gold + heldout + judge_pairs]]}
+              "judge": [pairs[i] for i in order[gold + heldout:cut]],
+              "pool": [pairs[i] for i in order[cut:cut + pool]] if pool_budget else []}
     for name, rows in picked.items():
         (project_dir / f"{name}.jsonl").write_text(
             "".join(json.dumps({"prompt": p["prompt"], "response": p["response"], "source": p["source"]}) + "\n"
@@ -83,6 +94,36 @@ def run_pairs_demo(project_dir: Path, store: Store, cfg: Config, *, gold: int = 
     states = review_states(store.decisions(round=number))
     accepted = sum(1 for r in passed if states.get(r.id) and states[r.id].action == "accept")
     say(f"round {number}: {report.records} drafts, {filtered.passed} passed the filters, {accepted} accepted by "
-        f"{judge.name}; training adapters and scoring on held-out pairs")
+        f"{judge.name}")
+    oracle, answered = None, None
+    if pool_budget:
+        oracle, answered = _pool_round(project_dir, store, cfg, number, picked["pool"], pool_budget, embedder,
+                                       show_progress, say)
+    say(f"round {number}: training adapters and scoring on held-out pairs")
     _, evaluation = close_pair_round(store, cfg, project_dir, number, embedder=embedder, generate=generate)
-    return PairsDemo(n_gold, n_held, judge, report.records, filtered.passed, accepted, evaluation)
+    return PairsDemo(n_gold, n_held, judge, report.records, filtered.passed, accepted, evaluation, oracle, answered)
+
+
+def _pool_round(project_dir: Path, store: Store, cfg: Config, number: int, pool: list[dict[str, str]], budget: int,
+                embedder: CachedEmbedder, show_progress: bool, say: Any) -> tuple[ResponseOracle, dict[str, int]]:
+    """Pool prompts in, ``budget`` suggested docstrings drafted, the simulated oracle's answers stored."""
+    from .llm import make_llm
+    from .loop_pairs import answer_suggestions
+    from .suggest_pairs import suggest_pairs
+
+    path = project_dir / "pool-prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p["prompt"], "source": p["source"]}) + "\n" for p in pool),
+                    encoding="utf-8")
+    ingest_file(store, cfg, path, split="pool")
+    llm = make_llm(cfg.llm, cfg.executor)
+    try:
+        rep = suggest_pairs(store, cfg, number, budget, llm, embedder, show_progress=show_progress)
+    finally:
+        llm.close()
+    mode = pair_normalize_mode(cfg.ingest.normalize)
+    oracle = ResponseOracle({text_hash(normalize_text(p["prompt"], mode)): normalize_text(p["response"], mode)
+                             for p in pool}, "the pool functions' own docstrings (hidden from the project)")
+    counts = answer_suggestions(store, cfg, number, oracle)
+    say(f"round {number}: {rep.drafted} docstrings drafted for {rep.picked} pool prompts; {oracle.name} accepted "
+        f"{counts['accept']} and wrote {counts['edit']} in")
+    return oracle, {"prompts": rep.pool, "picked": rep.picked, "drafted": rep.drafted, **counts}

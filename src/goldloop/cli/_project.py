@@ -175,11 +175,14 @@ def config_reference() -> None:
                    "scored every round and never trained on (0: no suite).")
 @click.option("--base-model", default="smollm2", show_default=True,
               help="generate: the model the adapters are trained on (a GGUF file, a folder, or smollm2).")
+@click.option("--pool-budget", type=click.IntRange(min=0), default=20, show_default=True,
+              help="generate: pool prompts (functions, docstrings hidden) the model drafts a docstring for, each "
+                   "answered by the SIMULATED response oracle from the real docstring (0: no pool).")
 @pass_project
 @fail_cleanly
 def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_label: int, pool_per_label: int,
          candidates_per_label: int, rounds: int, budget: int, backend: str, embedder: str, task: str,
-         suite_per_label: int, base_model: str) -> None:
+         suite_per_label: int, base_model: str, pool_budget: int) -> None:
     """Run the flywheel on 20 Newsgroups (real posts) with SIMULATED reviewers; print held-out scores.
     With --task generate: a round of prompt -> response pairs (standard-library docstrings)."""
     import shutil
@@ -193,7 +196,7 @@ def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_labe
         shutil.rmtree(demo_dir)
     demo_dir.mkdir(parents=True, exist_ok=True)
     if task == "generate":
-        _demo_generate(project, demo_dir, backend, embedder, base_model, started)
+        _demo_generate(project, demo_dir, backend, embedder, base_model, pool_budget, started)
         return
     cfg = demo_config(candidates_per_label=candidates_per_label, rounds=rounds, budget=budget)
     cfg.llm.backend = backend
@@ -243,7 +246,7 @@ def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_labe
 
 
 def _demo_generate(project: Project, demo_dir: Path, backend: str, embedder: str, base_model: str,
-                   started: float) -> None:
+                   pool_budget: int, started: float) -> None:
     from ..demo_pairs import pairs_demo_config, run_pairs_demo
 
     cfg = pairs_demo_config(base_model=base_model)
@@ -251,14 +254,21 @@ def _demo_generate(project: Project, demo_dir: Path, backend: str, embedder: str
     cfg.save(demo_dir)
     store = open_store(demo_dir)
     say = (lambda m: None) if project.quiet else (lambda m: err.print(f"[dim]{escape(m)}[/dim]"))
-    result = run_pairs_demo(demo_dir, store, cfg, show_progress=not project.quiet, say=say)
-    out.print("SIMULATED reviewer (a demo stand-in for people; every decision it makes is marked simulated):")
-    out.print(f"  {escape(result.judge.name)}: {escape(result.judge.description)}")
+    result = run_pairs_demo(demo_dir, store, cfg, pool_budget=pool_budget, show_progress=not project.quiet, say=say)
+    out.print("SIMULATED reviewers (demo stand-ins for people; every decision they make is marked simulated):")
+    for judge in (result.judge, result.oracle):
+        if judge is not None:
+            out.print(f"  {escape(judge.name)}: {escape(judge.description)}")
     ev = result.evaluation
     out.print(f"drafted {result.drafted} pairs, {result.passed} passed the filters, {result.accepted} accepted")
+    if result.pool:
+        p = result.pool
+        out.print(f"pool: {p['drafted']} docstrings drafted for {p['picked']} of {p['prompts']} real functions; "
+                  f"{p['accept']} accepted as drafted, {p['edit']} written in by the simulated reviewer "
+                  "(real docstrings: reviewer-written rows)")
     out.print(f"on {ev.heldout_size} held-out real pairs ({escape(ev.base_model)} + LoRA, {cfg.trl.max_steps} steps):")
     for name, m, n in (("gold only", ev.gold_only, ev.train_sizes["gold_only"]),
-                       ("with synthetic", ev.with_synthetic, ev.train_sizes["with_synthetic"])):
+                       ("with the round", ev.with_synthetic, ev.train_sizes["with_synthetic"])):
         out.print(f"  {name:<15} reference NLL {m['nll']:.4f}, chrF {m['chrf']:.2f}, ROUGE-L {m['rouge_l']:.4f}"
                   f"  ({n} pairs)")
     out.print(f"  NLL change {ev.delta_nll:+.4f}, interval {ev.interval[0]:+.4f} … {ev.interval[1]:+.4f}: "
