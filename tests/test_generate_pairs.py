@@ -368,11 +368,13 @@ def test_the_pair_loop_keeps_rounds_by_held_out_nll_and_carries_kept_rows(tiny: 
         assert len(made) == 3 and all(r.text.startswith("what does the") for r in made)
         answered = review_states(store.decisions(round=number))
         assert all(answered[r.id].action in ("accept", "edit") for r in made)
+    assert loops[0]["pool"]["suggested"] == 3 and loops[0]["pool"]["accepted"] + loops[0]["pool"]["rewritten"] == 3
     assert not {r.provenance.parents[0] for r in suggestions(store, 1)} & {r.provenance.parents[0]
                                                                         for r in suggestions(store, 2)}
     assert len(loops[1]["candidate_nll_per_pair"]) == 2
     html = (project / "reports" / "loop.html").read_text(encoding="utf-8")
     assert "held-out reference NLL" in html and "<svg" in html and "simulated:pair-judge" in html
+    assert "pool: accepted / rewritten / rejected" in html and "of 3</td>" in html
     report = json.loads((project / "reports" / "loop.json").read_text(encoding="utf-8"))
     assert [x["round"] for x in report["rounds"]] == [1, 2] and "loop report:" in said
     # part of each round aims at the held-out pairs the kept model does worst on

@@ -24,6 +24,7 @@ the round's training set. The drafts are reviewed whole, as before.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,11 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
         if pool_judge is not None:
             answer_suggestions(store, cfg, number, pool_judge)
         states = review_states(store.decisions(round=number))
-        accepted = sum(1 for s in states.values() if s.action in ("accept", "edit"))
+        pool_made = {r.id for r in suggestions(store, number) if r.is_pair}
+        accepted = sum(1 for rid, s in states.items() if s.action in ("accept", "edit") and rid not in pool_made)
+        answered = Counter(states[rid].action for rid in pool_made if rid in states)
+        pool = {"suggested": len(pool_made), "accepted": answered["accept"], "rewritten": answered["edit"],
+                "rejected": answered["reject"]}
         round_snap = build_snapshot(store, cfg, number, reviewed_only=judge is not None or review is not None)
         snap = accumulated_snapshot(store, cfg, round_snap, carried_records(store))
         say(f"round {number}: training on {len(snap.record_ids)} pairs and scoring {len(heldout)} held-out pairs")
@@ -169,6 +174,7 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
         store.finish_round(number, snap.id, {"loop": {**call.to_json(), "task": "generate",
                                                       "candidate_nll_per_pair": [round(x, 5) for x in candidate],
                                                       "baseline": kept.number if kept else "gold only",
+                                                      "pool": pool,
                                                       "simulated_reviewers": [j.to_json() for j in (judge, pool_judge)
                                                                               if j is not None]},
                                              "timings": {k: round(v, 2) for k, v in timings.items()}})
