@@ -293,12 +293,10 @@ def generate_pairs(store: Store, cfg: Config, llm: LLM, round: int, planned: Seq
             records: list[Record] = []
             error = result.error
             if result.ok:
-                if plan.suggests is not None:
+                if plan.suggests is not None or plan.answers is not None:     # a response to a given prompt
                     answer = PairResponse().parse_response(result.text or "", result.extra.get("parsed"))
-                    pair = (plan.suggests.text, answer) if answer else None
-                elif plan.answers is not None:
-                    answer = PairResponse().parse_response(result.text or "", result.extra.get("parsed"))
-                    pair = (plan.answers[1], answer) if answer else None
+                    given = plan.suggests.text if plan.suggests is not None else plan.answers[1]  # type: ignore[index]
+                    pair = (given, answer) if answer else None
                 else:
                     pair = PAIR_STRATEGIES[plan.strategy]().parse_pair(result.text or "", result.extra.get("parsed"))
                 prompt, response = (normalize_text(pair[0], mode), normalize_text(pair[1], mode)) if pair else ("", "")
