@@ -267,7 +267,8 @@ def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path)
         figures["coherent_drafts"] = {"kept": len(picked["coherent_synthetic"]), "of": len(accepted),
                                       "ifd_ceiling": round(ceiling, 4)}
     gold_model = None                                                                   # done with it
-    rows["with_synthetic"] = fit_and_score("gold+synthetic", gold + accepted, held, args, work)
+    if "with_synthetic" not in args.skip_rows:
+        rows["with_synthetic"] = fit_and_score("gold+synthetic", gold + accepted, held, args, work)
     for row, kept in picked.items():
         rows[row] = fit_and_score(row.replace("_", "-"), gold + kept, held, args, work)
     if "gold2" in levers:
@@ -282,7 +283,8 @@ def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path)
         # what a round with the pool on trains: gold, the accepted drafts and the reviewed pool prompts
         pool = _records_of(sets.get("pool", []))                                        # type: ignore[union-attr]
         rows["with_pool"] = fit_and_score("gold+synthetic+pool", gold + accepted + pool, held, args, work)
-    rows["full"] = fit_and_score("all-real", _records_of(sets["full"]), held, args, work)   # type: ignore[index]
+    if "full" not in args.skip_rows:
+        rows["full"] = fit_and_score("all-real", _records_of(sets["full"]), held, args, work)   # type: ignore[index]
     print(f"seed {drafted['seed']} done: " + json.dumps({k: round(statistics.mean(v["nll"]), 4) for k, v in rows.items()}),
           file=sys.stderr, flush=True)
     return {k: v for k, v in drafted.items() if k != "sets"} | {
@@ -345,6 +347,10 @@ def main() -> None:
     parser.add_argument("--accept-chrf", type=float, default=60.0,
                         help="--levers pool: the simulated oracle accepts a drafted docstring within this chrF of the "
                              "real one, and writes the real one in otherwise.")
+    parser.add_argument("--only-seeds", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
+                        help="--drafted: train only these seeds of the file (e.g. 1,3), to spread a run over machines.")
+    parser.add_argument("--skip-rows", type=lambda v: [x for x in v.split(",") if x], default=[],
+                        help="Rows not trained: with_synthetic and/or full (their figures are then left out).")
     parser.add_argument("--ifd-quantile", type=float, default=0.9,
                         help="--levers ifd: a draft is kept when its IFD is at most this quantile of real pairs' IFD.")
     parser.add_argument("--likely-quantile", type=float, default=0.5,
@@ -353,6 +359,8 @@ def main() -> None:
     parser.add_argument("--no-repeat-ngram", type=int, default=0,
                         help="Also score greedy outputs decoded with this n-gram repeat block (0: off).")
     args = parser.parse_args()
+    if set(args.skip_rows) - {"with_synthetic", "full"}:
+        parser.error("--skip-rows: choose from with_synthetic, full")
     if set(args.levers) - set(LEVERS):
         parser.error(f"--levers: unknown {sorted(set(args.levers) - set(LEVERS))}; choose from {', '.join(LEVERS)}")
     if args.threads:
@@ -364,7 +372,8 @@ def main() -> None:
     if args.drafted:
         with gzip.open(args.drafted, "rt", encoding="utf-8") if args.drafted.suffix == ".gz" else \
                 args.drafted.open(encoding="utf-8") as handle:
-            drafted = [json.loads(line) for line in handle if line.strip()][:args.seeds]
+            drafted = [json.loads(line) for line in handle if line.strip()]
+        drafted = ([d for d in drafted if d["seed"] in args.only_seeds] if args.only_seeds else drafted)[:args.seeds]
     else:
         drafted = [draft_seed(seed, pairs, args, work / f"run-{stamp}" / f"seed-{seed}") for seed in range(args.seeds)]
     if args.export:
@@ -393,10 +402,12 @@ def main() -> None:
              "with_pool": "gold + synthetic + pool", "full": "all real training pairs"}
     present = [row for row in names if all(row in r["rows"] for r in runs)]                  # type: ignore[operator]
     nll = {row: [statistics.mean(r["rows"][row]["nll"]) for r in runs] for row in present}  # type: ignore[index]
-    lift = [g - s for g, s in zip(nll["gold_only"], nll["with_synthetic"])]            # lower NLL is better
-    gaps = [(g - s) / (g - f) if g > f else 0.0 for g, s, f in zip(nll["gold_only"], nll["with_synthetic"], nll["full"])]
-    chrf_lift = (mean("chrf", "with_synthetic") - mean("chrf", "gold_only")) if args.generate else None
-    rouge_lift = (mean("rouge_l", "with_synthetic") - mean("rouge_l", "gold_only")) if args.generate else None
+    synthetic, full = "with_synthetic" in nll, "full" in nll
+    lift = [g - s for g, s in zip(nll["gold_only"], nll["with_synthetic"])] if synthetic else []   # lower is better
+    gaps = ([(g - s) / (g - f) if g > f else 0.0 for g, s, f in zip(nll["gold_only"], nll["with_synthetic"], nll["full"])]
+            if synthetic and full else [])
+    chrf_lift = (mean("chrf", "with_synthetic") - mean("chrf", "gold_only")) if args.generate and synthetic else None
+    rouge_lift = (mean("rouge_l", "with_synthetic") - mean("rouge_l", "gold_only")) if args.generate and synthetic else None
     blocked = bool(args.generate and args.no_repeat_ngram)
     sizes = runs[0]["sizes"]                                                                # type: ignore[index]
     print(f"\nstandard-library docstrings (Python {python_version()}, {len(pairs)} pairs), {len(runs)} seeds, "
@@ -415,8 +426,10 @@ def main() -> None:
         print(line)
     if blocked:
         print(f"* greedy decoding with no {args.no_repeat_ngram}-gram repeated")
-    print("NLL lift (gold only - with synthetic) per seed: " + ", ".join(f"{x:+.4f}" for x in lift))
-    print(f"share of the gold-only -> all-real NLL gap closed: {statistics.mean(gaps):.1%}")
+    if lift:
+        print("NLL lift (gold only - with synthetic) per seed: " + ", ".join(f"{x:+.4f}" for x in lift))
+    if gaps:
+        print(f"share of the gold-only -> all-real NLL gap closed: {statistics.mean(gaps):.1%}")
     lever_figures: dict[str, object] = {}
     for row, base in (("likely_synthetic", "gold_only"), ("coherent_synthetic", "gold_only"),
                       ("gold_twice_synthetic", "gold_only"), ("same_epochs_synthetic", "gold_only"),
@@ -425,28 +438,31 @@ def main() -> None:
             lifts = [g - s for g, s in zip(nll[base], nll[row])]
             lever_figures[f"nll_lift_{row}_mean"] = round(statistics.mean(lifts), 4)
             lever_figures[f"nll_seeds_with_lift_{row}"] = sum(x > 0 for x in lifts)
-            lever_figures[f"nll_gap_closed_{row}"] = round(statistics.mean(
-                (g - x) / (g - f) if g > f else 0.0 for g, x, f in zip(nll[base], nll[row], nll["full"])), 4)
+            if full:
+                lever_figures[f"nll_gap_closed_{row}"] = round(statistics.mean(
+                    (g - x) / (g - f) if g > f else 0.0 for g, x, f in zip(nll[base], nll[row], nll["full"])), 4)
             print(f"NLL lift, {names[row]} against {names[base]}, per seed: " + ", ".join(f"{x:+.4f}" for x in lifts))
             if args.generate:
                 lever_figures[f"chrf_lift_{row}_mean"] = round(mean("chrf", row) - mean("chrf", "gold_only"), 4)
                 lever_figures[f"rougel_lift_{row}_mean"] = round(mean("rouge_l", row) - mean("rouge_l", "gold_only"), 4)
     if "with_pool" in nll:
         lever_figures["pool_answers"] = [r["pool"].get("answers") for r in runs]          # type: ignore[union-attr]
-    if blocked:
+    if blocked and synthetic:
         lever_figures["chrf_blocked_lift_mean"] = round(mean("chrf_blocked", "with_synthetic")
                                                         - mean("chrf_blocked", "gold_only"), 4)
         lever_figures["rougel_blocked_lift_mean"] = round(mean("rouge_l_blocked", "with_synthetic")
                                                           - mean("rouge_l_blocked", "gold_only"), 4)
     wall = round(time.monotonic() - started, 1)
     print(f"wall time: {wall} s")
-    print(json.dumps({"seeds": len(runs), "gold": sizes["gold"], "heldout": sizes["heldout"], "steps": args.steps,
+    print(json.dumps({"seeds": len(runs), "seed_list": [r["seed"] for r in runs], "gold": sizes["gold"],
+                      "heldout": sizes["heldout"], "steps": args.steps,
                       "base_model": Path(args.base_model).name, "python": python_version(),
                       "device": "cuda" if torch.cuda.is_available() else "cpu",
                       "nll_gold_only_mean": round(statistics.mean(nll["gold_only"]), 4),
-                      "nll_with_synthetic_mean": round(statistics.mean(nll["with_synthetic"]), 4),
-                      "nll_full_mean": round(statistics.mean(nll["full"]), 4),
-                      "nll_seeds_with_lift": sum(x > 0 for x in lift), "nll_gap_closed": round(statistics.mean(gaps), 4),
+                      "nll_with_synthetic_mean": round(statistics.mean(nll["with_synthetic"]), 4) if synthetic else None,
+                      "nll_full_mean": round(statistics.mean(nll["full"]), 4) if full else None,
+                      "nll_seeds_with_lift": sum(x > 0 for x in lift) if synthetic else None,
+                      "nll_gap_closed": round(statistics.mean(gaps), 4) if gaps else None,
                       "chrf_lift_mean": None if chrf_lift is None else round(chrf_lift, 4),
                       "rougel_lift_mean": None if rouge_lift is None else round(rouge_lift, 4),
                       "accepted_mean": statistics.mean(int(r["accepted"]) for r in runs),           # type: ignore[arg-type]
