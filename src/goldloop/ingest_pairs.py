@@ -155,22 +155,12 @@ def ingest_pairs(store: Store, cfg: Config, path, *, prompt_column: str | None =
     if split == "pool":
         columns.pop("response", None)
         return _ingest_pool(store, cfg, path, columns, source)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    batch = hashlib.sha256(json.dumps(["pairs", digest, {f: c.name for f, c in columns.items()}, split,
-                                       cfg.ingest.normalize, cfg.ingest.heldout_fraction, cfg.project.seed,
-                                       cfg.filter.near_dup_threshold]
-                                      + ([source.params()] if source and source.params() else [])).encode()).hexdigest()[:16]
-    report = IngestReport(source=path.name, batch=batch)
-    if store.ingest_rows(batch):
-        report.already_ingested = True
+    report, rows, clean = _read_file(store, cfg, path, columns, source, "pairs",
+                                     [split, cfg.ingest.normalize, cfg.ingest.heldout_fraction, cfg.project.seed,
+                                      cfg.filter.near_dup_threshold])
+    if report.already_ingested:
         return report
-    rows = read_rows(path, columns)
-    if not rows:
-        raise IngestError(f"{path.name}: no data rows; nothing to ingest")
-    clean, problems = check_pairs(path.name, rows, cfg, columns)
-    if problems:
-        raise IngestError(f"{path.name}: {len(problems)} of {len(rows)} rows cannot be ingested; nothing "
-                          "was written. Fix these and run the same command again:", problems)
+    batch = report.batch
 
     log: list[IngestRow] = []
     stored = {r.id: r for r in store.records(origin="gold") if r.is_pair}
@@ -213,6 +203,27 @@ def ingest_pairs(store: Store, cfg: Config, path, *, prompt_column: str | None =
     for rec in records:
         report.by_split[rec.split or ""] = report.by_split.get(rec.split or "", 0) + 1
     return report
+
+
+def _read_file(store: Store, cfg: Config, path, columns: dict[str, Column], source: SourceInfo | None, kind: str,
+               settings: list) -> tuple[IngestReport, list[_Row], list[Pair]]:
+    """The file's batch id (its bytes, columns, ``settings`` and source), and its clean rows; an
+    already-ingested batch comes back with no rows. Any bad row stops it, with every problem located."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    batch = hashlib.sha256(json.dumps([kind, digest, {f: c.name for f, c in columns.items()}, *settings]
+                                      + ([source.params()] if source and source.params() else [])).encode()).hexdigest()[:16]
+    report = IngestReport(source=path.name, batch=batch)
+    if store.ingest_rows(batch):
+        report.already_ingested = True
+        return report, [], []
+    rows = read_rows(path, columns)
+    if not rows:
+        raise IngestError(f"{path.name}: no data rows; nothing to ingest")
+    clean, problems = check_pairs(path.name, rows, cfg, columns, pool=kind == "pool-prompts")
+    if problems:
+        raise IngestError(f"{path.name}: {len(problems)} of {len(rows)} rows cannot be ingested; nothing "
+                          "was written. Fix these and run the same command again:", problems)
+    return report, rows, clean
 
 
 def _stored_links(store: Store, cfg: Config, fresh: Sequence[Pair],
@@ -316,21 +327,11 @@ def _ingest_pool(store: Store, cfg: Config, path, columns: dict[str, Column], so
     MinHash near-duplicate, is logged and not stored: held-out prompts never reach a reviewer."""
     from .filters._neardup import NearDupIndex
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    batch = hashlib.sha256(json.dumps(["pool-prompts", digest, {f: c.name for f, c in columns.items()},
-                                       cfg.ingest.normalize, cfg.filter.near_dup_threshold]
-                                      + ([source.params()] if source and source.params() else [])).encode()).hexdigest()[:16]
-    report = IngestReport(source=path.name, batch=batch)
-    if store.ingest_rows(batch):
-        report.already_ingested = True
+    report, rows, clean = _read_file(store, cfg, path, columns, source, "pool-prompts",
+                                     [cfg.ingest.normalize, cfg.filter.near_dup_threshold])
+    if report.already_ingested:
         return report
-    rows = read_rows(path, columns)
-    if not rows:
-        raise IngestError(f"{path.name}: no data rows; nothing to ingest")
-    clean, problems = check_pairs(path.name, rows, cfg, columns, pool=True)
-    if problems:
-        raise IngestError(f"{path.name}: {len(problems)} of {len(rows)} rows cannot be ingested; nothing "
-                          "was written. Fix these and run the same command again:", problems)
+    batch = report.batch
     gold = [r for r in store.records(origin="gold") if r.is_pair]
     known = {text_hash(r.text): (r.id, f"gold/{r.split}") for r in reversed(gold)}
     known.update({text_hash(r.text): (r.id, "pool") for r in store.records(origin="pool", split="pool")})
