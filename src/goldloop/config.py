@@ -222,8 +222,8 @@ class FilterConfig:
                            "copy of the examples, and free of anything the rules forbid.",
                            "What `judge.v1` asks the judge to check.")
     collapse_margin: float = _f(0.3, "`collapse_guard.v1` drops a label's candidates when their distinct-2 or "
-                                     "embedding dispersion is lower than the gold set's by more than this "
-                                     "share (0.3: 30 % lower). 1 turns the guard off.", minimum=0.0, maximum=1.0)
+                                     "embedding dispersion is lower than the gold set's (both measured at the "
+                                     "same size) by more than this share (0.3: 30 % lower). 1 turns the guard off.", minimum=0.0, maximum=1.0)
     max_label_rank: int = _f(3, "`label_consistency.v1` keeps a candidate when its stated label is among "
                                 "the classifier's top this-many labels.", minimum=1)
 

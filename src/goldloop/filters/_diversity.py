@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import statistics
+import zlib
 
 import numpy as np
 
-from ..diversity import collapse_check, measure
+from ..diversity import collapse_check, matched_measures
 from ..errors import StageError
 from ..records import Record, Verdict
 from ._base import Filter, FilterContext
@@ -19,7 +20,9 @@ class CollapseGuard(Filter):
     """Runs after the other filters, on the candidates that are well-formed (duplicates
     included: they are the symptom). For each label it compares
     their distinct-2 and embedding dispersion with the label's gold-train records (cut to the
-    candidates' median length, so long gold texts don't look repetitive for their length);
+    candidates' median length, so long gold texts don't look repetitive for their length), the
+    larger of the two sets measured on seeded samples as big as the smaller
+    (:func:`goldloop.diversity.matched_measures`), since distinct-n falls as a set grows;
     a label that falls below gold by more than [filter] collapse_margin has all its
     candidates dropped, with a reason that names the measure and the numbers."""
 
@@ -52,8 +55,9 @@ class CollapseGuard(Filter):
             gold_texts = [" ".join(r.text.split()[:cut]) for r in gold]
             gold_vecs = ctx.vectors(gold, "embedding gold-train")
             cand_vecs = ctx.vectors(recs, "embedding candidates")
-            cand_div[label] = measure([r.text for r in recs], cand_vecs, label)
-            gold_div[label] = measure(gold_texts, gold_vecs, label)
+            cand_div[label], gold_div[label] = matched_measures(
+                ([r.text for r in recs], cand_vecs), (gold_texts, gold_vecs), label,
+                seed=ctx.cfg.project.seed * 1_000_003 + zlib.crc32(label.encode("utf-8")))
         tripped: dict[str, list[str]] = {}
         if margin < 1.0:
             for collapse in collapse_check(cand_div, gold_div, margin):

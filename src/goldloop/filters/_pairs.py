@@ -185,7 +185,8 @@ class PairPatterns(Patterns):
 class PairCollapseGuard(Filter):
     """``collapse_guard.v1`` for pairs, on each side: when the well-formed drafts' prompts (or
     responses) are narrower than the gold pairs' prompts (or responses) by more than ``[filter]
-    collapse_margin`` in distinct-2 or embedding dispersion, the round's drafts are all dropped,
+    collapse_margin`` in distinct-2 or embedding dispersion (at the same size: the larger set on
+    seeded samples as big as the smaller), the round's drafts are all dropped,
     with the side, the measure and the numbers."""
 
     name = "pair_collapse_guard.v1"
@@ -195,7 +196,7 @@ class PairCollapseGuard(Filter):
     def judge(self, candidates: list[Record], ctx: FilterContext) -> list[Verdict]:
         import statistics
 
-        from ..diversity import collapse_check, measure
+        from ..diversity import collapse_check, matched_measures
 
         margin = ctx.cfg.filter.collapse_margin
         dropped = {v.record_id for v in ctx.store.verdicts(round=ctx.round) if not v.keep and v.filter in self.MALFORMED}
@@ -207,9 +208,10 @@ class PairCollapseGuard(Filter):
             for side, get in SIDES:
                 cut = max(1, int(statistics.median(len(get(r).split()) for r in kept)))
                 gold_texts = [" ".join(get(r).split()[:cut]) for r in gold]
-                cand = measure([get(r) for r in kept], ctx.embedder.embed([get(r) for r in kept], f"embedding {side}s"),
-                               side)
-                ref = measure(gold_texts, ctx.embedder.embed([get(r) for r in gold], f"embedding gold {side}s"), side)
+                cand, ref = matched_measures(
+                    ([get(r) for r in kept], ctx.embedder.embed([get(r) for r in kept], f"embedding {side}s")),
+                    (gold_texts, ctx.embedder.embed([get(r) for r in gold], f"embedding gold {side}s")), side,
+                    seed=ctx.cfg.project.seed)
                 spread[side] = cand.distinct_2
                 tripped += [f"{side}s: {c.message(margin)}" for c in collapse_check({side: cand}, {side: ref}, margin)]
         out = []
