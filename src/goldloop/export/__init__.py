@@ -26,8 +26,8 @@ Face dataset card, so ``datasets.load_dataset(folder)`` loads it.
 
 from ..snapshot import resolve_snapshot
 from ._export import EXPORT_FORMAT_VERSION, EXPORT_MANIFEST, ExportResult, export_snapshot
-from ._rows import FORMATS, METADATA_FIELDS, ExportRows, build_rows
+from ._rows import FORMATS, METADATA_FIELDS, ExportRow, ExportRows, build_rows
 from ._write import STORAGES
 
-__all__ = ["EXPORT_FORMAT_VERSION", "EXPORT_MANIFEST", "ExportResult", "ExportRows", "FORMATS", "METADATA_FIELDS",
+__all__ = ["EXPORT_FORMAT_VERSION", "EXPORT_MANIFEST", "ExportResult", "ExportRow", "ExportRows", "FORMATS", "METADATA_FIELDS",
            "STORAGES", "build_rows", "export_snapshot", "resolve_snapshot"]

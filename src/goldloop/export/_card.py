@@ -20,8 +20,8 @@ from typing import Any
 import pyarrow as pa
 
 from ..records import Record, Snapshot
-from ..sources import citations_of, class_counts
-from ._rows import FORMATS, METADATA_TYPE, ExportRows
+from ..sources import SOURCE_CLASSES, source_class
+from ._rows import FORMATS, METADATA_TYPE, ExportRow, ExportRows
 
 TRL_USE = {
     "classification": "a text-classification trainer (e.g. `transformers`' `Trainer` with a sequence-classification "
@@ -72,28 +72,64 @@ def policy_json(policy_results: Iterable[Any] | Mapping[str, Any] | None) -> lis
     return [_plain(r) for r in policy_results]
 
 
-def row_counts(rows: ExportRows, records: dict[str, Record]) -> dict[str, Counter[str]]:
-    """Counts of the rows' trained-towards records by origin, strategy, model, backend, reviewer, round."""
-    out: dict[str, Counter[str]] = {k: Counter() for k in ("origin", "strategy", "model", "backend", "reviewer",
-                                                           "round")}
-    for row, sides in zip(rows.rows, rows.sides):
-        rec = sides[0]
-        meta = row["metadata"]
-        gen = records.get(rec.provenance.parents[0], rec) if rec.origin == "edited" and rec.provenance.parents else rec
-        out["origin"][rec.origin] += 1
-        out["strategy"][gen.provenance.strategy or "(none)"] += 1
-        out["model"][gen.provenance.model or ("(human data)" if rec.origin == "gold" else "(unknown)")] += 1
-        out["backend"][gen.provenance.backend or ("(human data)" if rec.origin == "gold" else "(unknown)")] += 1
-        out["reviewer"][meta.get("reviewer") or "(no reviewer action)"] += 1
-        out["round"][str(meta.get("round") if rec.origin != "gold" else "gold")] += 1
-    return out
+class Tally:
+    """What the card says of an export's rows, summed as they are written (the rows are not kept).
 
+    Counts of the rows' trained-towards records by origin, strategy, model, backend, reviewer and
+    round; the synthetic share; the generators and reviewers; the source classes and citations of
+    every record the rows show. A record shown by two rows is counted once: for an export whose
+    rows each show their own record (``unique``) only edits' parents are remembered for that.
+    """
 
-def synthetic_share(rows: ExportRows) -> float:
-    """Share of rows whose trained-towards record is not gold (synthetic or edited)."""
-    if not rows.rows:
-        return 0.0
-    return sum(sides[0].origin != "gold" for sides in rows.sides) / len(rows.rows)
+    def __init__(self, unique: bool = False) -> None:
+        self.unique = unique
+        self.rows = self.made = 0
+        self.counts: dict[str, Counter[str]] = {k: Counter() for k in ("origin", "strategy", "model", "backend",
+                                                                      "reviewer", "round")}
+        self.generators: Counter[str] = Counter()
+        self.reviewers: Counter[str] = Counter()
+        self.simulated: set[str] = set()
+        self.classes: Counter[str] = Counter()
+        self.citations: Counter[tuple[str, str]] = Counter()
+        self._seen: set[str] = set()
+
+    def add(self, row: ExportRow) -> None:
+        rec, gen, meta = row.sides[0], row.generators[0], row.data["metadata"]
+        self.rows += 1
+        self.made += rec.origin != "gold"
+        self.counts["origin"][rec.origin] += 1
+        self.counts["strategy"][gen.provenance.strategy or "(none)"] += 1
+        self.counts["model"][gen.provenance.model or ("(human data)" if rec.origin == "gold" else "(unknown)")] += 1
+        self.counts["backend"][gen.provenance.backend or ("(human data)" if rec.origin == "gold" else "(unknown)")] += 1
+        self.counts["reviewer"][meta.get("reviewer") or "(no reviewer action)"] += 1
+        self.counts["round"][str(meta.get("round") if rec.origin != "gold" else "gold")] += 1
+        if meta.get("reviewer"):
+            self.reviewers[meta["reviewer"]] += 1
+            if meta.get("simulated"):
+                self.simulated.add(meta["reviewer"])
+        for side, source in zip(row.sides, row.generators):
+            self._shown(side, remember=not self.unique)
+            if source is not side:
+                self._shown(source, remember=True)
+
+    def _shown(self, rec: Record, remember: bool) -> None:
+        if remember:
+            if rec.id in self._seen:
+                return
+            self._seen.add(rec.id)
+        cls = source_class(rec)
+        self.classes[cls] += 1
+        if cls == "external":
+            self.citations[(str(rec.provenance.params.get("citation", "")),
+                            str(rec.provenance.params.get("license", "")))] += 1
+        if rec.origin == "synthetic":
+            p = rec.provenance
+            self.generators[f"{p.strategy} with {p.backend} / {p.model} (template {p.template_hash[:12]})"] += 1
+
+    @property
+    def share(self) -> float:
+        """Share of rows whose trained-towards record is not gold (synthetic or edited)."""
+        return self.made / self.rows if self.rows else 0.0
 
 
 def features_yaml(schema: pa.Schema | pa.StructType) -> list[dict[str, Any]]:
@@ -120,12 +156,12 @@ def _feature(name: str, kind: pa.DataType) -> dict[str, Any]:
 _DTYPES = {pa.string(): "string", pa.int64(): "int64", pa.bool_(): "bool", pa.float64(): "float64"}
 
 
-def render_card(rows: ExportRows, snapshot: Snapshot, records: dict[str, Record], *, storage: str,
+def render_card(rows: ExportRows, tally: Tally, snapshot: Snapshot, *, storage: str,
                 data_files: list[str], policy_results: list[Any] | None, project: str, license: str,
                 version: str, sidecar_files: list[str] | None = None) -> str:
-    """The README.md of an export."""
-    counts = row_counts(rows, records)
-    share = synthetic_share(rows)
+    """The README.md of an export: ``rows`` says what its format is, ``tally`` what was written."""
+    counts = tally.counts
+    share = tally.share
     yaml = ["---", f"license: {json.dumps(license)}", f"pretty_name: {json.dumps(f'{project} {rows.format} ({snapshot.name})')}",
             "tags:", "- goldloop", "- synthetic", f"- {json.dumps(rows.format)}",
             "configs:", "- config_name: default", "  data_files:", "  - split: train", "    path:"]
@@ -145,9 +181,8 @@ def render_card(rows: ExportRows, snapshot: Snapshot, records: dict[str, Record]
     body = [f"# {_md(project)}: {rows.format} export of snapshot {snapshot.id}", "",
             f"Exported by goldloop {version} on {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} from "
             f"snapshot `{snapshot.id}` ({_md(snapshot.name)}, round {snapshot.round}); storage: {storage}.", "",
-            f"**Synthetic share: {share:.1%}** of {len(rows.rows)} rows "
-            f"({sum(s[0].origin != 'gold' for s in rows.sides)} synthetic or edited, "
-            f"{sum(s[0].origin == 'gold' for s in rows.sides)} gold)"
+            f"**Synthetic share: {share:.1%}** of {tally.rows} rows "
+            f"({tally.made} synthetic or edited, {tally.rows - tally.made} gold)"
             + (", counted on the chosen side of each pair." if pair else "."),
             f"The snapshot itself is {snapshot.manifest.get('synthetic_share', 0):.1%} synthetic "
             f"({snapshot.manifest.get('records', len(snapshot.record_ids))} records).", "",
@@ -177,32 +212,21 @@ def render_card(rows: ExportRows, snapshot: Snapshot, records: dict[str, Record]
              "Where each record behind these rows came from: `first_party` (the team's own records), `llm` (drafted "
              "by a language model, or a reviewer's edit of a draft), `simulator`, `external` (a public source, with "
              "its citation and licence).", ""]
-    shown = list(records.values())
-    body += ["| class | records |", "|---|---|"] + [f"| {c} | {n} |" for c, n in class_counts(shown).items() if n]
-    cited = citations_of(shown)
-    if cited:
+    body += ["| class | records |", "|---|---|"] + [f"| {c} | {tally.classes[c]} |" for c in SOURCE_CLASSES
+                                                     if tally.classes[c]]
+    if tally.citations:
         body += ["", "External sources:", ""] + [
-            f"- {_md(c['citation'])}: {c['rows']} records, licence {_md(c['license']) if c['license'] else '(none given)'}"
-            for c in cited]
+            f"- {_md(citation)}: {n} records, licence {_md(lic) if lic else '(none given)'}"
+            for (citation, lic), n in sorted(tally.citations.items())]
     body += [""]
 
-    generators: dict[str, set[str]] = {}
-    for sides in rows.sides:
-        for rec in sides:
-            gen = records.get(rec.provenance.parents[0], rec) if rec.origin == "edited" and rec.provenance.parents else rec
-            if gen.origin == "synthetic":
-                p = gen.provenance
-                generators.setdefault(f"{p.strategy} with {p.backend} / {p.model} (template {p.template_hash[:12]})",
-                                      set()).add(gen.id)
     body += ["## Generators", ""]
-    body += [f"- {_md(g)}: drafted {len(ids)} of the records shown" for g, ids in sorted(generators.items())] \
+    body += [f"- {_md(g)}: drafted {n} of the records shown" for g, n in sorted(tally.generators.items())] \
         or ["- none: no synthetic rows"]
     body += ["", "## Reviewers", ""]
-    reviewers = Counter(row["metadata"].get("reviewer") for row in rows.rows if row["metadata"].get("reviewer"))
-    simulated = {row["metadata"].get("reviewer") for row in rows.rows if row["metadata"].get("simulated")}
     body += [f"- {_md(r)}: {n} rows" + (" (SIMULATED reviewer: not a person; its decisions are not human review)"
-                                        if r in simulated else "")
-             for r, n in sorted(reviewers.items())] or ["- none: no reviewed rows"]
+                                        if r in tally.simulated else "")
+             for r, n in sorted(tally.reviewers.items())] or ["- none: no reviewed rows"]
 
     body += ["", "## Policy results", ""]
     if policy_results is None:

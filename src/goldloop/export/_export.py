@@ -12,8 +12,8 @@ from ..errors import StageError
 from ..records import Snapshot, now
 from ..snapshot import resolve_snapshot
 from ..store import Store
-from ._card import policy_json, render_card, synthetic_share
-from ._rows import FORMATS, build_rows, guard_heldout
+from ._card import policy_json, render_card
+from ._rows import FORMATS, build_rows
 from ._write import STORAGES, sha256_file, staged, write_data
 
 EXPORT_FORMAT_VERSION = "goldloop.export.v1"
@@ -60,32 +60,30 @@ def export_snapshot(store: Store, snapshot: Snapshot | str, fmt: str, out_dir: P
     if storage not in STORAGES:
         raise StageError(f"unknown storage {storage!r}; choose one of: {', '.join(STORAGES)}")
     snap = resolve_snapshot(store, snapshot) if isinstance(snapshot, str) else snapshot
-    rows = build_rows(store, snap, fmt, prompt_mode=prompt_mode, item_name=item_name, include_gold=include_gold)
-    if not rows.rows:
-        raise StageError(f"snapshot {snap.id} gives no {fmt} rows"
-                         + (f" ({'; '.join(f'{n} {r}' for r, n in rows.excluded.items())})" if rows.excluded else
-                            "; signal formats need reviewer actions (accept, reject, edit, A-vs-B, ranking)"))
-    guard_heldout(store, rows)
     policies = policy_json(policy_results)
     blocking = [p for p in policies or () if isinstance(p, Mapping) and p.get("passed") is False
                 and not p.get("overridden_by")]
     if blocking:
         raise StageError(f"policy blocks the export of snapshot {snap.id}: "
                          + "; ".join(f"{p.get('rule', 'policy')}: {p.get('message', '')}" for p in blocking))
+    rows = build_rows(store, snap, fmt, prompt_mode=prompt_mode, item_name=item_name, include_gold=include_gold)
     from .. import __version__
 
     out = Path(out_dir)
-    records = {r.id: r for sides in rows.sides for r in sides}
-    records.update(_parents(store, records))
     with staged(out, overwrite) as (tmp, publish):
-        data_files, sidecars = write_data(rows, storage, tmp)
-        card = render_card(rows, snap, records, storage=storage, data_files=data_files, policy_results=policies,
+        # the rows are read, checked against held-out data and written a page at a time
+        data_files, sidecars, tally = write_data(rows, storage, tmp)
+        if not tally.rows:
+            raise StageError(f"snapshot {snap.id} gives no {fmt} rows"
+                             + (f" ({'; '.join(f'{n} {r}' for r, n in rows.excluded.items())})" if rows.excluded else
+                                "; signal formats need reviewer actions (accept, reject, edit, A-vs-B, ranking)"))
+        card = render_card(rows, tally, snap, storage=storage, data_files=data_files, policy_results=policies,
                            project=project, license=license, version=__version__, sidecar_files=sidecars)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         files = {name: sha256_file(tmp / name) for name in data_files + sidecars}
-        share = round(synthetic_share(rows), 4)
+        share = round(tally.share, 4)
         manifest = {"format": EXPORT_FORMAT_VERSION, "export_format": fmt, "storage": storage,
-                    "snapshot": snap.id, "snapshot_name": snap.name, "round": snap.round, "rows": len(rows.rows),
+                    "snapshot": snap.id, "snapshot_name": snap.name, "round": snap.round, "rows": tally.rows,
                     "columns": rows.columns, "synthetic_share": share, "prompt_mode": prompt_mode,
                     "include_gold": include_gold, "files": files, "excluded": dict(rows.excluded),
                     "policy_results": policies, "created_at": now(), "goldloop": __version__}
@@ -93,16 +91,11 @@ def export_snapshot(store: Store, snapshot: Snapshot | str, fmt: str, out_dir: P
                                            encoding="utf-8")
         # "rows" is the audit log's own key (digests of the rows an entry wrote): count under another name
         payload = {"snapshot": snap.id, "format": fmt, "storage": storage, "to": str(out.resolve()),
-                   "row_count": len(rows.rows), "synthetic_share": share, "files": files,
+                   "row_count": tally.rows, "synthetic_share": share, "files": files,
                    "policy_results": policies}
         with store.transaction():                  # audited and published together, or neither
             store.audit("export", payload, actor=actor)
             publish()
-    return ExportResult(path=out.resolve(), format=fmt, storage=storage, snapshot_id=snap.id, rows=len(rows.rows),
+    return ExportResult(path=out.resolve(), format=fmt, storage=storage, snapshot_id=snap.id, rows=tally.rows,
                         synthetic_share=share, files=files, excluded=dict(rows.excluded), notes=tuple(rows.notes))
 
-
-def _parents(store: Store, records: dict[str, Any]) -> dict[str, Any]:
-    ids = sorted({r.provenance.parents[0] for r in records.values()
-                  if r.origin == "edited" and r.provenance.parents} - set(records))
-    return {r.id: r for r in store.records(ids=ids)}

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import StageError
+from ._card import Tally
 from ._rows import ExportRows
 
 STORAGES = ("jsonl", "parquet", "hf")
@@ -57,47 +58,76 @@ def _fingerprinted(folder: Path, name: str) -> str:
     return final
 
 
-def write_data(rows: ExportRows, storage: str, folder: Path) -> tuple[list[str], list[str]]:
-    """Write the rows into ``folder``; returns (data files, metadata sidecar files), relative paths."""
+def write_data(rows: ExportRows, storage: str, folder: Path) -> tuple[list[str], list[str], Tally]:
+    """Write the rows into ``folder`` a page at a time; returns (data files, metadata sidecar
+    files, relative paths) and the card's :class:`Tally` of what was written. No more than a
+    page of rows is held at once, for every storage."""
     if storage not in STORAGES:
         raise StageError(f"unknown storage {storage!r}; choose one of: {', '.join(STORAGES)}")
+    tally = Tally(rows.unique)
     if rows.sidecar:
         if storage != "jsonl":
             raise StageError(f"the {rows.format} format is JSON Lines only (OpenAI's fine-tuning takes JSONL); "
                              "use --storage jsonl")
         with (folder / "train.jsonl").open("w", encoding="utf-8", newline="\n") as data, \
                 (folder / rows.sidecar).open("w", encoding="utf-8", newline="\n") as side:
-            for row in rows.rows:
-                data.write(json.dumps({k: v for k, v in row.items() if k != "metadata"}, ensure_ascii=False) + "\n")
-                side.write(json.dumps(row["metadata"], ensure_ascii=False) + "\n")
-        return [_fingerprinted(folder, "train.jsonl")], [_fingerprinted(folder, rows.sidecar)]
+            for row in rows:
+                tally.add(row)
+                data.write(json.dumps({k: v for k, v in row.data.items() if k != "metadata"}, ensure_ascii=False)
+                           + "\n")
+                side.write(json.dumps(row.data["metadata"], ensure_ascii=False) + "\n")
+        return [_fingerprinted(folder, "train.jsonl")], [_fingerprinted(folder, rows.sidecar)], tally
     if storage == "jsonl":
         with (folder / "train.jsonl").open("w", encoding="utf-8", newline="\n") as handle:
-            for row in rows.rows:
-                handle.write(json.dumps({name: row.get(name) for name in rows.schema.names}, ensure_ascii=False) + "\n")
-        return [_fingerprinted(folder, "train.jsonl")], []
-    table = pa.Table.from_pylist(rows.rows, schema=rows.schema)
+            for row in rows:
+                tally.add(row)
+                handle.write(json.dumps({name: row.data.get(name) for name in rows.schema.names}, ensure_ascii=False)
+                             + "\n")
+        return [_fingerprinted(folder, "train.jsonl")], [], tally
     if storage == "parquet":
         import pyarrow.parquet as pq
 
-        pq.write_table(table, folder / "train.parquet")
-        return [_fingerprinted(folder, "train.parquet")], []
+        with pq.ParquetWriter(folder / "train.parquet", rows.schema) as writer:
+            for table in _tables(rows, tally):
+                writer.write_table(table)
+        return [_fingerprinted(folder, "train.parquet")], [], tally
     try:
         import datasets
     except ImportError as exc:
         raise StageError("--storage hf needs the `datasets` package: pip install 'goldloop[export]'") from exc
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+    # the pages go to an Arrow stream file that `datasets` maps from disk, then save_to_disk shards it
+    staging = folder / ".staging"
+    staging.mkdir()
+    with pa.OSFile(str(staging / "rows.arrow"), "wb") as sink, pa.ipc.new_stream(sink, rows.schema) as stream:
+        for table in _tables(rows, tally):
+            stream.write_table(table)
     features = datasets.Features.from_arrow_schema(rows.schema)
-    dataset = datasets.Dataset.from_list(rows.rows, features=features)
     quiet_before = are_progress_bars_disabled()
     disable_progress_bars()
     try:
+        dataset = datasets.Dataset.from_file(str(staging / "rows.arrow"),
+                                             info=datasets.DatasetInfo(features=features))
         dataset.save_to_disk(str(folder))
+        del dataset
     finally:
         if not quiet_before:
             enable_progress_bars()
-    return sorted(p.name for p in folder.glob("data-*.arrow")), []
+        shutil.rmtree(staging, ignore_errors=True)
+    return sorted(p.name for p in folder.glob("data-*.arrow")), [], tally
+
+
+def _tables(rows: ExportRows, tally: Tally) -> Iterator[pa.Table]:
+    """Each page of ``rows`` as an Arrow table of their schema (an empty export: one empty table)."""
+    written = False
+    for page in rows.pages:
+        for row in page:
+            tally.add(row)
+        yield pa.Table.from_pylist([row.data for row in page], schema=rows.schema)
+        written = True
+    if not written:
+        yield rows.schema.empty_table()
 
 
 @contextmanager
