@@ -319,3 +319,36 @@ def test_an_overridden_rule_lets_the_export_through_and_the_card_says_so(project
     kinds = [e["kind"] for e in store.audit_entries()]
     assert kinds.index("override") < kinds.index("export")
     assert store.verify_audit().ok
+
+
+def test_a_stored_snapshot_is_checked_a_page_at_a_time_with_the_same_results(project, monkeypatch):
+    """Read from the store in pages of two rows, a snapshot breaking several rules gives the results
+    (messages, numbers, first examples) of the same rows checked at once."""
+    import goldloop.governance as governance
+
+    path, cfg, store = project
+    made = _drafts(store, per_label=3) + _drafts(store, per_label=1, parents_from="heldout")
+    heldout = store.records(origin="gold", split="heldout")[0]
+    copy = Record.synthetic(heldout.text, heldout.label, Provenance(
+        parents=(made[0].id,), strategy="paraphrase.v1", backend="fake", model="fake-1", params={"temperature": 0.9},
+        template_hash="t" * 16, request_key="copy", round=1, created_at=now()))
+    store.add_records([copy])
+    store.add_decision(Decision(made[0].id, "accept", "ann", 1))
+    store.add_decision(Decision(made[1].id, "accept", "sim", 1, simulated=True))
+    rows = sorted(store.records(origin="gold", split="train") + made + [copy], key=lambda r: r.id)
+    snap = _forced_snapshot(store, rows, "e" * 16)
+    cfg.policy.review_required, cfg.policy.review_sample_rate = "sampled", 0.5
+    cfg.policy.gold_only_labels = ["billing", "biling"]
+    cfg.policy.max_synthetic_share = 0.1
+    cfg.policy.min_gold_per_label = 20
+    whole = [r.to_json() for r in check(store, cfg, snap, "export", rows)]
+    monkeypatch.setattr(governance, "PAGE", 2)
+    paged = [r.to_json() for r in check(store, cfg, snap, "export")]
+    assert paged == whole
+    failed = {r["rule"] for r in whole if not r["passed"]}
+    assert {"heldout_isolation", "min_gold_per_label", "max_synthetic_share", "gold_only_labels",
+            "human_review"} <= failed
+    isolation = next(r for r in whole if r["rule"] == "heldout_isolation")
+    assert isolation["numbers"] == {"heldout_in_set": 0, "heldout_seeded": 3, "heldout_text": 1}
+    review = next(r for r in whole if r["rule"] == "human_review")
+    assert review["numbers"]["reviewed"] == 1 and "1 accepted by a simulated reviewer only" in review["message"]

@@ -35,20 +35,17 @@ Rules:
 from __future__ import annotations
 
 import json
-import math
-from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import CONFIG_FILE, Config
 from .errors import GoldloopError
-from .lineage import ancestry
-from .records import Record, Snapshot, did_you_mean, text_hash
+from ._policy_tally import PolicyResult, RowTally
+from .records import Record, Snapshot
 from .review import review_states
-from .sources import class_counts, source_class
+from .sources import source_class
 from .store import Store
-from .suites import suite_copies
 
 STAGES = ("snapshot", "evaluate", "export", "train")
 CAPPED_CLASSES = ("llm", "simulator", "external")
@@ -65,46 +62,42 @@ class PolicyError(GoldloopError):
         self.failures = failures
 
 
-@dataclass
-class PolicyResult:
-    rule: str
-    passed: bool
-    message: str
-    numbers: dict[str, Any]
-    overridden_by: str = ""         # "approver: reason" when an approver let it through
-
-    @property
-    def blocking(self) -> bool:
-        return not self.passed and not self.overridden_by
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def use_case(cfg: Config) -> str:
     return cfg.policy.use_case or cfg.project.name
 
 
+#: Training-set rows a policy check reads at once when it reads a stored snapshot itself.
+PAGE = 5000
+
+
 def check(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
           records: list[Record] | None = None) -> list[PolicyResult]:
-    """Every rule that applies at ``stage``, passed or not, with overrides applied."""
+    """Every rule that applies at ``stage``, passed or not, with overrides applied.
+
+    ``records`` are the snapshot's rows when the caller holds them; otherwise they are read from
+    the store :data:`PAGE` at a time and only the rules' counts are kept.
+    """
     if stage not in STAGES:
         raise ValueError(f"stage is one of {', '.join(STAGES)}, not {stage!r}")
     pol = cfg.policy
-    rows = records if records is not None else store.records(ids=snapshot.record_ids)
-    total = len(rows)
-    gold = [r for r in rows if r.origin == "gold"]
-    made = [r for r in rows if not r.real]          # drafts and edits; answered pool rows are real
-    results: list[PolicyResult] = [_isolation(store, rows), _suite_isolation(store, rows)]
+    tally = RowTally(store, cfg)
+    if records is not None:
+        tally.add(records)
+    else:
+        ids = snapshot.record_ids
+        for start in range(0, len(ids), PAGE):
+            tally.add(store.records(ids=ids[start:start + PAGE]))
+    total = tally.total
+    results: list[PolicyResult] = [tally.isolation(), tally.suite_isolation()]
 
     results.append(PolicyResult(
-        "no_synthetic_only", bool(gold),
-        f"the training set has {len(gold)} real gold rows" if gold else
+        "no_synthetic_only", bool(tally.gold),
+        f"the training set has {tally.gold} real gold rows" if tally.gold else
         f"the training set has no real gold rows ({total} rows, all synthetic or edited): training on "
-        "synthetic data alone is not allowed", {"gold": len(gold), "rows": total}))
+        "synthetic data alone is not allowed", {"gold": tally.gold, "rows": total}))
 
     labels = cfg.project.labels or store.labels()
-    per_label = Counter(r.label for r in gold)
+    per_label = tally.gold_per_label
     thin = {label: per_label.get(label, 0) for label in labels if per_label.get(label, 0) < pol.min_gold_per_label}
     results.append(PolicyResult(
         "min_gold_per_label", not thin,
@@ -114,24 +107,25 @@ def check(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
          + ". Ingest more gold examples for them."),
         {"minimum": pol.min_gold_per_label, "short": thin}))
 
-    share = len(made) / total if total else 0.0
+    made = tally.made
+    share = made / total if total else 0.0
     results.append(PolicyResult(
         "max_synthetic_share", share <= pol.max_synthetic_share + 1e-12,
-        f"the training set is {share:.1%} synthetic ({len(made)} of {total} rows); the limit is "
+        f"the training set is {share:.1%} synthetic ({made} of {total} rows); the limit is "
         f"{pol.max_synthetic_share:.0%}" + ("" if share <= pol.max_synthetic_share + 1e-12 else
                                            ". Add gold data or keep fewer synthetic rows."),
-        {"synthetic": len(made), "rows": total, "share": round(share, 4), "limit": pol.max_synthetic_share}))
+        {"synthetic": made, "rows": total, "share": round(share, 4), "limit": pol.max_synthetic_share}))
 
     if pol.gold_only_labels:
-        results.append(_gold_only(pol.gold_only_labels, labels, rows))
+        results.append(tally.gold_only_labels(labels))
     caps = {c: getattr(pol, f"max_{c}_share") for c in CAPPED_CLASSES}
     if any(cap < 1.0 for cap in caps.values()):
-        results.append(_class_shares(caps, rows))
+        results.append(tally.class_shares(caps))
     if pol.external_license_required:
-        results.append(_licences(rows))
+        results.append(tally.licences())
 
     if pol.review_required != "none":
-        results.append(_review(store, pol.review_required, pol.review_sample_rate, made))
+        results.append(tally.review(pol.review_required, pol.review_sample_rate))
 
     if stage in ("export", "train") and pol.signoff_required:
         signed = [s for s in store.signoffs(snapshot.id) if s["use_case"] == use_case(cfg)]
@@ -211,121 +205,6 @@ def check_training_policy(export_dir: Path, store: Store | None = None, cfg: Con
     why = (f"snapshot {snapshot_id} is not in this project" if store is not None
            else f"no {CONFIG_FILE} here to check snapshot {snapshot_id} against")
     return TrainingCheck(None, f"{why}: relying on the policy results recorded at export time")
-
-
-def _isolation(store: Store, rows: list[Record]) -> PolicyResult:
-    heldout = store.records(split="heldout")
-    held_ids = {r.id for r in heldout}
-    # a pair's prompt and response are both held-out text: neither side of a row may repeat either
-    held_hashes = {text_hash(r.text) for r in heldout} | {text_hash(r.response) for r in heldout if r.is_pair}
-    in_set = [r.id for r in rows if r.id in held_ids or r.split == "heldout"]
-    lines = ancestry(store, [r for r in rows if r.origin != "gold"])
-    seeded = [r.id for r in rows if r.origin != "gold" and lines[r.id] & held_ids]
-    same_text = [r.id for r in rows if r.origin != "gold" and (text_hash(r.text) in held_hashes or (
-        r.is_pair and text_hash(r.response) in held_hashes))]
-    bad = len(in_set) + len(seeded) + len(same_text)
-    if not bad:
-        return PolicyResult("heldout_isolation", True, f"no row touches the {len(heldout)} held-out records",
-                            {"heldout": len(heldout)})
-    parts = []
-    if in_set:
-        parts.append(f"{len(in_set)} held-out record(s) are in the training set (e.g. {in_set[0]})")
-    if seeded:
-        parts.append(f"{len(seeded)} row(s) were drafted from held-out seeds (e.g. {seeded[0]})")
-    if same_text:
-        parts.append(f"{len(same_text)} row(s) repeat a held-out text (e.g. {same_text[0]})")
-    return PolicyResult("heldout_isolation", False, "; ".join(parts) + ". Held-out data must never reach training.",
-                        {"heldout_in_set": len(in_set), "heldout_seeded": len(seeded), "heldout_text": len(same_text)})
-
-
-def _suite_isolation(store: Store, rows: list[Record]) -> PolicyResult:
-    cases = store.suite_text_hashes()
-    same = suite_copies(rows, cases)
-    if not same:
-        return PolicyResult("suite_isolation", True, f"no row repeats the text of the {len(cases)} stress-test suite "
-                                                     "cases", {"suite_cases": len(cases)})
-    return PolicyResult("suite_isolation", False,
-                        f"{len(same)} row(s) repeat the text of a stress-test suite case (e.g. {same[0].id}, suite "
-                        f"{cases[text_hash(same[0].text)]!r}). Suites are scored on, never trained on.",
-                        {"suite_text": len(same)})
-
-
-def _gold_only(gold_only: list[str], labels: list[str], rows: list[Record]) -> PolicyResult:
-    """Rows of the gold-only labels must be real; a name the project does not know is a failure too,
-    so that a misspelt red line never goes silently unguarded."""
-    unknown = [lab for lab in gold_only if lab not in labels]
-    bad = [r for r in rows if r.label in set(gold_only) and not r.real]
-    per = Counter(r.label for r in bad)
-    parts = []
-    if bad:
-        parts.append(f"{len(bad)} synthetic, edited or machine-labelled row(s) of gold-only label(s) "
-                     + ", ".join(f"{lab!r} ({n})" for lab, n in sorted(per.items()))
-                     + f" (e.g. {bad[0].id}); [policy] gold_only_labels says their training rows must be real")
-    if unknown:
-        hints = [f"{lab!r}" + (f" (did you mean {hint!r}?)" if (hint := did_you_mean(lab, labels)) else "")
-                 for lab in unknown]
-        parts.append(f"[policy] gold_only_labels names label(s) the project does not have: {', '.join(hints)}")
-    return PolicyResult(
-        "gold_only_labels", not parts,
-        "; ".join(parts) + "." + (" Reject those rows." if bad else "") + (" Fix the setting." if unknown else "")
-        if parts else
-        f"every row of {', '.join(repr(lab) for lab in gold_only)} is real",
-        {"labels": list(gold_only), "refused": len(bad), "by_label": dict(per), "unknown": unknown})
-
-
-def _class_shares(caps: dict[str, float], rows: list[Record]) -> PolicyResult:
-    counts = class_counts(rows)
-    total = len(rows)
-    shares = {c: (counts[c] / total if total else 0.0) for c in caps}
-    over = {c: s for c, s in shares.items() if s > caps[c] + 1e-12}
-    described = [f"{c} rows are {shares[c]:.1%} ({counts[c]} of {total}); the limit is {caps[c]:.0%}"
-                 for c in caps if caps[c] < 1.0]
-    message = ("; ".join(described) if not over else
-               "; ".join(f"{c} rows are {shares[c]:.1%} ({counts[c]} of {total}), over the limit of {caps[c]:.0%} "
-                         f"([policy] max_{c}_share)" for c in over) + ". Keep fewer of them or add first-party rows.")
-    return PolicyResult("max_source_class_share", not over, message,
-                        {"rows": total, "counts": counts, "shares": {c: round(v, 4) for c, v in shares.items()},
-                         "limits": caps})
-
-
-def _licences(rows: list[Record]) -> PolicyResult:
-    external = [r for r in rows if source_class(r) == "external"]
-    missing = [r for r in external if not r.provenance.params.get("license")]
-    cites = sorted({str(r.provenance.params.get("citation", "")) for r in missing})
-    return PolicyResult(
-        "external_license", not missing,
-        (f"all {len(external)} rows from public sources carry a licence" if not missing else
-         f"{len(missing)} of {len(external)} rows from public sources have no licence (e.g. {missing[0].id}, "
-         f"from {', '.join(cites[:3])}); [policy] external_license_required refuses them. Ingest the source "
-         "again with --license, or leave it out."),
-        {"external": len(external), "without_license": len(missing), "citations": cites})
-
-
-def _review(store: Store, mode: str, rate: float, made: list[Record]) -> PolicyResult:
-    """Rows a person accepted or wrote; a simulated reviewer's decisions never count."""
-    decisions = store.decisions()
-    states = review_states(decisions)
-    simulated_edits = {d.new_record_id for d in decisions if d.simulated and d.new_record_id}
-    reviewed = [r for r in made if (r.origin == "edited" and r.id not in simulated_edits)
-                or (states.get(r.id) is not None and states[r.id].action == "accept" and not states[r.id].simulated)]
-    by_sim = sum(1 for r in made if states.get(r.id) is not None and states[r.id].simulated
-                 and states[r.id].action == "accept")
-    sim_note = (f" ({by_sim} accepted by a simulated reviewer only, which never counts as human review)"
-                if by_sim else "")
-    if mode == "all":
-        missing = len(made) - len(reviewed)
-        return PolicyResult(
-            "human_review", missing == 0,
-            (f"all {len(made)} synthetic rows were reviewed by a human" if missing == 0 else
-             f"{missing} of {len(made)} synthetic rows were not accepted by a reviewer{sim_note}; the policy "
-             "requires human review of every synthetic row. Review them (goldloop review or goldloop serve)."),
-            {"synthetic": len(made), "reviewed": len(reviewed), "required": len(made)})
-    need = math.ceil(rate * len(made))
-    return PolicyResult(
-        "human_review", len(reviewed) >= need,
-        f"{len(reviewed)} of {len(made)} synthetic rows were reviewed{sim_note}; the policy samples {rate:.0%}, "
-        f"so {need} must be" + ("" if len(reviewed) >= need else ". Review more of them."),
-        {"synthetic": len(made), "reviewed": len(reviewed), "required": need, "rate": rate})
 
 
 def citations(store: Store, cfg: Config, text: str, top: int = 5, embedder: Any = None) -> list[dict[str, Any]]:
