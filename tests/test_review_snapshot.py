@@ -136,6 +136,42 @@ def test_nothing_is_dropped_silently(project, may_train):
 
 
 @pytest.mark.parametrize("may_train", [False, True])
+def test_a_snapshot_built_a_page_at_a_time_is_described_and_checked_as_a_whole(project, monkeypatch, may_train):
+    """Its rows are offered, screened, counted and policy-checked two at a time; the manifest and the
+    policy results are those of the same rows taken at once."""
+    from goldloop._snapshot_manifest import describe
+    from goldloop.governance import check
+
+    cfg, store, _ = _reviewed(project, may_train)
+    monkeypatch.setattr(snapshot_module, "PAGE", 2)
+    snap = build_snapshot(store, cfg, 1, embedder=CachedEmbedder(HashingEmbedder(), store))
+    rows = store.records(ids=snap.record_ids)
+    m = snap.manifest
+    expected = describe(rows, 1, m["candidates"], m["excluded"], m["by_reviewer"], CachedEmbedder(HashingEmbedder(), store))
+    assert {k: m[k] for k in expected} == expected and m["records"] == len(rows) > 2
+    assert m["policy_results"] == [r.to_json() for r in check(store, cfg, snap, "snapshot", rows)]
+    gate = [v for v in store.verdicts(round=1) if v.filter == GATE]
+    assert len(gate) == m["excluded"].get("not reviewed (review.unreviewed_may_train = false)", 0)
+    assert bool(gate) != may_train
+
+
+def test_the_manifest_measures_diversity_on_a_seeded_sample_of_a_big_set() -> None:
+    from goldloop._snapshot_manifest import ManifestTally
+    from goldloop.records import Record
+
+    def tally(seed: int) -> dict:
+        t = ManifestTally(sample=50, seed=seed)
+        for i in range(400):
+            t.add(Record.gold(" ".join(f"w{(i * k * 7919) % (5 + i)}" for k in range(1, 9)), "a"))
+        return t.describe(1, 0, {}, {})
+
+    first = tally(3)
+    assert first["records"] == 400 and first["diversity"]["gold"]["rows"] == 400
+    assert first["diversity"]["gold"]["sampled_rows"] == 50
+    assert tally(3) == first and tally(4)["diversity"] != first["diversity"]
+
+
+@pytest.mark.parametrize("may_train", [False, True])
 @pytest.mark.parametrize("lost", ["accepted", "edited copy", "unreviewed"])
 def test_the_silent_drop_check_catches_a_record_left_out(project, monkeypatch, may_train, lost):
     cfg, store, queue = _reviewed(project, may_train)
@@ -144,9 +180,9 @@ def test_the_silent_drop_check_catches_a_record_left_out(project, monkeypatch, m
               "unreviewed": queue[-1].id}[lost]
     real = snapshot_module.store_snapshot
 
-    def lossy(store, cfg, snap, records, verdicts=()):
+    def lossy(store, cfg, snap, records=None, verdicts=(), tally=None):
         kept = tuple(i for i in snap.record_ids if i != victim)
-        return real(store, cfg, replace(snap, record_ids=kept), [r for r in records if r.id != victim], verdicts)
+        return real(store, cfg, replace(snap, record_ids=kept), None, verdicts)
 
     monkeypatch.setattr(snapshot_module, "store_snapshot", lossy)
     snap = build_snapshot(store, cfg, 1)

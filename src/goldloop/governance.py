@@ -71,19 +71,21 @@ PAGE = 5000
 
 
 def check(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
-          records: list[Record] | None = None) -> list[PolicyResult]:
+          records: list[Record] | None = None, tally: RowTally | None = None) -> list[PolicyResult]:
     """Every rule that applies at ``stage``, passed or not, with overrides applied.
 
-    ``records`` are the snapshot's rows when the caller holds them; otherwise they are read from
-    the store :data:`PAGE` at a time and only the rules' counts are kept.
+    ``records`` are the snapshot's rows when the caller holds them, and ``tally`` their counts
+    when the caller summed them as it went (a snapshot being built); otherwise the rows are read
+    from the store :data:`PAGE` at a time and only the rules' counts are kept.
     """
     if stage not in STAGES:
         raise ValueError(f"stage is one of {', '.join(STAGES)}, not {stage!r}")
     pol = cfg.policy
-    tally = RowTally(store, cfg)
-    if records is not None:
+    if tally is None and records is not None:
+        tally = RowTally(store, cfg)
         tally.add(records)
-    else:
+    elif tally is None:
+        tally = RowTally(store, cfg)
         ids = snapshot.record_ids
         for start in range(0, len(ids), PAGE):
             tally.add(store.records(ids=ids[start:start + PAGE]))
@@ -145,9 +147,9 @@ def check(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
 
 
 def enforce(store: Store, cfg: Config, snapshot: Snapshot, stage: str,
-            records: list[Record] | None = None) -> list[PolicyResult]:
+            records: list[Record] | None = None, tally: RowTally | None = None) -> list[PolicyResult]:
     """The results of :func:`check`, or :class:`PolicyError` when a rule blocks ``stage``."""
-    results = check(store, cfg, snapshot, stage, records)
+    results = check(store, cfg, snapshot, stage, records, tally)
     failures = [r for r in results if r.blocking]
     if failures:
         lines = [f"snapshot {snapshot.id} breaks the policy of use case {use_case(cfg)!r} at the {stage} stage:"]

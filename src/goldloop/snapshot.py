@@ -11,18 +11,18 @@ left out has a verdict or a decision saying why; those left out by the review ga
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from .config import Config
-from .diversity import dispersion, distinct_n, nearest_gold_distance
+from ._policy_tally import RowTally
+from ._snapshot_manifest import ManifestTally, describe
 from .errors import StageError
 from .filters import REVIEW_GATE, round_marks
 from .governance import enforce
-from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now
+from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now, text_hash
 from .review import review_states, suggestions
-from .sources import citations_of, class_counts
 from .store import Store
-from .suites import suite_copies
 
 GATE = REVIEW_GATE
 SELECTION = "synthetic_selection.v1"
@@ -36,6 +36,9 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     ``embedder``, the manifest's diversity summary also has embedding-space figures.
     ``reviewed_only``: drafts train only when a reviewer accepted or edited them (a round that
     spends a reviewer budget), whatever ``[review] unreviewed_may_train`` says.
+
+    The round's drafts are read a page at a time and only ids and counts are kept of those that
+    train (:class:`_Chosen`), so a round of millions of drafts is never held at once.
     """
     gold = store.records(origin="gold", split="train")
     if not gold:
@@ -45,91 +48,136 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     suggested = suggestions(store, number)
     dropped = set(round_marks(store, number)[0])
     states = review_states(store.decisions(round=number))
-    chosen: list[Record] = list(gold)
+    chosen = _Chosen(store, cfg, number, embedder)
+    chosen.offer(gold)
     excluded: Counter[str] = Counter()
-    gate_verdicts: list[Verdict] = []
+    gate: list[tuple[str, str]] = []                 # (record id, why): the review gate's verdicts
     edited_ids: list[str] = []
-    # the round's drafts a page at a time: only those that train are kept
-    for rec in (r for page in store.iter_records(origin="synthetic", round=number) for r in page):
-        n_candidates += 1
-        state = states.get(rec.id)
-        action = state.action if state else "none"
-        if rec.id in dropped:
-            excluded["dropped by a filter"] += 1
-        elif action == "reject":
-            excluded["rejected by a reviewer"] += 1
-        elif action == "edit":
-            excluded["replaced by a reviewer's edit"] += 1
-            if state and state.new_record_id:
-                edited_ids.append(state.new_record_id)
-        elif action == "accept" or (cfg.review.unreviewed_may_train and not reviewed_only):
-            chosen.append(rec)
-        elif reviewed_only:
-            excluded["not reviewed (the round spends a reviewer budget)"] += 1
-            gate_verdicts.append(Verdict(rec.id, GATE, False, None, "not reviewed, and the round spends a reviewer "
-                                         "budget ([loop] review_budget): only reviewed drafts train", number))
-        else:
-            excluded["not reviewed (review.unreviewed_may_train = false)"] += 1
-            gate_verdicts.append(Verdict(rec.id, GATE, False, None, "not reviewed by a human, and "
-                                         "[review] unreviewed_may_train is false", number))
+    budget_reason = ("not reviewed, and the round spends a reviewer budget ([loop] review_budget): only reviewed "
+                     "drafts train")
+    human_reason = "not reviewed by a human, and [review] unreviewed_may_train is false"
+    for page in store.iter_records(origin="synthetic", round=number):
+        taken = []
+        for rec in page:
+            n_candidates += 1
+            state = states.get(rec.id)
+            action = state.action if state else "none"
+            if rec.id in dropped:
+                excluded["dropped by a filter"] += 1
+            elif action == "reject":
+                excluded["rejected by a reviewer"] += 1
+            elif action == "edit":
+                excluded["replaced by a reviewer's edit"] += 1
+                if state and state.new_record_id:
+                    edited_ids.append(state.new_record_id)
+            elif action == "accept" or (cfg.review.unreviewed_may_train and not reviewed_only):
+                taken.append(rec)
+            elif reviewed_only:
+                excluded["not reviewed (the round spends a reviewer budget)"] += 1
+                gate.append((rec.id, budget_reason))
+            else:
+                excluded["not reviewed (review.unreviewed_may_train = false)"] += 1
+                gate.append((rec.id, human_reason))
+        chosen.offer(taken)
+    taken = []
     for rec in suggested:
         state = states.get(rec.id)
         action = state.action if state else "none"
         if action == "accept":
-            chosen.append(rec)
+            taken.append(rec)
         elif action == "edit" and state and state.new_record_id:
             edited_ids.append(state.new_record_id)
         elif action == "reject":
             excluded["pool record rejected by a reviewer (unusable)"] += 1
         else:
             excluded["suggested label not answered by a reviewer"] += 1
-            gate_verdicts.append(Verdict(rec.id, GATE, False, None, "a suggested label trains only once a "
-                                         "reviewer confirms or corrects it", number))
-    chosen += store.records(ids=edited_ids)
-    cases = set(store.suite_text_hashes())
-    chosen, copies = without_suite_text(chosen, cases)
-    if copies:
-        excluded[SUITE_TEXT] += copies
-    chosen, refused = without_gold_only(chosen, cfg)
-    machine, machine_copies = without_suite_text(self_training_of_round(store, cfg, number), cases)
-    if machine_copies:
-        excluded[SUITE_TEXT] += machine_copies
-    machine, refused_machine = without_gold_only(machine, cfg)
-    if refused + refused_machine:
-        excluded[GOLD_ONLY] += refused + refused_machine
-    machine, over = within_synthetic_share(chosen, machine, cfg.policy.max_synthetic_share,
-                                           cfg.suggest.self_training_keep)
+            gate.append((rec.id, "a suggested label trains only once a reviewer confirms or corrects it"))
+    chosen.offer(taken)
+    for start in range(0, len(edited_ids), PAGE):
+        chosen.offer(store.records(ids=edited_ids[start:start + PAGE]))
+    machine = chosen.screen(self_training_of_round(store, cfg, number))
+    if chosen.copies:
+        excluded[SUITE_TEXT] += chosen.copies
+    if chosen.refused:
+        excluded[GOLD_ONLY] += chosen.refused
+    room = synthetic_room(chosen.manifest.records, chosen.manifest.made, len(machine), cfg.policy.max_synthetic_share)
+    machine, over = within_synthetic_share([], machine, cfg.policy.max_synthetic_share, cfg.suggest.self_training_keep,
+                                           room=room)
     if over:
         excluded[OVER_SHARE] += over
-    chosen += machine
-    if any(r.split == "heldout" for r in chosen):
-        raise StageError("a held-out record reached the snapshot; refusing to continue")
+    chosen.offer(machine, screened=True)
+    chosen.flush()
 
-    ids = sorted(r.id for r in chosen)
+    ids = sorted(chosen.ids)
     reviewers = Counter(s.reviewer for s in states.values() if s.action != "none")
-    manifest = describe(chosen, number, n_candidates + len(suggested), excluded, dict(reviewers), embedder)
+    manifest = chosen.manifest.describe(number, n_candidates + len(suggested), excluded, dict(reviewers), embedder)
     manifest["simulated_reviewers"] = sorted({s.reviewer for s in states.values() if s.simulated and s.action != "none"})
-    manifest["weights"] = {**stored_weights(chosen, store.verdicts(round=number, filter=SELECTION)),
-                           **{r.id: cfg.suggest.self_training_weight for r in machine}}
+    manifest["weights"] = dict(sorted({**chosen.weights, **{r.id: cfg.suggest.self_training_weight for r in machine}}.items()))
     if machine:
         manifest["self_trained"] = len(machine)
     manifest["policy"] = {"unreviewed_may_train": cfg.review.unreviewed_may_train and not reviewed_only,
                           "heldout_isolated": True}
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,
                     record_ids=tuple(ids), manifest=manifest, created_at=now())
-    return store_snapshot(store, cfg, snap, chosen, gate_verdicts)
+    return store_snapshot(store, cfg, snap, tally=chosen.tally,
+                          verdicts=(Verdict(rid, GATE, False, None, why, number) for rid, why in gate))
+
+
+#: Records a snapshot reads, checks and describes at once.
+PAGE = 5000
+
+
+class _Chosen:
+    """The rows a snapshot takes, offered a page at a time: the suite and gold-only screens are
+    applied, and only their ids, the manifest's counts (:class:`ManifestTally`), the policy rules'
+    counts (:class:`goldloop.governance.RowTally`) and their selection weights are kept."""
+
+    def __init__(self, store: Store, cfg: Config, number: int, embedder: Any) -> None:
+        self.cases = set(store.suite_text_hashes())
+        self.red = set(cfg.policy.gold_only_labels)
+        self.ids: list[str] = []
+        self.copies = self.refused = 0
+        self.tally = RowTally(store, cfg)
+        self.manifest = ManifestTally(seed=cfg.project.seed)
+        self.given = {v.record_id: float(v.score) for v in store.verdicts(round=number, filter=SELECTION)
+                      if v.keep and v.score is not None}
+        self.weights: dict[str, float] = {}
+        self._page: list[Record] = []
+
+    def screen(self, rows: list[Record]) -> list[Record]:
+        """``rows`` less those that repeat a suite case's text or are made rows of a gold-only label (counted)."""
+        kept = []
+        for r in rows:
+            if r.origin != "gold" and text_hash(r.text) in self.cases:
+                self.copies += 1
+            elif self.red and not r.real and r.label in self.red:
+                self.refused += 1
+            else:
+                kept.append(r)
+        return kept
+
+    def offer(self, rows: list[Record], screened: bool = False) -> None:
+        for r in rows if screened else self.screen(rows):
+            if r.split == "heldout":
+                raise StageError("a held-out record reached the snapshot; refusing to continue")
+            self.ids.append(r.id)
+            self.manifest.add(r)
+            if not r.real:
+                rid = r.id if r.id in self.given else next((p for p in r.provenance.parents if p in self.given), None)
+                if rid is not None:
+                    self.weights[r.id] = round(self.given[rid], 6)
+            self._page.append(r)
+            if len(self._page) >= PAGE:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._page:
+            self.tally.add(self._page)
+            self._page = []
 
 
 #: Why a row was left out of a training set because a stress-test suite holds its text.
 SUITE_TEXT = "text of a stress-test suite case (suites are scored on, never trained on)"
-
-
-def without_suite_text(rows: list[Record], cases: set[str]) -> tuple[list[Record], int]:
-    """``rows`` less those that repeat a suite case's text (``cases``: the cases' text hashes), and
-    how many those were (the ``suite_isolation`` policy, which no approver can override, refuses
-    any left)."""
-    copies = {r.id for r in suite_copies(rows, cases)}
-    return [r for r in rows if r.id not in copies], len(copies)
 
 
 #: Why a row of a gold-only label was left out of a training set.
@@ -161,8 +209,16 @@ def self_training_of_round(store: Store, cfg: Config, number: int) -> list[Recor
             if r.provenance.strategy == SELF_TRAIN and r.provenance.parents[0] not in answered]
 
 
+def synthetic_room(total: int, made: int, offered: int, limit: float) -> int:
+    """How many more made rows a training set of ``total`` rows, ``made`` of them made, takes while
+    it stays within ``limit`` synthetic (all ``offered`` when the limit is 1)."""
+    if limit >= 1.0:
+        return offered
+    return max(0, int((limit * total - made) / (1.0 - limit) + 1e-9))
+
+
 def within_synthetic_share(rows: list[Record], machine: list[Record], limit: float,
-                           keep: str = "least_confident") -> tuple[list[Record], int]:
+                           keep: str = "least_confident", room: int | None = None) -> tuple[list[Record], int]:
     """The self-training rows of ``machine`` that ``rows`` can take while the training set stays
     within ``limit`` synthetic (``[policy] max_synthetic_share``), and how many were left out. They
     are optional extras: the policy trims them instead of refusing the set. ``keep``
@@ -179,10 +235,10 @@ def within_synthetic_share(rows: list[Record], machine: list[Record], limit: flo
     >>> min(r.provenance.params["confidence"] for r in kept)
     0.1
     """
-    made = sum(not r.real for r in rows)
     if limit >= 1.0 or not machine:
         return machine, 0
-    room = max(0, int((limit * len(rows) - made) / (1.0 - limit) + 1e-9))
+    if room is None:                                # ``room``: computed by the caller from its counts
+        room = synthetic_room(len(rows), sum(not r.real for r in rows), len(machine), limit)
     if len(machine) <= room:
         return machine, 0
     sign = 1.0 if keep == "least_confident" else -1.0
@@ -190,37 +246,31 @@ def within_synthetic_share(rows: list[Record], machine: list[Record], limit: flo
     return ranked[:room], len(machine) - room
 
 
-def store_snapshot(store: Store, cfg: Config, snap: Snapshot, records: list[Record],
-                   verdicts: list[Verdict] = ()) -> Snapshot:
+def store_snapshot(store: Store, cfg: Config, snap: Snapshot, records: list[Record] | None = None,
+                   verdicts: Iterable[Verdict] = (), tally: RowTally | None = None) -> Snapshot:
     """Check the policy rules for a new snapshot, then store it (with the gate's verdicts) at once.
 
-    An existing snapshot with the same id (the same records) is returned as it is.
+    The rules read ``records``, or the counts of ``tally`` that the caller summed over them. The
+    verdicts are written in batches within the snapshot's transaction. An existing snapshot with
+    the same id (the same records) is returned as it is.
     """
     existing = store.get_snapshot(snap.id)
     if existing is not None:
         return existing
-    results = enforce(store, cfg, snap, "snapshot", records)
+    results = enforce(store, cfg, snap, "snapshot", records, tally=tally)
     snap.manifest["policy_results"] = [r.to_json() for r in results]
     snap.manifest["use_case"] = cfg.policy.use_case or cfg.project.name
     with store.transaction():
-        store.add_verdicts(list(verdicts))
+        batch: list[Verdict] = []
+        for verdict in verdicts:
+            batch.append(verdict)
+            if len(batch) >= 10 * PAGE:
+                store.add_verdicts(batch)
+                batch = []
+        store.add_verdicts(batch)
         store.add_snapshot(snap)
         store.log_event("snapshot", {"id": snap.id, "round": snap.round, "records": len(snap.record_ids)})
     return snap
-
-
-def stored_weights(rows: list[Record], verdicts: list[Verdict]) -> dict[str, float]:
-    """Training weights the selection filter gave the made rows of ``rows`` (an edit inherits its
-    parent's): every trainer reads them from the snapshot."""
-    given = {v.record_id: float(v.score) for v in verdicts if v.filter == SELECTION and v.keep and v.score is not None}
-    out = {}
-    for r in rows:
-        if r.real:
-            continue
-        rid = r.id if r.id in given else next((p for p in r.provenance.parents if p in given), None)
-        if rid is not None:
-            out[r.id] = round(given[rid], 6)
-    return dict(sorted(out.items()))
 
 
 def derived_snapshot(store: Store, cfg: Config, base: Snapshot, records: list[Record], name: str,
@@ -235,49 +285,6 @@ def derived_snapshot(store: Store, cfg: Config, base: Snapshot, records: list[Re
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=name, round=base.round, record_ids=tuple(ids),
                     manifest=out, created_at=now())
     return store_snapshot(store, cfg, snap, records, verdicts)
-
-
-def describe(records: list[Record], number: int, candidates: int, excluded: dict[str, int],
-             reviewers: dict[str, int], embedder: Any = None) -> dict[str, Any]:
-    """A snapshot's manifest: what it holds, where each row came from, and how varied it is."""
-    made = [r for r in records if not r.real]
-    return {
-        "format": "goldloop.snapshot.v2",
-        "round": number,
-        "records": len(records),
-        "by_origin": dict(Counter(r.origin for r in records)),
-        "by_strategy": dict(Counter(r.provenance.strategy for r in records if r.origin != "gold")),
-        "by_model": dict(Counter(f"{r.provenance.backend}:{r.provenance.model}" for r in made
-                                 if r.origin == "synthetic")),
-        "by_round": {str(k): v for k, v in sorted(Counter(r.round for r in records if r.origin != "gold").items())},
-        "by_label": dict(sorted(Counter(r.label for r in records).items())),
-        "by_source_class": class_counts(records),
-        "citations": citations_of(records),
-        "by_reviewer": reviewers,
-        "synthetic_share": round(len(made) / len(records), 4) if records else 0.0,
-        "candidates": candidates,
-        "excluded": dict(excluded),
-        "diversity": diversity_summary(records, embedder),
-    }
-
-
-def diversity_summary(records: list[Record], embedder: Any = None) -> dict[str, Any]:
-    """Distinct word 1- and 2-grams of gold and of made rows; with an embedder, their spread
-    (mean cosine distance to the centroid) and the made rows' distance to the nearest gold row."""
-    groups = {"gold": [r for r in records if r.real],
-              "synthetic": [r for r in records if not r.real]}
-    out: dict[str, Any] = {}
-    for name, rows in groups.items():
-        texts = [r.text for r in rows]
-        out[name] = {"rows": len(rows), "distinct_1": round(distinct_n(texts, 1), 4),
-                     "distinct_2": round(distinct_n(texts, 2), 4)}
-    if embedder is not None and groups["synthetic"]:
-        gold_vecs = embedder.embed([r.text for r in groups["gold"]])
-        made_vecs = embedder.embed([r.text for r in groups["synthetic"]])
-        out["gold"]["dispersion"] = round(dispersion(gold_vecs), 4)
-        out["synthetic"]["dispersion"] = round(dispersion(made_vecs), 4)
-        out["synthetic"]["nearest_gold_distance_q10_q50_q90"] = nearest_gold_distance(made_vecs, gold_vecs)
-    return out
 
 
 def resolve_snapshot(store: Store, ref: str) -> Snapshot:
