@@ -1,0 +1,150 @@
+"""The trajectory task's core: episodes and their located errors, replay, drafting that never starts
+from held-out logs, the filters, reviews that become training rows and DPO pairs, and the policy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+pytest.importorskip("gymnasium")
+
+from goldloop.trajectory import (BCPolicy, Bounds, DraftPlan, Episode, EpisodeError, EpisodeReview,  # noqa: E402
+                                 OracleReviewer, Simulator, SimulatorError, Step, draft_episodes, filter_episodes,
+                                 kept, operator_logs, preference_pairs, read_episodes, rows_of, score,
+                                 starts_avoiding, training_rows)
+
+
+@pytest.fixture(scope="module")
+def taxi():
+    sim = Simulator("Taxi-v4")
+    q = sim.adapter.optimal_values()
+    gold = operator_logs(sim, q, list(range(0, 6)), seed=0)
+    held = operator_logs(sim, q, list(range(100, 110)), seed=1, split="heldout")
+    return sim, q, gold, held
+
+
+def test_an_episode_is_content_addressed_and_replays(taxi) -> None:
+    sim, _, gold, _ = taxi
+    ep = gold[0]
+    assert ep.id == Episode(ep.env_id, ep.seed, ep.steps).id and ep.real
+    assert ep.id != replace(ep, seed=ep.seed + 1).id
+    steps, _, ended = sim.replay(ep.seed, ep.actions, expect=ep.steps)
+    assert ended and tuple(steps) == ep.steps
+    assert ep.total_return == sum(s.reward for s in ep.steps) and ep.length == len(ep.steps)
+    with pytest.raises(SimulatorError, match="does not replay here"):
+        sim.replay(ep.seed + 1, ep.actions, expect=ep.steps)
+    assert "destination" in sim.render(ep.steps[0].observation)
+
+
+def test_logs_are_read_per_step_or_per_episode(taxi, tmp_path) -> None:
+    sim, _, gold, _ = taxi
+    per_step = tmp_path / "steps.jsonl"
+    per_step.write_text("".join(json.dumps({"episode": f"e{n}", "t": t, "env_id": "Taxi-v4", "seed": ep.seed,
+                                            **s.to_json()}) + "\n"
+                                for n, ep in enumerate(gold[:2]) for t, s in reversed(list(enumerate(ep.steps)))))
+    read = read_episodes(per_step, action_count=6)
+    assert [e.id for e in read] == [e.id for e in gold[:2]]
+    per_episode = tmp_path / "episodes.jsonl"
+    per_episode.write_text("".join(json.dumps({"seed": ep.seed, "steps": [s.to_json() for s in ep.steps]}) + "\n"
+                                   for ep in gold[:2]))
+    assert [e.id for e in read_episodes(per_episode, env_id="Taxi-v4", split="heldout")] == [e.id for e in gold[:2]]
+    assert all(e.split == "heldout" for e in read_episodes(per_episode, env_id="Taxi-v4", split="heldout"))
+
+
+def test_malformed_steps_are_located_and_nothing_is_read(tmp_path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    rows = [{"episode": "a", "t": 0, "observation": 1, "action": 9, "reward": -1},
+            {"episode": "a", "t": 1, "observation": 2, "action": 0},
+            {"episode": "b", "t": 0, "observation": 1, "action": 0, "reward": -1},
+            {"episode": "b", "t": 2, "observation": 1, "action": 0, "reward": -1},
+            {"episode": "c", "t": 0, "observation": 1, "action": 0, "reward": -1, "terminated": True},
+            {"episode": "c", "t": 1, "observation": 1, "action": 0, "reward": -1},
+            {"t": 0, "observation": 1, "action": 0, "reward": -1}]
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(EpisodeError) as caught:
+        read_episodes(bad, env_id="Taxi-v4", action_count=6)
+    text = str(caught.value)
+    assert "bad.jsonl line 1: 'action' must be an integer in 0..5, not 9" in text
+    assert "bad.jsonl line 2: no 'reward'" in text
+    assert "bad.jsonl line 4: episode 'b' jumps from t=0 to t=2" in text
+    assert "episode 'c'" in text and "step 0 ends the episode" in text
+    assert "bad.jsonl line 7: no 'episode'" in text and "nothing was read" in text
+
+
+def test_heldout_episodes_never_seed_a_rollout(taxi) -> None:
+    sim, _, gold, held = taxi
+    policy = BCPolicy(sim).fit(rows_of(gold))
+    # a fresh start would land on a held-out seed: the held-out logs start at 100..109
+    plan = DraftPlan(per_strategy=15, epsilon=0.2, fresh_seeds_from=100)
+    drafts = draft_episodes(sim, gold + held, policy, policy.name, plan, 1, seed=3)
+    held_ids, held_seeds = {e.id for e in held}, {e.seed for e in held}
+    assert drafts and all(e.origin == "synthetic" and e.round == 1 for e in drafts)
+    assert not any(set(e.parents) & held_ids for e in drafts)
+    assert not any(e.seed in held_seeds for e in drafts)
+    assert {e.strategy for e in drafts} <= {"perturb.v1", "rollout.v1", "targeted.v1"}
+    perturbed = [e for e in drafts if e.strategy == "perturb.v1"]
+    parent = {g.id: g for g in gold}[perturbed[0].parents[0]]
+    k = perturbed[0].params["takeover_step"]
+    assert perturbed[0].actions[:k] == parent.actions[:k]                  # replayed, then taken over
+    # the same inputs give the same drafts
+    assert [e.id for e in draft_episodes(sim, gold + held, policy, policy.name, plan, 1, seed=3)] == [e.id for e in drafts]
+
+
+def test_the_red_line_filter_drops_a_planted_violating_episode(taxi) -> None:
+    sim, _, gold, held = taxi
+    good = replace(gold[0], origin="synthetic", split=None, strategy="perturb.v1")
+    first = gold[1].steps[0]
+    steps, _, _ = sim.replay(gold[1].seed, (4,) + gold[1].actions[:3])    # a pickup with no passenger at the taxi
+    assert steps[0].reward == -10
+    planted = Episode(sim.env_id, gold[1].seed, tuple(steps), origin="synthetic", split=None)
+    copy = replace(held[0], origin="synthetic", split=None)
+    verdicts = filter_episodes(sim, [good, planted, copy], gold + held)
+    by = {(v.episode_id, v.filter): v for v in verdicts}
+    red = by[(planted.id, "red_lines.v1")]
+    assert not red.keep and red.reason.startswith("step 0 breaks red line taxi.illegal_pickup")
+    assert by[(good.id, "exact_dup.v1")].reason.startswith("same start and actions as episode")
+    assert not by[(copy.id, "leakage.v1")].keep and "held-out" in by[(copy.id, "leakage.v1")].reason
+    assert kept([good, planted, copy], verdicts) == []
+    assert first.observation == steps[0].observation
+    short = filter_episodes(sim, [planted], gold, Bounds(min_length=10, red_lines=()))
+    assert {v.filter for v in short if not v.keep} == {"length_bounds.v1"}
+    with pytest.raises(ValueError, match="unknown red line"):
+        filter_episodes(sim, [planted], gold, Bounds(red_lines=("taxi.speeding",)))
+
+
+def test_a_corrected_action_yields_a_dpo_pair_at_that_state(taxi) -> None:
+    sim, q, gold, _ = taxi
+    reviewer = OracleReviewer(q)
+    obs, _ = sim.env.reset(seed=5)
+    best = int(q[int(obs)].argmax())
+    wrong = next(a for a in range(4) if a not in reviewer.optimal(obs))
+    steps = sim.rollout(lambda o: int(q[int(o)].argmax()), 5, prefix=(wrong,))
+    ep = Episode(sim.env_id, 5, tuple(steps), origin="synthetic", split=None)
+    review = reviewer.review(ep)
+    assert (review.action, review.step, review.new_action, review.simulated) == ("correct", 0, best, True)
+    assert review.reviewer.startswith("simulated:")
+    (pair,) = preference_pairs(ep, review)
+    assert (pair.observation, pair.chosen, pair.rejected, pair.step) == (steps[0].observation, best, wrong, 0)
+    rows = training_rows(ep, review)
+    assert [(r.observation, r.action) for r in rows] == [(steps[0].observation, best)]
+    accepted = EpisodeReview(gold[0].id, "accept", "ann")
+    assert len(training_rows(gold[0], accepted)) == gold[0].length and not preference_pairs(gold[0], accepted)
+    assert training_rows(gold[0], EpisodeReview(gold[0].id, "reject", "ann")) == []
+    with pytest.raises(ValueError, match="names the step"):
+        EpisodeReview(ep.id, "correct", "ann")
+
+
+def test_a_policy_is_scored_on_heldout_logs_and_in_the_simulator(taxi) -> None:
+    sim, q, gold, held = taxi
+    starts = starts_avoiding(5, {e.seed for e in gold + held}, first=100)
+    assert not set(starts) & {e.seed for e in held}
+    policy = BCPolicy(sim).fit(rows_of(gold))
+    scores = score(policy, sim, held, starts)
+    assert len(scores.agreement) == len(held) and len(scores.returns) == len(scores.violations) == 5
+    assert 0.0 <= scores.summary()["agreement"] <= 1.0
+    expert = BCPolicy(sim).fit([r for e in operator_logs(sim, q, list(range(200, 260)), slip=0.0) for r in rows_of([e])])
+    assert score(expert, sim, held, starts).summary()["return"] > scores.summary()["return"] - 1e-9
+    with pytest.raises(SimulatorError, match="cannot make environment"):
+        Simulator("Taxi-v3")
