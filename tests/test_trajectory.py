@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("gymnasium")
 
 from goldloop.trajectory import (BCPolicy, Bounds, DraftPlan, Episode, EpisodeError, EpisodeReview,  # noqa: E402
-                                 OracleReviewer, Simulator, SimulatorError, Step, draft_episodes, filter_episodes,
+                                 OracleReviewer, Simulator, SimulatorError, draft_episodes, filter_episodes,
                                  kept, operator_logs, preference_pairs, read_episodes, rows_of, score,
                                  starts_avoiding, training_rows)
 
@@ -148,3 +148,42 @@ def test_a_policy_is_scored_on_heldout_logs_and_in_the_simulator(taxi) -> None:
     assert score(expert, sim, held, starts).summary()["return"] > scores.summary()["return"] - 1e-9
     with pytest.raises(SimulatorError, match="cannot make environment"):
         Simulator("Taxi-v3")
+
+
+def test_minari_and_trl_exports_load_with_their_libraries(taxi, tmp_path, monkeypatch) -> None:
+    minari = pytest.importorskip("minari")
+    datasets = pytest.importorskip("datasets")
+    from trl.data_utils import is_conversational
+
+    from goldloop.errors import GoldloopError
+    from goldloop.trajectory import export_minari, trl_tool_rows
+
+    sim, _, gold, held = taxi
+    folder = export_minari(sim, gold[:3], "goldloop/taxi-v0", tmp_path / "minari")
+    assert folder == (tmp_path / "minari" / "goldloop" / "taxi-v0").resolve()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    ds = minari.load_dataset("goldloop/taxi-v0")
+    assert ds.total_episodes == 3 and ds.total_steps == sum(e.length for e in gold[:3])
+    first = next(ds.iterate_episodes())
+    assert list(first.actions) == list(gold[0].actions)
+    assert list(first.observations[:-1]) == [s.observation for s in gold[0].steps]
+    assert len(first.observations) == gold[0].length + 1 and bool(first.terminations[-1])
+    with pytest.raises(GoldloopError, match="held out"):
+        export_minari(sim, held[:1], "goldloop/taxi-v1", tmp_path / "minari")
+    with pytest.raises(GoldloopError, match="namespace/name-vN"):
+        export_minari(sim, gold[:1], "taxi logs", tmp_path / "minari")
+    assert not (tmp_path / "minari" / "goldloop" / "taxi-v1").exists()
+
+    rows = trl_tool_rows(sim, gold[:2], system="You dispatch a taxi.")
+    path = tmp_path / "trl.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    loaded = datasets.load_dataset("json", data_files=str(path), split="train")
+    assert len(loaded) == 2 and is_conversational(loaded[0])
+    msgs = rows[0]["messages"]
+    assert [m["role"] for m in msgs[:4]] == ["system", "user", "assistant", "tool"]
+    call = msgs[2]["tool_calls"][0]["function"]
+    assert call["name"] in {t["function"]["name"] for t in json.loads(rows[0]["tools"])}
+    assert msgs[3]["name"] == call["name"] and "reward" in msgs[3]["content"]
+    assert sum(m["role"] == "assistant" for m in msgs) == gold[0].length
+    with pytest.raises(GoldloopError, match="held out"):
+        trl_tool_rows(sim, held[:1])

@@ -11,11 +11,13 @@ log (:func:`filter_episodes`). A reviewer accepts, rejects, or corrects the firs
 (:class:`EpisodeReview`), and each answer gives behaviour-cloning rows and, for a correction, a
 DPO pair at that state. A :class:`BCPolicy` trained on gold + reviewed rows is judged on
 held-out real logs (agreement with the logged actions) and in the simulator (mean return,
-red-line violations per episode) by :func:`score`.
+red-line violations per episode) by :func:`score`. Episodes export as Minari datasets
+(:func:`export_minari`) and as TRL conversational rows with tool calls (:func:`trl_tool_rows`).
 """
 
 from ._draft import STRATEGIES, DraftPlan, draft_episodes
 from ._episode import Episode, EpisodeError, Step, read_episodes
+from ._export import export_minari, last_observation, trl_tool_rows
 from ._filters import FILTERS, Bounds, EpisodeVerdict, filter_episodes, kept
 from ._logs import operator_logs
 from ._policy import BCPolicy, Row, Scores, paired_interval, rows_of, score, starts_avoiding
@@ -24,5 +26,5 @@ from ._sim import Simulator, SimulatorError
 
 __all__ = ["BCPolicy", "Bounds", "DraftPlan", "Episode", "EpisodeError", "EpisodeReview", "EpisodeVerdict", "FILTERS",
            "OracleReviewer", "PreferencePair", "Row", "STRATEGIES", "Scores", "Simulator", "SimulatorError", "Step",
-           "draft_episodes", "filter_episodes", "kept", "operator_logs", "paired_interval", "preference_pairs",
+           "draft_episodes", "export_minari", "filter_episodes", "last_observation", "trl_tool_rows", "kept", "operator_logs", "paired_interval", "preference_pairs",
            "read_episodes", "rows_of", "score", "starts_avoiding", "training_rows"]
