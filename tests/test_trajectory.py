@@ -187,3 +187,41 @@ def test_minari_and_trl_exports_load_with_their_libraries(taxi, tmp_path, monkey
     assert sum(m["role"] == "assistant" for m in msgs) == gold[0].length
     with pytest.raises(GoldloopError, match="held out"):
         trl_tool_rows(sim, held[:1])
+
+
+def test_episodes_verdicts_and_reviews_are_stored_and_audited(taxi, team_project) -> None:
+    """On SQLite and on PostgreSQL: episodes round-trip with their ids, a held-out log cannot also be
+    a training one, verdicts and reviews are kept (the latest review stands), and the audit log
+    vouches for every row."""
+    from goldloop.errors import StoreError
+
+    sim, q, gold, held = taxi
+    _, _, store = team_project
+    assert store.add_episodes(gold + held) == len(gold) + len(held)
+    assert store.add_episodes(gold[:2]) == 0                                     # stored once
+    assert [e.id for e in store.episodes(split="heldout")] == [e.id for e in held]
+    back = store.episodes(ids=[gold[1].id, gold[0].id])
+    assert [e.id for e in back] == [gold[1].id, gold[0].id] and back[0].steps == gold[1].steps
+    with pytest.raises(StoreError, match="cannot also be train"):
+        store.add_episodes([replace(held[0], split="train")])
+    policy = BCPolicy(sim).fit(rows_of(gold))
+    drafts = draft_episodes(sim, gold + held, policy, policy.name, DraftPlan(per_strategy=3), 1, seed=1)
+    store.add_episodes(drafts)
+    # a draft that repeats a gold log step for step is that log (the same id), stored once, as gold
+    new = {e.id for e in drafts} - {e.id for e in gold}
+    assert new and {e.id for e in store.episodes(origin="synthetic", round=1)} == new
+    drafts = [e for e in drafts if e.id in new]
+    stored = store.episodes(ids=[drafts[0].id])[0]
+    assert (stored.strategy, stored.parents, stored.params, stored.policy) == \
+        (drafts[0].strategy, drafts[0].parents, drafts[0].params, drafts[0].policy)
+    verdicts = filter_episodes(sim, drafts, gold + held)
+    store.add_episode_verdicts(verdicts, 1)
+    assert len(store.episode_verdicts(1)) == len(verdicts)
+    reviewer = OracleReviewer(q)
+    store.add_episode_review(EpisodeReview(drafts[0].id, "reject", "ann"), 1)
+    store.add_episode_review(reviewer.review(drafts[0]), 1)
+    store.add_episode_review(EpisodeReview(drafts[1].id, "accept", "ann"), 1)
+    store.add_episode_review(EpisodeReview(drafts[1].id, "undo", "ann"), 1)
+    standing = store.episode_reviews(1)
+    assert standing[drafts[0].id] == reviewer.review(drafts[0]) and drafts[1].id not in standing
+    assert store.verify_audit().ok

@@ -21,7 +21,8 @@ GENESIS = "0" * 64
 
 # What the audit log vouches for: table -> (key columns, the other columns, in order).
 #: Audited tables that a later migration than the audit log's own creates.
-TABLE_SINCE = {"record_parts": "0005", "suite_cases": "0006", "suite_decisions": "0006", "suite_versions": "0006"}
+TABLE_SINCE = {"record_parts": "0005", "suite_cases": "0006", "suite_decisions": "0006", "suite_versions": "0006",
+               "episodes": "0008", "episode_verdicts": "0008", "episode_reviews": "0008"}
 
 AUDITED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "records": (("id",), ("text", "text_hash", "label", "origin", "split", "round", "created_at")),
@@ -44,6 +45,11 @@ AUDITED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                               "request_key", "dropped", "created_at")),
     "suite_decisions": (("id",), ("case_id", "action", "expected", "reviewer", "simulated", "created_at")),
     "suite_versions": (("suite", "version"), ("digest", "cases", "created_at")),
+    "episodes": (("id",), ("env_id", "seed", "origin", "split", "round", "strategy", "parents", "policy", "params",
+                          "source", "total_return", "length", "steps", "created_at")),
+    "episode_verdicts": (("episode_id", "filter", "round"), ("keep", "score", "reason")),
+    "episode_reviews": (("id",), ("episode_id", "action", "step", "new_action", "reviewer", "simulated", "round",
+                                  "created_at")),
 }
 
 

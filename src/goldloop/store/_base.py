@@ -17,6 +17,9 @@ from ..records import Comparison, Decision, Ranking, Record, Snapshot, Verdict
 from ._review_base import AccountStore, ReviewQueueStore
 
 if TYPE_CHECKING:
+    from ..trajectory._episode import Episode
+    from ..trajectory._filters import EpisodeVerdict
+    from ..trajectory._review import EpisodeReview
     from ._suites import SuiteCase, SuiteDecision, SuiteVersion
 
 
@@ -195,3 +198,18 @@ class Store(ReviewQueueStore, AccountStore, abc.ABC):
     def add_suite_version(self, version: SuiteVersion, actor: str | None = None) -> None: ...
     @abc.abstractmethod
     def suite_versions(self, suite: str | None = None) -> list[SuiteVersion]: ...
+
+    # the trajectory task (goldloop.trajectory): episodes, verdicts on drafted ones, reviews
+    @abc.abstractmethod
+    def add_episodes(self, episodes: Iterable[Episode]) -> int: ...
+    @abc.abstractmethod
+    def episodes(self, origin: str | None = None, split: str | None = None, round: int | None = None,
+                 ids: list[str] | None = None) -> list[Episode]: ...
+    @abc.abstractmethod
+    def add_episode_verdicts(self, verdicts: Iterable[EpisodeVerdict], round: int) -> None: ...
+    @abc.abstractmethod
+    def episode_verdicts(self, round: int | None = None) -> list[EpisodeVerdict]: ...
+    @abc.abstractmethod
+    def add_episode_review(self, review: EpisodeReview, round: int) -> int: ...
+    @abc.abstractmethod
+    def episode_reviews(self, round: int | None = None) -> dict[str, EpisodeReview]: ...

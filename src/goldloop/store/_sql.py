@@ -8,7 +8,8 @@
 - :mod:`._records`: records and provenance, the ingest log, verdicts, generations, embeddings;
 - :mod:`._reviews`: decisions, comparisons, rankings;
 - :mod:`._snapshots`: snapshots, sign-offs, overrides, trainings, rounds, events;
-- :mod:`._queue` and :mod:`._users`: the review server's queue, operations log and accounts.
+- :mod:`._queue` and :mod:`._users`: the review server's queue, operations log and accounts;
+- :mod:`._suites` and :mod:`._episodes`: stress-test suites, and the trajectory task's episodes.
 
 A dialect (:class:`goldloop.store.SQLiteStore`, :class:`goldloop.store.PostgresStore`) supplies
 the connection, its types and its locks.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from ._base import Store
 from ._connection import Connection
+from ._episodes import EpisodeTables
 from ._migrations import migrate, schema_version
 from ._queue import QueueTables
 from ._reviews import ReviewTables
@@ -37,7 +39,7 @@ POOL_CHECKS = {
 }
 
 
-class SQLStore(ReviewTables, SnapshotTables, QueueTables, AccountTables, SuiteTables, Store):
+class SQLStore(ReviewTables, SnapshotTables, QueueTables, AccountTables, SuiteTables, EpisodeTables, Store):
     """A :class:`Store` over any SQL database with a :class:`Connection`; see the module docs."""
 
     def __init__(self) -> None:

@@ -26,15 +26,15 @@ class EpisodeReview:
     """A reviewer's answer to one episode."""
 
     episode_id: str
-    action: str                     # accept | reject | correct
+    action: str                     # accept | reject | correct (undo: withdraws the reviewer's last answer)
     reviewer: str
     step: int | None = None         # correct: the first bad step
     new_action: int | None = None   # correct: the action the reviewer wrote in
     simulated: bool = False
 
     def __post_init__(self) -> None:
-        if self.action not in ("accept", "reject", "correct"):
-            raise ValueError(f"a review is accept, reject or correct, not {self.action!r}")
+        if self.action not in ("accept", "reject", "correct", "undo"):
+            raise ValueError(f"a review is accept, reject, correct or undo, not {self.action!r}")
         if self.action == "correct" and (self.step is None or self.new_action is None):
             raise ValueError("a correction names the step and the action written in")
 
