@@ -225,3 +225,33 @@ def test_episodes_verdicts_and_reviews_are_stored_and_audited(taxi, team_project
     standing = store.episode_reviews(1)
     assert standing[drafts[0].id] == reviewer.review(drafts[0]) and drafts[1].id not in standing
     assert store.verify_audit().ok
+
+
+def test_the_trajectory_demo_runs_end_to_end_and_says_what_is_simulated(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from goldloop.cli import main
+    from goldloop.store import open_store
+
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["-q", "demo", "--task", "trajectory", "--dir", str(out), "--rounds", "2"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "simulated operator log" in text and "a stand-in" in text and "SIMULATED reviewer" in text
+    assert "gold only agreement" in text and "kept policy agreement" in text
+    report = json.loads((out / "reports" / "trajectory.json").read_text(encoding="utf-8"))
+    assert len(report["rounds"]) == 2 and report["reviewer"].startswith("simulated:")
+    assert (out / "exports" / "trl-tool-calls.jsonl").is_file()
+    assert (out / "exports" / "minari" / "goldloop" / "taxi-dispatch-v0" / "data").is_dir()
+    store = open_store(out)
+    held = store.episodes(origin="gold", split="heldout")
+    drafts = store.episodes(origin="synthetic")
+    assert len(held) == 50 and drafts
+    assert not {e.seed for e in drafts} & {e.seed for e in held}
+    assert not {p for e in drafts for p in e.parents} & {e.id for e in held}
+    reviews = [r for n in (1, 2) for r in store.episode_reviews(n).values()]
+    assert reviews and all(r.simulated and r.reviewer.startswith("simulated:") for r in reviews)
+    assert store.verify_audit().ok
+    store.close()
+    refused = CliRunner().invoke(main, ["-p", str(out), "status"])
+    assert refused.exit_code == 1 and "trajectory project" in refused.output

@@ -33,8 +33,9 @@ CONFIG_FILE = "goldloop.toml"
 class ProjectConfig:
     name: str = _f("my-project", "Name of the use case this project serves (ticket triage, claim summaries...).")
     task: str = _f("classify", "Shape of a record. `classify`: text -> one label from a fixed set. `generate`: "
-                               "prompt -> response (ingest so far; the loop's stages run `classify`).",
-                   choices=("classify", "generate"))
+                               "prompt -> response. `trajectory`: episodes in a simulator (goldloop.trajectory; "
+                               "only `goldloop demo --task trajectory` and `audit` take it on the command line).",
+                   choices=("classify", "generate", "trajectory"))
     labels: list[str] = _f([], "The fixed label set. Empty: taken from the first ingested file. "
                                "A row whose label is not in a non-empty set is an ingest error.")
     seed: int = _f(0, "Seed for every random choice (held-out split, seed sampling, bootstrap), "

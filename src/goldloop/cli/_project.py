@@ -167,9 +167,11 @@ def config_reference() -> None:
               help="LLM backend (fake: a scripted model, for a quick dry run).")
 @click.option("--embedder", type=click.Choice(["minilm", "fake"]), default="minilm", show_default=True,
               help="Embedder for filters and the classifier.")
-@click.option("--task", type=click.Choice(["classify", "generate"]), default="classify", show_default=True,
+@click.option("--task", type=click.Choice(["classify", "generate", "trajectory"]), default="classify",
+              show_default=True,
               help="classify: the flywheel on 20 Newsgroups; generate: one round on standard-library function -> "
-                   "docstring pairs, judged by LoRA adapters of SmolLM2-135M on held-out pairs.")
+                   "docstring pairs, judged by LoRA adapters of SmolLM2-135M on held-out pairs; trajectory: rounds "
+                   "of Taxi episodes (simulated operator logs), judged on held-out logs and in the simulator.")
 @click.option("--suite-per-label", type=click.IntRange(min=0), default=2, show_default=True,
               help="classify: edge cases per label in a stress-test suite, judged by the SIMULATED draft reviewer, "
                    "scored every round and never trained on (0: no suite).")
@@ -197,6 +199,9 @@ def demo(project: Project, demo_dir: Path, gold_per_label: int, heldout_per_labe
     demo_dir.mkdir(parents=True, exist_ok=True)
     if task == "generate":
         _demo_generate(project, demo_dir, backend, embedder, base_model, pool_budget, started)
+        return
+    if task == "trajectory":
+        _demo_trajectory(project, demo_dir, rounds, started)
         return
     cfg = demo_config(candidates_per_label=candidates_per_label, rounds=rounds, budget=budget)
     cfg.llm.backend = backend
@@ -274,4 +279,33 @@ def _demo_generate(project: Project, demo_dir: Path, backend: str, embedder: str
     out.print(f"  NLL change {ev.delta_nll:+.4f}, interval {ev.interval[0]:+.4f} … {ev.interval[1]:+.4f}: "
               f"{ev.verdict} (lower is better)")
     store.close()
+    out.print(f"demo finished in {time.monotonic() - started:.0f} s")
+
+
+def _demo_trajectory(project: Project, demo_dir: Path, rounds: int, started: float) -> None:
+    from ..demo_trajectory import run_trajectory_demo, trajectory_demo_config
+
+    cfg = trajectory_demo_config()
+    cfg.save(demo_dir)
+    store = open_store(demo_dir)
+    say = (lambda m: None) if project.quiet else (lambda m: err.print(f"[dim]{escape(m)}[/dim]"))
+    demo = run_trajectory_demo(demo_dir, store, cfg, rounds=rounds, say=say)
+    out.print(f"real logs: {escape(demo.log_source)}, a stand-in (no public dispatcher logs ship offline): "
+              f"{demo.gold} for training, {demo.heldout} held out")
+    out.print(f"SIMULATED reviewer (a demo stand-in for a person; its reviews are marked simulated): "
+              f"{escape(demo.reviewer.name)}, which knows the best action at every state")
+    for r in demo.result.rounds:
+        low, high = r.agreement_change[1], r.agreement_change[2]
+        out.print(f"  round {r.number}: {r.drafted} drafted, {r.passed} passed the filters, reviews "
+                  + ", ".join(f"{n} {a}" for a, n in sorted(r.reviews.items()))
+                  + f"; agreement {r.agreement_change[0]:+.4f} [{low:+.4f}, {high:+.4f}]: {r.decision}")
+    g, k = demo.result.gold_only, demo.result.kept
+    out.print(f"on {demo.heldout} held-out logs and {demo.starts} fresh simulator starts:")
+    out.print(f"  gold only   agreement {g['agreement']:.3f}  return {g['return']:+.1f}  red-line violations "
+              f"{g['violations_per_episode']:.2f}/episode")
+    out.print(f"  kept policy agreement {k['agreement']:.3f}  return {k['return']:+.1f}  red-line violations "
+              f"{k['violations_per_episode']:.2f}/episode  ({demo.result.kept_rows} training steps)")
+    out.print(f"stopped: {escape(demo.result.stopped)}")
+    out.print(f"exports: {escape(demo.exports['minari'])} (Minari), {escape(demo.exports['trl'])} (TRL tool calls); "
+              f"report: {escape(str(demo.report.relative_to(demo_dir)))}")
     out.print(f"demo finished in {time.monotonic() - started:.0f} s")

@@ -45,6 +45,10 @@ def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+#: The commands that take a ``trajectory`` project (the rest refuse it, naming what does).
+TRAJECTORY_COMMANDS = frozenset({"verify", "log", "audit", "config-reference"})
+
+
 class Project:
     """The project folder a command works on; its config and store are opened on first use."""
 
@@ -62,7 +66,14 @@ class Project:
     @property
     def cfg(self) -> Config:
         if self._cfg is None:
-            self._cfg = Config.load(self.path)
+            cfg = Config.load(self.path)
+            command = click.get_current_context(silent=True)
+            name = command.command.name if command is not None else None
+            if cfg.project.task == "trajectory" and name not in TRAJECTORY_COMMANDS:
+                raise GoldloopError(f"{self.path} is a trajectory project ([project] task = \"trajectory\"): "
+                                    f"`goldloop {name}` does not take episodes yet. Use the Python API "
+                                    "(goldloop.trajectory), `goldloop demo --task trajectory` or `goldloop audit`")
+            self._cfg = cfg
         return self._cfg
 
     @property

@@ -20,11 +20,13 @@ from ._episode import Episode, EpisodeError, Step, read_episodes
 from ._export import export_minari, last_observation, trl_tool_rows
 from ._filters import FILTERS, Bounds, EpisodeVerdict, filter_episodes, kept
 from ._logs import operator_logs
+from ._loop import LoopSettings, TrajectoryLoopResult, TrajectoryRound, run_trajectory_loop
 from ._policy import BCPolicy, Row, Scores, paired_interval, rows_of, score, starts_avoiding
 from ._review import EpisodeReview, OracleReviewer, PreferencePair, preference_pairs, training_rows
 from ._sim import Simulator, SimulatorError
 
 __all__ = ["BCPolicy", "Bounds", "DraftPlan", "Episode", "EpisodeError", "EpisodeReview", "EpisodeVerdict", "FILTERS",
+           "LoopSettings", "TrajectoryLoopResult", "TrajectoryRound", "run_trajectory_loop",
            "OracleReviewer", "PreferencePair", "Row", "STRATEGIES", "Scores", "Simulator", "SimulatorError", "Step",
            "draft_episodes", "export_minari", "filter_episodes", "last_observation", "trl_tool_rows", "kept", "operator_logs", "paired_interval", "preference_pairs",
            "read_episodes", "rows_of", "score", "starts_avoiding", "training_rows"]
