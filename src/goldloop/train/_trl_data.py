@@ -17,10 +17,10 @@ with its file, row and field.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from .._jsonl import json_objects
 from ..errors import StageError
 
 METHODS = ("sft", "dpo", "kto")
@@ -77,19 +77,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         except Exception as exc:  # pyarrow raises several unrelated types for a broken file
             raise StageError(f"{path}: not a readable Parquet file: {exc}") from exc
     if path.suffix in (".jsonl", ".json"):
-        rows = []
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise StageError(f"{path.name} line {number}: not valid JSON ({exc.msg})") from exc
-                if not isinstance(row, dict):
-                    raise StageError(f"{path.name} line {number}: expected a JSON object, got {type(row).__name__}")
-                rows.append(row)
-        return rows
+        return [row for _, row in json_objects(path, StageError)]
     raise StageError(f"{path}: unknown data format {path.suffix!r}; use .jsonl, .parquet or a saved dataset folder")
 
 

@@ -11,12 +11,12 @@ every malformed value is reported with its file, row and field before anything i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .._jsonl import json_objects
 from ..errors import GoldloopError
 from ..records import content_hash, now
 
@@ -155,20 +155,12 @@ def _rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return [(f"{path.name} row {i + 1}", row) for i, row in enumerate(pq.read_table(path).to_pylist())]
-    out = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise EpisodeError(f"{path.name} line {number}: not valid JSON ({exc.msg}); nothing was read") from exc
-            if not isinstance(row, dict):
-                raise EpisodeError(f"{path.name} line {number}: a row must be a JSON object; nothing was read")
-            out.append((f"{path.name} line {number}", row))
-    return out
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several unrelated types for a broken file
+            raise EpisodeError(f"{path.name}: cannot read as Parquet ({exc}); nothing was read") from exc
+        return [(f"{path.name} row {i + 1}", row) for i, row in enumerate(table.to_pylist())]
+    return [(f"{path.name} line {number}", row) for number, row in json_objects(path, EpisodeError)]
 
 
 def _step(where: str, row: dict[str, Any], action_count: int | None, problems: list[str]) -> Step | None:
