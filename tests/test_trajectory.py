@@ -255,3 +255,38 @@ def test_the_trajectory_demo_runs_end_to_end_and_says_what_is_simulated(tmp_path
     store.close()
     refused = CliRunner().invoke(main, ["-p", str(out), "status"])
     assert refused.exit_code == 1 and "trajectory project" in refused.output
+
+
+def test_an_llm_agent_drafts_through_the_llm_interface(taxi) -> None:
+    from goldloop.llm import FakeLLM
+    from goldloop.trajectory import LLMAgent
+
+    sim, q, gold, held = taxi
+
+    def best(request) -> str:                 # a scripted model that answers with the best move, in words
+        state = request.messages[1]["content"]
+        row, col = (int(x) for x in state.split("taxi at row ")[1].split(" (")[0].split(", column "))
+        passenger = state.split("; passenger ")[1].split(";")[0]
+        destination = state.split("destination ")[1].split("\n")[0].strip()
+        places = {"R": 0, "G": 1, "Y": 2, "B": 3}
+        obs = sim.env.unwrapped.encode(row, col, 4 if passenger == "in the taxi" else places[passenger[-1]],
+                                       places[destination])
+        return f"I will go {sim.adapter.action_name(int(q[obs].argmax()))}."
+
+    agent = LLMAgent(sim, FakeLLM(best))
+    policy = BCPolicy(sim).fit(rows_of(gold))
+    plan = DraftPlan(per_strategy=2, strategies=("llm_agent.v1",), fresh_seeds_from=100)
+    drafts = draft_episodes(sim, gold + held, policy, policy.name, plan, 1, seed=4, agent=agent)
+    assert len(drafts) == 2 and all(e.strategy == "llm_agent.v1" and e.policy.startswith("llm-agent:fake")
+                                    for e in drafts)
+    assert all(s.text.startswith("I will go ") for e in drafts for s in e.steps)
+    assert all(e.steps[-1].terminated and e.total_return > 0 for e in drafts)      # the best moves deliver
+    assert not {e.seed for e in drafts} & {e.seed for e in held}
+    request = agent.llm.requests[0]
+    assert "Answer with one action name" in request.messages[1]["content"] and "north" in request.messages[0]["content"]
+    dropped: list[str] = []
+    mute = LLMAgent(sim, FakeLLM(lambda r: "I am not sure."))
+    assert draft_episodes(sim, gold + held, policy, policy.name, plan, 1, seed=4, agent=mute, dropped=dropped) == []
+    assert len(dropped) == 2 and "names no action" in dropped[0]
+    with pytest.raises(Exception, match="needs an agent"):
+        draft_episodes(sim, gold + held, policy, policy.name, plan, 1)

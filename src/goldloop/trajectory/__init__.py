@@ -15,6 +15,7 @@ red-line violations per episode) by :func:`score`. Episodes export as Minari dat
 (:func:`export_minari`) and as TRL conversational rows with tool calls (:func:`trl_tool_rows`).
 """
 
+from ._agent import AgentError, LLMAgent
 from ._draft import STRATEGIES, DraftPlan, draft_episodes
 from ._episode import Episode, EpisodeError, Step, read_episodes
 from ._export import export_minari, last_observation, trl_tool_rows
@@ -25,7 +26,7 @@ from ._policy import BCPolicy, Row, Scores, paired_interval, rows_of, score, sta
 from ._review import EpisodeReview, OracleReviewer, PreferencePair, preference_pairs, training_rows
 from ._sim import Simulator, SimulatorError
 
-__all__ = ["BCPolicy", "Bounds", "DraftPlan", "Episode", "EpisodeError", "EpisodeReview", "EpisodeVerdict", "FILTERS",
+__all__ = ["AgentError", "LLMAgent", "BCPolicy", "Bounds", "DraftPlan", "Episode", "EpisodeError", "EpisodeReview", "EpisodeVerdict", "FILTERS",
            "LoopSettings", "TrajectoryLoopResult", "TrajectoryRound", "run_trajectory_loop",
            "OracleReviewer", "PreferencePair", "Row", "STRATEGIES", "Scores", "Simulator", "SimulatorError", "Step",
            "draft_episodes", "export_minari", "filter_episodes", "last_observation", "trl_tool_rows", "kept", "operator_logs", "paired_interval", "preference_pairs",

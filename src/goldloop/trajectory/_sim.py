@@ -184,15 +184,19 @@ class Simulator:
         rng = rng or random.Random(0)
         steps, obs, ended = self.replay(seed, prefix)
         info = self._info
+        act = getattr(policy, "act", None)             # an agent that also says why (an LLM's reply)
         while not ended and len(steps) < self.max_steps:
+            text = ""
             if epsilon and rng.random() < epsilon:
                 mask = info.get("action_mask") if isinstance(info, dict) else None
                 allowed = [a for a in range(self.actions) if mask is None or mask[a]] or list(range(self.actions))
                 action = rng.choice(allowed)              # explore among the actions the environment allows
+            elif act is not None:
+                action, text = int(act(obs, len(steps), seed)), str(getattr(policy, "last_text", ""))
             else:
                 action = int(policy(obs))
             nxt, reward, terminated, truncated, info = self.env.step(action)
-            steps.append(Step(obs, action, float(reward), bool(terminated), bool(truncated)))
+            steps.append(Step(obs, action, float(reward), bool(terminated), bool(truncated), text))
             obs, ended = _plain(nxt), bool(terminated or truncated)
         return steps
 
