@@ -46,7 +46,7 @@ def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 #: The commands that take a ``trajectory`` project (the rest refuse it, naming what does).
-TRAJECTORY_COMMANDS = frozenset({"verify", "log", "audit", "config-reference"})
+TRAJECTORY_COMMANDS = frozenset({"audit", "config-reference", "demo"})
 
 
 class Project:
@@ -67,11 +67,11 @@ class Project:
     def cfg(self) -> Config:
         if self._cfg is None:
             cfg = Config.load(self.path)
-            command = click.get_current_context(silent=True)
-            name = command.command.name if command is not None else None
-            if cfg.project.task == "trajectory" and name not in TRAJECTORY_COMMANDS:
+            context = click.get_current_context(silent=True)
+            words = context.command_path.split()[1:] if context is not None else []
+            if cfg.project.task == "trajectory" and (not words or words[0] not in TRAJECTORY_COMMANDS):
                 raise GoldloopError(f"{self.path} is a trajectory project ([project] task = \"trajectory\"): "
-                                    f"`goldloop {name}` does not take episodes yet. Use the Python API "
+                                    f"`goldloop {' '.join(words)}` does not take episodes yet. Use the Python API "
                                     "(goldloop.trajectory), `goldloop demo --task trajectory` or `goldloop audit`")
             self._cfg = cfg
         return self._cfg

@@ -259,7 +259,7 @@ def _classification(ctx: _Context, out: ExportRows) -> Iterator[list[ExportRow]]
             extra: dict[str, Any] = {}
             if state is not None and state.action in ("accept", "edit"):
                 extra = {"decision_id": state.decision_id, "reviewer": state.reviewer, "simulated": state.simulated}
-            elif rec.origin == "synthetic":
+            if rec.origin == "synthetic" and (state is None or state.action != "accept"):
                 unreviewed += 1
             page.append(_row({"text": rec.text, "label": rec.label, "metadata": _meta(rec, parents, **extra)},
                              (rec,), parents))
