@@ -188,6 +188,19 @@ def test_minari_and_trl_exports_load_with_their_libraries(taxi, tmp_path, monkey
     with pytest.raises(GoldloopError, match="held out"):
         trl_tool_rows(sim, held[:1])
 
+    # a reviewer's correction as a TRL conversational preference row
+    from goldloop.trajectory import OracleReviewer, trl_preference_rows
+
+    _, q, _, _ = taxi
+    obs, _ = sim.env.reset(seed=5)
+    wrong = next(a for a in range(4) if a not in OracleReviewer(q).optimal(obs))
+    ep = Episode(sim.env_id, 5, tuple(sim.rollout(lambda o: int(q[int(o)].argmax()), 5, prefix=(wrong,))),
+                 origin="synthetic", split=None)
+    (row,) = trl_preference_rows(sim, preference_pairs(ep, OracleReviewer(q).review(ep)))
+    assert is_conversational(row) and row["prompt"][-1]["role"] == "user"
+    assert row["chosen"][0]["tool_calls"][0]["function"]["name"] == sim.adapter.action_name(int(q[int(obs)].argmax()))
+    assert row["rejected"][0]["tool_calls"][0]["function"]["name"] == sim.adapter.action_name(wrong)
+
 
 def test_episodes_verdicts_and_reviews_are_stored_and_audited(taxi, team_project) -> None:
     """On SQLite and on PostgreSQL: episodes round-trip with their ids, a held-out log cannot also be
@@ -242,6 +255,8 @@ def test_the_trajectory_demo_runs_end_to_end_and_says_what_is_simulated(tmp_path
     report = json.loads((out / "reports" / "trajectory.json").read_text(encoding="utf-8"))
     assert len(report["rounds"]) == 2 and report["reviewer"].startswith("simulated:")
     assert (out / "exports" / "trl-tool-calls.jsonl").is_file()
+    assert int(report["exports"]["preference_pairs"]) == len(
+        (out / "exports" / "trl-preferences.jsonl").read_text(encoding="utf-8").splitlines()) > 0
     assert (out / "exports" / "minari" / "goldloop" / "taxi-dispatch-v0" / "data").is_dir()
     store = open_store(out)
     held = store.episodes(origin="gold", split="heldout")

@@ -5,7 +5,8 @@ best routes, 15 % random moves), written to ``logs/*.jsonl`` one row per step an
 there as any team's logs would be; no public dispatcher log ships offline, and the demo says so.
 Its reviewer is a SIMULATED oracle that knows the best action at every state (marked
 ``simulated:`` in every review it leaves). The kept policy's training episodes are exported as a
-Minari dataset and as TRL conversational rows with tool calls; the rounds go to
+Minari dataset and as TRL conversational rows with tool calls, and the reviewer's corrections in
+kept rounds as TRL preference rows; the rounds go to
 ``reports/trajectory.json``.
 """
 
@@ -20,7 +21,8 @@ from typing import Any
 from .config import Config
 from .store import Store
 from .trajectory import (DraftPlan, LoopSettings, OracleReviewer, Simulator, TrajectoryLoopResult, export_minari,
-                         operator_logs, read_episodes, run_trajectory_loop, starts_avoiding, trl_tool_rows)
+                         operator_logs, preference_pairs, read_episodes, run_trajectory_loop, starts_avoiding,
+                         trl_preference_rows, trl_tool_rows)
 
 ENV = "Taxi-v4"
 
@@ -87,13 +89,19 @@ def run_trajectory_demo(project_dir: Path, store: Store, cfg: Config, *, rounds:
 def _export(project_dir: Path, store: Store, sim: Simulator, result: TrajectoryLoopResult) -> dict[str, str]:
     """The kept training episodes (gold-train logs and drafts a reviewer accepted in a kept round)."""
     kept_rounds = {r.number for r in result.rounds if r.decision == "kept"}
-    accepted = [eid for n in sorted(kept_rounds) for eid, review in store.episode_reviews(n).items()
-                if review.action == "accept"]
+    reviews = {eid: review for n in sorted(kept_rounds) for eid, review in store.episode_reviews(n).items()}
+    accepted = [eid for eid, review in reviews.items() if review.action == "accept"]
+    corrected = [eid for eid, review in reviews.items() if review.action == "correct"]
     episodes = store.episodes(origin="gold", split="train") + store.episodes(ids=accepted)
+    pairs = [p for ep in store.episodes(ids=corrected) for p in preference_pairs(ep, reviews[ep.id])]
     folder = export_minari(sim, episodes, "goldloop/taxi-dispatch-v0", project_dir / "exports" / "minari")
     rows = trl_tool_rows(sim, episodes, system="You dispatch a taxi: pick the passenger up and drop them at their "
                                                "destination, by calling one action at a time.")
     trl = project_dir / "exports" / "trl-tool-calls.jsonl"
     trl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    dpo = project_dir / "exports" / "trl-preferences.jsonl"
+    dpo.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in trl_preference_rows(sim, pairs)),
+                   encoding="utf-8")
     return {"minari": str(folder.relative_to(project_dir.resolve())), "trl": str(trl.relative_to(project_dir)),
-            "episodes": str(len(episodes))}
+            "trl_preferences": str(dpo.relative_to(project_dir)), "episodes": str(len(episodes)),
+            "preference_pairs": str(len(pairs))}

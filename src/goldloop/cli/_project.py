@@ -306,6 +306,7 @@ def _demo_trajectory(project: Project, demo_dir: Path, rounds: int, started: flo
     out.print(f"  kept policy agreement {k['agreement']:.3f}  return {k['return']:+.1f}  red-line violations "
               f"{k['violations_per_episode']:.2f}/episode  ({demo.result.kept_rows} training steps)")
     out.print(f"stopped: {escape(demo.result.stopped)}")
-    out.print(f"exports: {escape(demo.exports['minari'])} (Minari), {escape(demo.exports['trl'])} (TRL tool calls); "
-              f"report: {escape(str(demo.report.relative_to(demo_dir)))}")
+    out.print(f"exports: {escape(demo.exports['minari'])} (Minari), {escape(demo.exports['trl'])} (TRL tool calls), "
+              f"{escape(demo.exports['trl_preferences'])} ({demo.exports['preference_pairs']} corrections as TRL "
+              f"preference pairs); report: {escape(str(demo.report.relative_to(demo_dir)))}")
     out.print(f"demo finished in {time.monotonic() - started:.0f} s")

@@ -18,7 +18,7 @@ red-line violations per episode) by :func:`score`. Episodes export as Minari dat
 from ._agent import AgentError, LLMAgent
 from ._draft import STRATEGIES, DraftPlan, draft_episodes
 from ._episode import Episode, EpisodeError, Step, read_episodes
-from ._export import export_minari, last_observation, trl_tool_rows
+from ._export import export_minari, last_observation, trl_preference_rows, trl_tool_rows
 from ._filters import FILTERS, Bounds, EpisodeVerdict, filter_episodes, kept
 from ._logs import operator_logs
 from ._loop import LoopSettings, TrajectoryLoopResult, TrajectoryRound, run_trajectory_loop
@@ -29,5 +29,5 @@ from ._sim import Simulator, SimulatorError
 __all__ = ["AgentError", "LLMAgent", "BCPolicy", "Bounds", "DraftPlan", "Episode", "EpisodeError", "EpisodeReview", "EpisodeVerdict", "FILTERS",
            "LoopSettings", "TrajectoryLoopResult", "TrajectoryRound", "run_trajectory_loop",
            "OracleReviewer", "PreferencePair", "Row", "STRATEGIES", "Scores", "Simulator", "SimulatorError", "Step",
-           "draft_episodes", "export_minari", "filter_episodes", "last_observation", "trl_tool_rows", "kept", "operator_logs", "paired_interval", "preference_pairs",
+           "draft_episodes", "export_minari", "filter_episodes", "last_observation", "trl_preference_rows", "trl_tool_rows", "kept", "operator_logs", "paired_interval", "preference_pairs",
            "read_episodes", "rows_of", "score", "starts_avoiding", "training_rows"]

@@ -1,5 +1,5 @@
 """Exports of episodes: Minari datasets (the offline-RL standard) and, for LLM agents, TRL's
-conversational format with tool calls.
+conversational format with tool calls (whole episodes, and reviewers' corrections as preference pairs).
 
 Only training episodes are exported: a held-out episode is refused, as held-out text is from
 every text export. An episode's last observation (Minari keeps one more observation than
@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import GoldloopError
 from ._episode import Episode
+from ._review import PreferencePair
 from ._sim import Simulator
 
 
@@ -97,6 +98,31 @@ def export_minari(sim: Simulator, episodes: list[Episode], dataset_id: str, out_
     return target
 
 
+def _tools(sim: Simulator) -> tuple[list[str], list[dict[str, Any]]]:
+    names = [sim.adapter.action_name(a).replace(" ", "_") for a in range(sim.actions)]
+    return names, [{"type": "function", "function": {"name": n, "description": f"take the action {n}",
+                                                     "parameters": {"type": "object", "properties": {}}}}
+                   for n in names]
+
+
+def _call(name: str, text: str = "") -> dict[str, Any]:
+    return {"role": "assistant", "content": text,
+            "tool_calls": [{"type": "function", "function": {"name": name, "arguments": {}}}]}
+
+
+def trl_preference_rows(sim: Simulator, pairs: list[PreferencePair], system: str = "") -> list[dict[str, Any]]:
+    """TRL conversational preference rows (``DPOTrainer``) of reviewers' corrections: the prompt is
+    the state's rendering, ``chosen`` the reviewer's action as a tool call, ``rejected`` the agent's."""
+    names, tools = _tools(sim)
+    rows = []
+    for p in pairs:
+        prompt = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": sim.render(p.observation)}]
+        rows.append({"prompt": prompt, "chosen": [_call(names[p.chosen])], "rejected": [_call(names[p.rejected])],
+                     "tools": json.dumps(tools), "metadata": {"episode_id": p.episode_id, "step": p.step}})
+    return rows
+
+
 def trl_tool_rows(sim: Simulator, episodes: list[Episode], system: str = "") -> list[dict[str, Any]]:
     """One TRL conversational row per episode, the agent's actions as tool calls.
 
@@ -106,9 +132,7 @@ def trl_tool_rows(sim: Simulator, episodes: list[Episode], system: str = "") -> 
     string (TRL reads it so). The first user message is the start state's rendering.
     """
     _trainable(episodes)
-    names = [sim.adapter.action_name(a).replace(" ", "_") for a in range(sim.actions)]
-    tools = [{"type": "function", "function": {"name": n, "description": f"take the action {n}",
-                                               "parameters": {"type": "object", "properties": {}}}} for n in names]
+    names, tools = _tools(sim)
     rows = []
     for ep in episodes:
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
@@ -116,8 +140,7 @@ def trl_tool_rows(sim: Simulator, episodes: list[Episode], system: str = "") -> 
         following = [s.observation for s in ep.steps[1:]] + [last_observation(sim, ep)]
         for step, nxt in zip(ep.steps, following):
             name = names[step.action]
-            messages.append({"role": "assistant", "content": step.text,
-                             "tool_calls": [{"type": "function", "function": {"name": name, "arguments": {}}}]})
+            messages.append(_call(name, step.text))
             ended = " (episode over)" if step.terminated or step.truncated else ""
             messages.append({"role": "tool", "name": name,
                              "content": f"{sim.render(nxt)}\nreward {step.reward:g}{ended}"})
