@@ -48,7 +48,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     suggested = suggestions(store, number)
     dropped = set(round_marks(store, number)[0])
     states = review_states(store.decisions(round=number))
-    chosen = _Chosen(store, cfg, number, embedder)
+    chosen = _Chosen(store, cfg, number)
     chosen.offer(gold)
     excluded: Counter[str] = Counter()
     gate: list[tuple[str, str]] = []                 # (record id, why): the review gate's verdicts
@@ -132,7 +132,7 @@ class _Chosen:
     applied, and only their ids, the manifest's counts (:class:`ManifestTally`), the policy rules'
     counts (:class:`goldloop.governance.RowTally`) and their selection weights are kept."""
 
-    def __init__(self, store: Store, cfg: Config, number: int, embedder: Any) -> None:
+    def __init__(self, store: Store, cfg: Config, number: int) -> None:
         self.cases = set(store.suite_text_hashes())
         self.red = set(cfg.policy.gold_only_labels)
         self.ids: list[str] = []

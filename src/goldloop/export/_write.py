@@ -59,9 +59,9 @@ def _fingerprinted(folder: Path, name: str) -> str:
 
 
 def write_data(rows: ExportRows, storage: str, folder: Path) -> tuple[list[str], list[str], Tally]:
-    """Write the rows into ``folder`` a page at a time; returns (data files, metadata sidecar
-    files, relative paths) and the card's :class:`Tally` of what was written. No more than a
-    page of rows is held at once, for every storage."""
+    """Write the rows into ``folder`` a page at a time; returns the data files and the metadata
+    sidecar files (relative paths) and the card's :class:`Tally` of what was written. No more
+    than a page of rows is held at once, for every storage."""
     if storage not in STORAGES:
         raise StageError(f"unknown storage {storage!r}; choose one of: {', '.join(STORAGES)}")
     tally = Tally(rows.unique)
