@@ -20,9 +20,10 @@ from ._snapshot_manifest import ManifestTally, describe
 from .errors import StageError
 from .filters import REVIEW_GATE, round_marks
 from .governance import enforce
-from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now, text_hash
+from .records import SELF_TRAIN, Record, Snapshot, Verdict, content_hash, now
 from .review import review_states, suggestions
 from .store import Store
+from .suites import suite_copies
 
 GATE = REVIEW_GATE
 SELECTION = "synthetic_selection.v1"
@@ -134,7 +135,7 @@ class _Chosen:
 
     def __init__(self, store: Store, cfg: Config, number: int) -> None:
         self.cases = set(store.suite_text_hashes())
-        self.red = set(cfg.policy.gold_only_labels)
+        self.cfg = cfg
         self.ids: list[str] = []
         self.copies = self.refused = 0
         self.tally = RowTally(store, cfg)
@@ -146,14 +147,10 @@ class _Chosen:
 
     def screen(self, rows: list[Record]) -> list[Record]:
         """``rows`` less those that repeat a suite case's text or are made rows of a gold-only label (counted)."""
-        kept = []
-        for r in rows:
-            if r.origin != "gold" and text_hash(r.text) in self.cases:
-                self.copies += 1
-            elif self.red and not r.real and r.label in self.red:
-                self.refused += 1
-            else:
-                kept.append(r)
+        copies = {r.id for r in suite_copies(rows, self.cases)}
+        self.copies += len(copies)
+        kept, refused = without_gold_only([r for r in rows if r.id not in copies], self.cfg)
+        self.refused += refused
         return kept
 
     def offer(self, rows: list[Record], screened: bool = False) -> None:
