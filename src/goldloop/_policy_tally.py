@@ -15,7 +15,7 @@ from .config import Config
 from .lineage import ancestry
 from .records import Record, did_you_mean, text_hash
 from .review import review_states
-from .sources import SOURCE_CLASSES, source_class
+from .sources import SourceTally
 from .store import Store
 
 
@@ -66,7 +66,7 @@ class RowTally:
         self.gold_per_label: Counter[str] = Counter()
         self.in_set, self.seeded, self.same_text, self.suite = _Found(), _Found(), _Found(), _Found()
         self.red_rows, self.red_by_label = _Found(), Counter[str]()
-        self.classes: Counter[str] = Counter()
+        self.sources = SourceTally()
         self.external, self.unlicensed, self.unlicensed_cites = 0, _Found(), set[str]()
         self.reviewed = self.by_simulated = 0
         self._states: dict[str, Any] | None = None
@@ -84,13 +84,13 @@ class RowTally:
         lines = ancestry(self.store, made) if made and self.held_ids else {}
         for r in rows:
             self.total += 1
-            self.classes[source_class(r)] += 1
+            cls = self.sources.add(r)
             if r.origin == "gold":
                 self.gold += 1
                 self.gold_per_label[r.label] += 1
             if r.id in self.held_ids or r.split == "heldout":
                 self.in_set.add(r)
-            if source_class(r) == "external":
+            if cls == "external":
                 self.external += 1
                 if not r.provenance.params.get("license"):
                     self.unlicensed.add(r)
@@ -101,9 +101,10 @@ class RowTally:
         for r in made:
             if lines.get(r.id, set()) & self.held_ids:
                 self.seeded.add(r)
-            if text_hash(r.text) in self.held_hashes or (r.is_pair and text_hash(r.response) in self.held_hashes):
+            text = text_hash(r.text)
+            if text in self.held_hashes or (r.is_pair and text_hash(r.response) in self.held_hashes):
                 self.same_text.add(r)
-            if text_hash(r.text) in self.cases:
+            if text in self.cases:
                 self.suite.add(r)
         synthetic = [r for r in rows if not r.real]        # drafts and edits; answered pool rows are real
         self.made += len(synthetic)
@@ -166,7 +167,7 @@ class RowTally:
             {"labels": list(gold_only), "refused": self.red_rows.count, "by_label": dict(per), "unknown": unknown})
 
     def class_shares(self, caps: dict[str, float]) -> PolicyResult:
-        counts = {c: self.classes.get(c, 0) for c in SOURCE_CLASSES}
+        counts = self.sources.counts()
         total = self.total
         shares = {c: (counts[c] / total if total else 0.0) for c in caps}
         over = {c: s for c, s in shares.items() if s > caps[c] + 1e-12}

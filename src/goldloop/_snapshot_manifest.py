@@ -13,7 +13,7 @@ from typing import Any
 
 from .diversity import dispersion, distinct_n, nearest_gold_distance
 from .records import Record
-from .sources import SOURCE_CLASSES, source_class
+from .sources import SourceTally
 
 #: Rows per side (gold, made) the diversity figures are computed on; above it, a seeded sample.
 DIVERSITY_SAMPLE = 20_000
@@ -31,8 +31,7 @@ class ManifestTally:
         self.by_model: Counter[str] = Counter()
         self.by_round: Counter[int] = Counter()
         self.by_label: Counter[str] = Counter()
-        self.classes: Counter[str] = Counter()
-        self.citations: Counter[tuple[str, str]] = Counter()
+        self.sources = SourceTally()
         self.seen = {"gold": 0, "synthetic": 0}
         self.texts: dict[str, list[str]] = {"gold": [], "synthetic": []}
 
@@ -47,11 +46,7 @@ class ManifestTally:
             if r.origin == "synthetic":
                 self.by_model[f"{r.provenance.backend}:{r.provenance.model}"] += 1
         self.by_label[r.label] += 1
-        cls = source_class(r)
-        self.classes[cls] += 1
-        if cls == "external":
-            self.citations[(str(r.provenance.params.get("citation", "")),
-                            str(r.provenance.params.get("license", "")))] += 1
+        self.sources.add(r)
         side = "gold" if r.real else "synthetic"
         self.seen[side] += 1
         kept = self.texts[side]
@@ -74,8 +69,8 @@ class ManifestTally:
             "by_model": dict(self.by_model),
             "by_round": {str(k): v for k, v in sorted(self.by_round.items())},
             "by_label": dict(sorted(self.by_label.items())),
-            "by_source_class": {c: self.classes.get(c, 0) for c in SOURCE_CLASSES},
-            "citations": [{"citation": c, "license": lic, "rows": n} for (c, lic), n in sorted(self.citations.items())],
+            "by_source_class": self.sources.counts(),
+            "citations": self.sources.citations(),
             "by_reviewer": reviewers,
             "synthetic_share": round(self.made / self.records, 4) if self.records else 0.0,
             "candidates": candidates,

@@ -120,16 +120,42 @@ def source_class(record: Record) -> str:
     return stored if stored in SOURCE_CLASSES else "first_party"
 
 
+class SourceTally:
+    """Rows per source class and per external citation, summed one record at a time."""
+
+    def __init__(self) -> None:
+        self.classes: Counter[str] = Counter()
+        self.cited: Counter[tuple[str, str]] = Counter()
+
+    def add(self, r: Record) -> str:
+        """Count ``r``; returns its source class."""
+        cls = source_class(r)
+        self.classes[cls] += 1
+        if cls == "external":
+            self.cited[(str(r.provenance.params.get("citation", "")), str(r.provenance.params.get("license", "")))] += 1
+        return cls
+
+    def counts(self) -> dict[str, int]:
+        """Rows per source class, every class named (0 when absent)."""
+        return {c: self.classes.get(c, 0) for c in SOURCE_CLASSES}
+
+    def citations(self) -> list[dict[str, Any]]:
+        """The external sources counted: citation, licence ("" when none was given) and rows."""
+        return [{"citation": c, "license": lic, "rows": n} for (c, lic), n in sorted(self.cited.items())]
+
+
+def _tally(records: Iterable[Record]) -> SourceTally:
+    tally = SourceTally()
+    for r in records:
+        tally.add(r)
+    return tally
+
+
 def class_counts(records: Iterable[Record]) -> dict[str, int]:
     """Rows per source class, every class named (0 when absent)."""
-    counts = Counter(source_class(r) for r in records)
-    return {c: counts.get(c, 0) for c in SOURCE_CLASSES}
+    return _tally(records).counts()
 
 
 def citations_of(records: Iterable[Record]) -> list[dict[str, Any]]:
     """The external sources behind ``records``: citation, licence ("" when none was given) and rows."""
-    rows: Counter[tuple[str, str]] = Counter()
-    for r in records:
-        if source_class(r) == "external":
-            rows[(str(r.provenance.params.get("citation", "")), str(r.provenance.params.get("license", "")))] += 1
-    return [{"citation": c, "license": lic, "rows": n} for (c, lic), n in sorted(rows.items())]
+    return _tally(records).citations()

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..records import Record, Snapshot
-from ..sources import SOURCE_CLASSES, source_class
+from ..sources import SourceTally
 from ._rows import FORMATS, METADATA_TYPE, ExportRow, ExportRows
 
 TRL_USE = {
@@ -89,8 +89,7 @@ class Tally:
         self.generators: Counter[str] = Counter()
         self.reviewers: Counter[str] = Counter()
         self.simulated: set[str] = set()
-        self.classes: Counter[str] = Counter()
-        self.citations: Counter[tuple[str, str]] = Counter()
+        self.sources = SourceTally()
         self._seen: set[str] = set()
 
     def add(self, row: ExportRow) -> None:
@@ -117,11 +116,7 @@ class Tally:
             if rec.id in self._seen:
                 return
             self._seen.add(rec.id)
-        cls = source_class(rec)
-        self.classes[cls] += 1
-        if cls == "external":
-            self.citations[(str(rec.provenance.params.get("citation", "")),
-                            str(rec.provenance.params.get("license", "")))] += 1
+        self.sources.add(rec)
         if rec.origin == "synthetic":
             p = rec.provenance
             self.generators[f"{p.strategy} with {p.backend} / {p.model} (template {p.template_hash[:12]})"] += 1
@@ -212,12 +207,12 @@ def render_card(rows: ExportRows, tally: Tally, snapshot: Snapshot, *, storage: 
              "Where each record behind these rows came from: `first_party` (the team's own records), `llm` (drafted "
              "by a language model, or a reviewer's edit of a draft), `simulator`, `external` (a public source, with "
              "its citation and licence).", ""]
-    body += ["| class | records |", "|---|---|"] + [f"| {c} | {tally.classes[c]} |" for c in SOURCE_CLASSES
-                                                     if tally.classes[c]]
-    if tally.citations:
+    body += ["| class | records |", "|---|---|"] + [f"| {c} | {n} |" for c, n in tally.sources.counts().items() if n]
+    cited = tally.sources.citations()
+    if cited:
         body += ["", "External sources:", ""] + [
-            f"- {_md(citation)}: {n} records, licence {_md(lic) if lic else '(none given)'}"
-            for (citation, lic), n in sorted(tally.citations.items())]
+            f"- {_md(c['citation'])}: {c['rows']} records, licence {_md(c['license']) if c['license'] else '(none given)'}"
+            for c in cited]
     body += [""]
 
     body += ["## Generators", ""]
