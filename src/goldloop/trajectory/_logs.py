@@ -12,7 +12,7 @@ import random
 
 import numpy as np
 
-from ._episode import Episode, Step
+from ._episode import Episode
 from ._sim import Simulator
 
 
@@ -22,17 +22,11 @@ def operator_logs(sim: Simulator, q: np.ndarray, seeds: list[int], slip: float =
     ``moves``) with probability ``slip``."""
     rng = random.Random(seed)
     source = f"simulated operator log (optimal routes, {slip:.0%} random moves)"
-    out = []
-    for start in seeds:
-        obs, _ = sim.env.reset(seed=start)
-        steps: list[Step] = []
-        done = False
-        while not done and len(steps) < sim.max_steps:
-            values = q[int(obs)]
-            best = [int(a) for a in np.flatnonzero(values >= values.max() - 1e-6)]
-            action = rng.choice(moves) if rng.random() < slip else rng.choice(best)
-            nxt, reward, terminated, truncated, _ = sim.env.step(action)
-            steps.append(Step(int(obs), action, float(reward), bool(terminated), bool(truncated)))
-            obs, done = nxt, bool(terminated or truncated)
-        out.append(Episode(sim.env_id, start, tuple(steps), origin="gold", split=split, source=source))
-    return out
+
+    def operator(obs: object) -> int:
+        values = q[int(obs)]                                             # type: ignore[call-overload]
+        best = [int(a) for a in np.flatnonzero(values >= values.max() - 1e-6)]
+        return rng.choice(moves) if rng.random() < slip else rng.choice(best)
+
+    return [Episode(sim.env_id, start, tuple(sim.rollout(operator, start)), origin="gold", split=split, source=source)
+            for start in seeds]

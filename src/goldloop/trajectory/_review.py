@@ -72,20 +72,17 @@ def preference_pairs(episode: Episode, review: EpisodeReview) -> list[Preference
 class OracleReviewer:
     """A SIMULATED reviewer that knows the optimal action values (``q``: state -> action values):
     it accepts an episode whose every action is optimal, and otherwise flags the first step whose
-    action is not and writes in the best one, as a person who knows the route would. Episodes with
-    a red-line step reach it only if no filter dropped them; it rejects those."""
+    action is not and writes in the best one, as a person who knows the route would. A red-line
+    step is never a best action, so it is corrected like any other bad step."""
 
-    def __init__(self, q: np.ndarray, name: str = "simulated:route-oracle", tolerance: float = 1e-6,
-                 red_line: Any = None) -> None:
-        self.q, self.name, self.tolerance, self.red_line = q, name, tolerance, red_line
+    def __init__(self, q: np.ndarray, name: str = "simulated:route-oracle", tolerance: float = 1e-6) -> None:
+        self.q, self.name, self.tolerance = q, name, tolerance
 
     def optimal(self, obs: Any) -> set[int]:
         values = self.q[int(obs)]
         return {int(a) for a in np.flatnonzero(values >= values.max() - self.tolerance)}
 
     def review(self, episode: Episode) -> EpisodeReview:
-        if self.red_line is not None and self.red_line(episode):
-            return EpisodeReview(episode.id, "reject", self.name, simulated=True)
         for k, s in enumerate(episode.steps):
             best = self.optimal(s.observation)
             if s.action not in best:
