@@ -373,11 +373,10 @@ def build_rows(store: Store, snapshot: Snapshot, fmt: str, *, prompt_mode: str =
     if fmt not in FORMATS:
         raise StageError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     ctx = _Context(store, snapshot, prompt_mode, item_name, include_gold)
-    if fmt in ("classification", "openai"):
-        first = next(ctx.pages(), [])
-        if any(r.is_pair for r in first) or any(r.is_pair for r in store.records(origin="gold", split="train")):
-            raise StageError(f"the {fmt} format is for labelled texts; a snapshot of prompt -> response pairs "
-                             "exports as sft, sft-messages, openai-sft, kto, dpo or reward")
+    # a pair among the snapshot's own rows is refused as it is read (_classification)
+    if fmt in ("classification", "openai") and any(r.is_pair for r in store.records(origin="gold", split="train")):
+        raise StageError(f"the {fmt} format is for labelled texts; a snapshot of prompt -> response pairs "
+                         "exports as sft, sft-messages, openai-sft, kto, dpo or reward")
     out = ExportRows(fmt, SCHEMAS[fmt], iter(()), unique=fmt in ("classification", "openai"),
                      sidecar="metadata.jsonl" if fmt in ("openai", "openai-sft") else None)
     if fmt == "classification":
