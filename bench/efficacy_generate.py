@@ -44,7 +44,11 @@ further real functions are ingested as prompts alone (docstrings hidden), the su
 ``--pool-budget`` of them and the embedded model drafts a docstring for each, and a SIMULATED
 oracle answers each from the real docstring (accepts a draft within chrF ``--accept-chrf``,
 otherwise writes the real one in, as the reviewer who knows it would); the row is gold + accepted
-drafts + the reviewed pool pairs. ``--no-repeat-ngram N`` also scores every row's greedy outputs decoded with
+drafts + the reviewed pool pairs. ``model`` adds the row where the model being trained suggests:
+the gold-only adapter answers ``--model-pool-budget`` pool prompts (``[suggest] responder =
+"model"``), a SIMULATED oracle accepts a suggestion within chrF ``--model-accept-chrf`` of the real
+docstring, and the row is gold + the accepted suggestions, machine text a reviewer let through
+(``bench/_model_pool.py``). ``--no-repeat-ngram N`` also scores every row's greedy outputs decoded with
 no N-gram repeated (the small model's greedy outputs otherwise loop).
 """
 
@@ -241,7 +245,7 @@ def coherent_drafts(model_tok: tuple, accepted: list, real: list, quantile: floa
     return [r for r, x in zip(accepted, ifd(model_tok, accepted)) if x <= ceiling], ceiling
 
 
-LEVERS = ("likely", "ifd", "gold2", "epochs", "pool")
+LEVERS = ("likely", "ifd", "gold2", "epochs", "pool", "model")
 
 
 def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path) -> dict[str, object]:
@@ -283,6 +287,18 @@ def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path)
         # what a round with the pool on trains: gold, the accepted drafts and the reviewed pool prompts
         pool = _records_of(sets.get("pool", []))                                        # type: ignore[union-attr]
         rows["with_pool"] = fit_and_score("gold+synthetic+pool", gold + accepted + pool, held, args, work)
+    if "model" in levers:
+        # the model being trained suggests docstrings for pool prompts; the accepted ones are synthetic rows
+        from _model_pool import review_with_model
+
+        split = split_seed(int(drafted["seed"]), stdlib_pairs(), args)                      # type: ignore[arg-type]
+        if [p["prompt"] for p in split["heldout"]] != [p["prompt"] for p in sets["heldout"]]:  # type: ignore[index]
+            raise SystemExit(f"seed {drafted['seed']}: the drafted file's held-out pairs are not this split's; draft "
+                             "and train with the same Python and the same --gold/--heldout/--judge-pairs")
+        reviewed = review_with_model(int(drafted["seed"]), split, work / "adapter-gold-only", args, work)  # type: ignore[arg-type]
+        figures["model_pool"] = {k: v for k, v in reviewed.items() if k not in ("accepted", "edited")}
+        rows["with_model_accepted"] = fit_and_score("gold+model-accepted", gold + _records_of(reviewed["accepted"]),
+                                                    held, args, work)
     if "full" not in args.skip_rows:
         rows["full"] = fit_and_score("all-real", _records_of(sets["full"]), held, args, work)   # type: ignore[index]
     print(f"seed {drafted['seed']} done: " + json.dumps({k: round(statistics.mean(v["nll"]), 4) for k, v in rows.items()}),
@@ -339,7 +355,9 @@ def main() -> None:
     parser.add_argument("--levers", type=lambda v: [x for x in v.split(",") if x], default=[],
                         help="Comma-separated extra rows: likely (gold + the accepted drafts the gold-only adapter "
                              "finds likely), ifd (gold + the drafts whose prompt explains their response), gold2 "
-                             "(gold twice + drafts), epochs (gold + drafts with as many passes over gold as gold only).")
+                             "(gold twice + drafts), epochs (gold + drafts with as many passes over gold as gold only), "
+                             "pool (gold + drafts + reviewed pool prompts), model (gold + the pool suggestions of the "
+                             "gold-only adapter that the simulated oracle accepted).")
     parser.add_argument("--pool-size", type=int, default=400,
                         help="--levers pool: real functions ingested as prompts alone (the pool), after the gold ones.")
     parser.add_argument("--pool-budget", type=int, default=60,
@@ -347,6 +365,11 @@ def main() -> None:
     parser.add_argument("--accept-chrf", type=float, default=60.0,
                         help="--levers pool: the simulated oracle accepts a drafted docstring within this chrF of the "
                              "real one, and writes the real one in otherwise.")
+    parser.add_argument("--model-pool-budget", type=int, default=400,
+                        help="--levers model: pool prompts the gold-only adapter suggests a docstring for.")
+    parser.add_argument("--model-accept-chrf", type=float, default=40.0,
+                        help="--levers model: the simulated oracle accepts a suggestion within this chrF of the real "
+                             "docstring.")
     parser.add_argument("--only-seeds", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
                         help="--drafted: train only these seeds of the file (e.g. 1,3), to spread a run over machines.")
     parser.add_argument("--skip-rows", type=lambda v: [x for x in v.split(",") if x], default=[],
@@ -399,7 +422,8 @@ def main() -> None:
     names = {"gold_only": "gold only", "with_synthetic": "gold + accepted synthetic",
              "likely_synthetic": "gold + the likely drafts", "coherent_synthetic": "gold + drafts by IFD",
              "gold_twice_synthetic": "gold x2 + synthetic", "same_epochs_synthetic": "gold + synthetic, same epochs",
-             "with_pool": "gold + synthetic + pool", "full": "all real training pairs"}
+             "with_pool": "gold + synthetic + pool", "with_model_accepted": "gold + accepted model suggestions",
+             "full": "all real training pairs"}
     present = [row for row in names if all(row in r["rows"] for r in runs)]                  # type: ignore[operator]
     nll = {row: [statistics.mean(r["rows"][row]["nll"]) for r in runs] for row in present}  # type: ignore[index]
     synthetic, full = "with_synthetic" in nll, "full" in nll
@@ -433,7 +457,7 @@ def main() -> None:
     lever_figures: dict[str, object] = {}
     for row, base in (("likely_synthetic", "gold_only"), ("coherent_synthetic", "gold_only"),
                       ("gold_twice_synthetic", "gold_only"), ("same_epochs_synthetic", "gold_only"),
-                      ("with_pool", "gold_only")):
+                      ("with_pool", "gold_only"), ("with_model_accepted", "gold_only")):
         if row in nll:
             lifts = [g - s for g, s in zip(nll[base], nll[row])]
             lever_figures[f"nll_lift_{row}_mean"] = round(statistics.mean(lifts), 4)
@@ -445,6 +469,8 @@ def main() -> None:
             if args.generate:
                 lever_figures[f"chrf_lift_{row}_mean"] = round(mean("chrf", row) - mean("chrf", "gold_only"), 4)
                 lever_figures[f"rougel_lift_{row}_mean"] = round(mean("rouge_l", row) - mean("rouge_l", "gold_only"), 4)
+    if "with_model_accepted" in nll:
+        lever_figures["model_pool"] = [r["levers"]["model_pool"] for r in runs]               # type: ignore[index]
     if "with_pool" in nll:
         lever_figures["pool_answers"] = [r["pool"].get("answers") for r in runs]          # type: ignore[union-attr]
     if blocked and synthetic:

@@ -64,6 +64,12 @@ class SuggestConfig:
                                                     "keeping the least confident, 0.717 a random sample, 0.711 "
                                                     "the most confident, 0.719 with no trim.",
                                  choices=("least_confident", "most_confident"))
+    responder: str = _f("llm", "Who drafts the response to a picked pool prompt in a `generate` project. `llm`: "
+                               "the `[llm]` drafting model, shown the nearest gold pairs. `model`: the model the "
+                               "project trains (`[trl] base_model` with the adapter of the kept round, else the "
+                               "gold-only adapter), answering the prompt as it was taught, greedily, in this "
+                               "process; it needs a trained adapter (`goldloop loop` or `goldloop evaluate`).",
+                        choices=("llm", "model"))
 
 
 

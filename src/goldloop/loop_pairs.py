@@ -45,7 +45,7 @@ from .review import review_states, suggestions
 from .simulate import SimulatedReviewer, apply_simulated
 from .snapshot import build_snapshot
 from .store import Store
-from .suggest_pairs import PairSuggestReport, suggest_pairs
+from .suggest_pairs import PairSuggestReport, responder_llm, suggest_pairs
 
 
 @dataclass
@@ -144,7 +144,7 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
         pool_budget = round(cfg.loop.review_budget * cfg.loop.pool_share)
         if pool_budget and store.count_records(origin="pool", split="pool"):
             mark = time.monotonic()
-            suggest_round(store, cfg, number, pool_budget, llm, cached, show_progress, say)
+            suggest_round(store, cfg, number, pool_budget, llm, cached, show_progress, say, project_dir)
             timings["suggest"] = time.monotonic() - mark
         if review is not None:                  # people first: simulated reviewers take what they left
             mark = time.monotonic()
@@ -196,11 +196,13 @@ def run_pair_loop(store: Store, cfg: Config, project_dir: Path, rounds: int, *, 
 
 
 def suggest_round(store: Store, cfg: Config, number: int, budget: int, llm: LLM | None, embedder: CachedEmbedder,
-                  show_progress: bool, say: Callable[[str], None]) -> PairSuggestReport:
+                  show_progress: bool, say: Callable[[str], None], project_dir: Path | None = None) -> PairSuggestReport:
     """Draft responses to ``budget`` pool prompts (:mod:`goldloop.suggest_pairs`) with ``llm`` (or one
-    made and closed here)."""
-    own = llm is None
-    llm = llm or make_llm(cfg.llm, cfg.executor)
+    made and closed here); with ``[suggest] responder = "model"``, the project's trained model under
+    ``project_dir`` writes them instead."""
+    responder = responder_llm(cfg, store, project_dir) if project_dir is not None else None
+    own = llm is None or responder is not None
+    llm = responder or llm or make_llm(cfg.llm, cfg.executor)
     try:
         rep = suggest_pairs(store, cfg, number, budget, llm, embedder, show_progress=show_progress)
     finally:

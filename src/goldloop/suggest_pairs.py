@@ -20,6 +20,11 @@ from a draft.
   2022, "What Makes Good In-Context Examples for GPT-3?"), through ``pair_response.v1`` with the
   domain rules and red lines of ``[generate]``. Replies are committed one by one, keyed by content;
   a killed run resumes where it stopped, and a rerun in the same round picks the same prompts.
+- **The model as responder.** With ``[suggest] responder = "model"`` the model the project trains
+  writes the suggestions instead: ``[trl] base_model`` with the adapter of the kept round (else the
+  gold-only one), shown each pool prompt alone, as its training rows show prompts, and answering
+  greedily (:class:`goldloop.llm.LocalLM`). Its texts are what the current model would say: a
+  reviewer who accepts one confirms the model, one who fixes it teaches it its own mistake.
 - **Review.** Accepting trains the drafted response (SFT, KTO+), which stays machine text: it
   counts toward the synthetic share. Rewriting the response makes a real row (the reviewer's
   text; SFT, and a DPO pair against the draft). Rejecting marks the prompt unusable: it is not
@@ -28,8 +33,10 @@ from a draft.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,8 +46,8 @@ from .errors import StageError
 from .generate import PairResponse, PlannedPair, generate_pairs
 from .generate._pairs import _request, fit_seeds, prompt_room
 from .generate._strategies import Rules
-from .llm import LLM
-from .records import SUGGEST, Record
+from .llm import LLM, CompletionRequest
+from .records import SUGGEST, Record, content_hash
 from .review import review_states, suggestions
 from .store import Store
 from .suggest import HeldoutCheck, selection_embedder, typical_picks
@@ -112,6 +119,60 @@ def plan_suggestions(cfg: Config, llm: LLM, number: int, picked: list[Record], p
     return planned
 
 
+#: What the model responder is shown, named in every suggestion's provenance: the pool prompt alone.
+MODEL_RESPONDER = "model_responder.v1"
+
+
+def plan_model_suggestions(cfg: Config, llm: LLM, number: int, picked: list[Record]) -> list[PlannedPair]:
+    """One chat request per picked pool prompt, the prompt as the trained model saw its training rows
+    (system, context and prompt; :func:`goldloop.evaluate_pairs.prompt_messages`), answered greedily."""
+    from .evaluate_pairs import prompt_messages
+
+    template_hash = hashlib.sha256(MODEL_RESPONDER.encode()).hexdigest()[:16]
+    planned = []
+    for rec in picked:
+        messages = tuple(prompt_messages(rec))
+        key = content_hash(MODEL_RESPONDER, messages, llm.backend, llm.model, cfg.generate.pair_max_tokens,
+                           number, "suggest", rec.id)
+        request = CompletionRequest(key=key, messages=messages, max_tokens=cfg.generate.pair_max_tokens,
+                                    temperature=0.0, top_p=1.0, seed=int(key[:8], 16) & 0x7FFFFFFF)
+        planned.append(PlannedPair(request, SUGGEST, (), template_hash, suggests=rec))
+    return planned
+
+
+def trained_adapter(store: Store, project_dir: str | Path) -> Path:
+    """The adapter of the model the project trains: the kept loop round's, else the gold-only one
+    (the loop's, else the newest `goldloop evaluate` trained)."""
+    from .loop import kept_round
+
+    adapters = Path(project_dir) / ".goldloop" / "adapters"
+    kept = kept_round(store)
+    if kept is not None:
+        folder = adapters / f"round-{kept.number}"
+        if not (folder / "adapter_config.json").is_file():
+            raise StageError(f"round {kept.number} is the kept round, but its adapter is missing from {folder}: "
+                             "run `goldloop loop` again, or set [suggest] responder = \"llm\"")
+        return folder
+    found = [adapters / "gold-only"] + sorted(adapters.glob("round-*/gold_only"),
+                                              key=lambda p: int(p.parent.name.split("-")[1]), reverse=True)
+    for folder in found:
+        if (folder / "adapter_config.json").is_file():
+            return folder
+    raise StageError("[suggest] responder = \"model\" drafts with the model this project trains, and none is "
+                     "trained yet: run `goldloop loop` or `goldloop evaluate` first, or set [suggest] responder = "
+                     "\"llm\"")
+
+
+def responder_llm(cfg: Config, store: Store, project_dir: str | Path, threads: int = 0) -> LLM | None:
+    """The model that writes suggestions when ``[suggest] responder = "model"`` (None: the ``[llm]`` one)."""
+    if cfg.suggest.responder != "model":
+        return None
+    from .evaluate_pairs import base_model
+    from .llm import LocalLM
+
+    return LocalLM(base_model(cfg), trained_adapter(store, project_dir), threads=threads)
+
+
 def suggest_pairs(store: Store, cfg: Config, number: int, budget: int, llm: LLM, trainer: Any,
                   show_progress: bool = False) -> PairSuggestReport:
     """Pick up to ``budget`` open pool prompts of round ``number`` and draft a response to each (see
@@ -147,8 +208,11 @@ def suggest_pairs(store: Store, cfg: Config, number: int, budget: int, llm: LLM,
         store.log_event("suggest", {"task": "generate", **report.to_json()})
         return report
     mark = time.monotonic()
-    gold_vecs = _unit(embed.embed([r.text for r in gold]))
-    planned = plan_suggestions(cfg, llm, number, [open_pool[i] for i in rows], vecs[rows], gold, gold_vecs)
+    if cfg.suggest.responder == "model":
+        planned = plan_model_suggestions(cfg, llm, number, [open_pool[i] for i in rows])
+    else:
+        gold_vecs = _unit(embed.embed([r.text for r in gold]))
+        planned = plan_suggestions(cfg, llm, number, [open_pool[i] for i in rows], vecs[rows], gold, gold_vecs)
     gen = generate_pairs(store, cfg, llm, number, planned, show_progress=show_progress)
     report.already = gen.already_done == len(planned)
     parents = {r.provenance.parents[0] for r in suggestions(store, number) if r.is_pair}

@@ -113,9 +113,10 @@ def suggest(project: Project, budget: int) -> None:
 
 def _suggest_pairs(project: Project, number: int, budget: int) -> None:
     from ..llm import make_llm
-    from ..suggest_pairs import suggest_pairs
+    from ..suggest_pairs import responder_llm, suggest_pairs
 
-    llm = make_llm(project.cfg.llm, project.cfg.executor)
+    llm = (responder_llm(project.cfg, project.store, project.path)
+           or make_llm(project.cfg.llm, project.cfg.executor))
     try:
         rep = suggest_pairs(project.store, project.cfg, number, budget, llm, project.embedder(),
                             show_progress=not project.quiet)

@@ -10,6 +10,7 @@ from ._base import LLM, CompletionRequest, CompletionResult
 from ._flow import Account
 from ._embedded import EmbeddedLLM, default_model_path
 from ._fake import FakeLLM, echo_script
+from ._local import LocalLM, adapter_digest
 from ._openai import OpenAICompatibleLLM
 from ._sampling import CONTROL_NAMES, NEUTRAL_CONTROLS, sampling_controls
 
@@ -35,5 +36,5 @@ def make_llm(cfg: LLMConfig, executor: ExecutorConfig | None = None) -> LLM:
 
 
 __all__ = ["Account", "CONTROL_NAMES", "LLM", "CompletionRequest", "CompletionResult", "EmbeddedLLM", "FakeLLM",
-           "NEUTRAL_CONTROLS", "OpenAICompatibleLLM", "default_model_path", "echo_script", "make_llm",
-           "sampling_controls"]
+           "LocalLM", "NEUTRAL_CONTROLS", "OpenAICompatibleLLM", "adapter_digest", "default_model_path", "echo_script",
+           "make_llm", "sampling_controls"]
