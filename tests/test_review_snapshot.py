@@ -1,5 +1,6 @@
 """Terminal review decisions, the review gate, snapshots and held-out isolation."""
 
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 import goldloop.snapshot as snapshot_module
 from goldloop.embed import CachedEmbedder, HashingEmbedder
 from goldloop.errors import StageError
-from goldloop.filters import run_filters
+from goldloop.filters import round_marks, run_filters
 from goldloop.generate import generate
 from goldloop.llm import FakeLLM
 from goldloop.records import Decision, content_hash, now
@@ -153,6 +154,13 @@ def test_a_snapshot_built_a_page_at_a_time_is_described_and_checked_as_a_whole(p
     gate = [v for v in store.verdicts(round=1) if v.filter == GATE]
     assert len(gate) == m["excluded"].get("not reviewed (review.unreviewed_may_train = false)", 0)
     assert bool(gate) != may_train
+    # review states and filter drops are read a page at a time: the counts are those of the whole round
+    states = review_states(store.decisions(round=1))
+    standing = Counter(s.action for s in states.values())
+    assert m["by_reviewer"] == dict(Counter(s.reviewer for s in states.values() if s.action != "none"))
+    assert m["excluded"].get("rejected by a reviewer", 0) == standing["reject"] > 0
+    assert m["excluded"].get("replaced by a reviewer's edit", 0) == standing["edit"] > 0
+    assert m["excluded"].get("dropped by a filter", 0) == len(round_marks(store, 1)[0])
 
 
 def test_the_manifest_measures_diversity_on_a_seeded_sample_of_a_big_set() -> None:

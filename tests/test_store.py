@@ -118,6 +118,33 @@ def test_rounds_and_decisions(any_store):
     assert any_store.rounds()[0].metrics == {"x": 1}
 
 
+def test_decisions_and_drops_are_read_for_a_page_of_records(any_store):
+    """A stage that streams a round reads the decisions and filter drops of one page of records at a
+    time: the same decisions, in the order made, as the round's read at once and filtered."""
+
+    number = any_store.open_round()
+    gold = Record.gold("g", "x", source="t.csv line 2")
+    drafts = [Record(id=f"d{i}", text=f"draft {i}", label="x", origin="synthetic", split=None, round=number,
+                     provenance=Provenance(parents=(gold.id,), strategy="paraphrase.v1", backend="fake", model="m",
+                                         params={"t": 1}, template_hash="t", request_key=f"k{i}", round=number))
+              for i in range(1203)]                               # more than one IN list of ids
+    any_store.add_records([gold, *drafts])
+    actions = ("accept", "reject", "undo", "accept")
+    for i, rec in enumerate(drafts[::3]):
+        for action in actions[:1 + i % 4]:
+            any_store.add_decision(Decision(rec.id, action, f"r{i % 2}", number))
+    any_store.add_verdicts([Verdict(r.id, "f", i % 5 != 0, None, "", number, flag="dup" if i % 7 == 0 else "")
+                            for i, r in enumerate(drafts)])
+    whole = any_store.decisions(round=number)
+    page = [r.id for r in drafts[600:]] + [drafts[0].id, drafts[0].id]
+    assert any_store.decisions(round=number, record_ids=page) == [d for d in whole if d.record_id in set(page)]
+    assert any_store.decisions(record_ids=[]) == [] and any_store.decisions(round=number + 1, record_ids=page) == []
+    marks = any_store.verdict_marks(number)
+    assert any_store.verdict_marks(number, page) == [m for m in marks if m[0] in set(page)] != []
+    pages = list(any_store.iter_decided_ids(round=number, page=50))
+    assert [i for p in pages for i in p] == sorted({d.record_id for d in whole}) and max(map(len, pages)) == 50
+
+
 def test_generations_replace_a_failed_reply(any_store):
     row = GenerationRow("k1", 1, "paraphrase.v1", "x", "prompt", "failed", "", "HTTP 500", 3, 0, 0, 0.1, "fake", "m")
     any_store.add_generation(row, [])

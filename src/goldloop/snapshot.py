@@ -47,8 +47,6 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
                          "synthetic data alone is not allowed")
     n_candidates = 0
     suggested = suggestions(store, number)
-    dropped = set(round_marks(store, number)[0])
-    states = review_states(store.decisions(round=number))
     chosen = _Chosen(store, cfg, number)
     chosen.offer(gold)
     excluded: Counter[str] = Counter()
@@ -57,8 +55,11 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     budget_reason = ("not reviewed, and the round spends a reviewer budget ([loop] review_budget): only reviewed "
                      "drafts train")
     human_reason = "not reviewed by a human, and [review] unreviewed_may_train is false"
-    for page in store.iter_records(origin="synthetic", round=number):
+    for page in store.iter_records(origin="synthetic", round=number, page=PAGE):
         taken = []
+        ids = [r.id for r in page]              # the page's filter drops and review states, not the round's
+        dropped = set(round_marks(store, number, ids)[0])
+        states = review_states(store.decisions(round=number, record_ids=ids))
         for rec in page:
             n_candidates += 1
             state = states.get(rec.id)
@@ -81,6 +82,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
                 gate.append((rec.id, human_reason))
         chosen.offer(taken)
     taken = []
+    states = review_states(store.decisions(round=number, record_ids=[r.id for r in suggested])) if suggested else {}
     for rec in suggested:
         state = states.get(rec.id)
         action = state.action if state else "none"
@@ -110,9 +112,9 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     chosen.flush()
 
     ids = sorted(chosen.ids)
-    reviewers = Counter(s.reviewer for s in states.values() if s.action != "none")
+    reviewers, simulated = reviewer_tally(store, number)
     manifest = chosen.manifest.describe(number, n_candidates + len(suggested), excluded, dict(reviewers), embedder)
-    manifest["simulated_reviewers"] = sorted({s.reviewer for s in states.values() if s.simulated and s.action != "none"})
+    manifest["simulated_reviewers"] = sorted(simulated)
     manifest["weights"] = dict(sorted({**chosen.weights, **{r.id: cfg.suggest.self_training_weight for r in machine}}.items()))
     if machine:
         manifest["self_trained"] = len(machine)
@@ -195,12 +197,27 @@ def without_gold_only(rows: list[Record], cfg: Config) -> tuple[list[Record], in
 OVER_SHARE = "self-training row over [policy] max_synthetic_share (kept: [suggest] self_training_keep)"
 
 
+def reviewer_tally(store: Store, number: int) -> tuple[Counter[str], set[str]]:
+    """Per reviewer, the records of round ``number`` whose standing decision is theirs, and the
+    simulated reviewers among them; read a page of decided records at a time."""
+    reviewers: Counter[str] = Counter()
+    simulated: set[str] = set()
+    for ids in store.iter_decided_ids(round=number):
+        for state in review_states(store.decisions(round=number, record_ids=ids)).values():
+            if state.action != "none":
+                reviewers[state.reviewer] += 1
+                if state.simulated:
+                    simulated.add(state.reviewer)
+    return reviewers, simulated
+
+
 def self_training_of_round(store: Store, cfg: Config, number: int) -> list[Record]:
     """The self-training rows round ``number`` made whose pool record no reviewer answered in it."""
     if not cfg.suggest.self_training:
         return []
-    states = review_states(store.decisions(round=number))
-    answered = {r.provenance.parents[0] for r in suggestions(store, number)
+    suggested = suggestions(store, number)
+    states = review_states(store.decisions(round=number, record_ids=[r.id for r in suggested])) if suggested else {}
+    answered = {r.provenance.parents[0] for r in suggested
                 if states.get(r.id) is not None and states[r.id].action != "none"}
     return [r for r in store.records(origin="pool", round=number)
             if r.provenance.strategy == SELF_TRAIN and r.provenance.parents[0] not in answered]

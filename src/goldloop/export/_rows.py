@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 
 from ..errors import StageError
-from ..records import Record, Snapshot, text_hash
+from ..records import CORRECT, Record, Snapshot, text_hash
 from ..review import review_states
 from ..training_signals import PROMPT_MODES, SignalRow, Signals, derive, instruction
 from ..store import Store
@@ -243,11 +243,24 @@ def _paged(rows: Iterable[ExportRow]) -> Iterator[list[ExportRow]]:
         yield page
 
 
+def _page_states(store: Any, members: list[Record]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The standing review state of each row of a page, and of the draft each edited row replaced
+    (by the edited row's id): read for the page's records alone, never for every decision."""
+    edited_from = {r.id: r.provenance.parents[0] for r in members
+                   if r.provenance.strategy in ("edit", CORRECT) and r.provenance.parents}
+    decided = review_states(store.decisions(record_ids=[r.id for r in members] + list(edited_from.values())))
+    by_new = {}
+    for new_id, parent in edited_from.items():
+        state = decided.get(parent)
+        if state is not None and state.action == "edit" and state.new_record_id == new_id:
+            by_new[new_id] = state
+    return decided, by_new
+
+
 def _classification(ctx: _Context, out: ExportRows) -> Iterator[list[ExportRow]]:
-    decided = review_states(ctx.store.decisions())
-    by_new = {s.new_record_id: s for s in decided.values() if s.action == "edit" and s.new_record_id}
     unreviewed = 0
     for members in ctx.pages():
+        decided, by_new = _page_states(ctx.store, members)
         parents = _parents_of(ctx.store, members, {})
         page = []
         for rec in members:

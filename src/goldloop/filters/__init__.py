@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..config import Config
@@ -133,14 +134,15 @@ def passing(verdicts: list[Verdict]) -> tuple[set[str], set[str], set[str]]:
     return dropped, judged, flagged
 
 
-def round_marks(store: Store, round: int) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+def round_marks(store: Store, round: int,
+                record_ids: Sequence[str] | None = None) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
     """The round's drafts a filter dropped (id -> the filters that did, in the order stored) and the
     flags filters gave (id -> flags), read from the verdicts that drop or flag only: the same as
     :func:`passing` over every verdict of the round, without reading the passes, most of them.
-    The review gate's verdicts are left out."""
+    The review gate's verdicts are left out. ``record_ids``: of those drafts only (a page of them)."""
     dropped: dict[str, list[str]] = {}
     flags: dict[str, set[str]] = {}
-    for record_id, name, keep, flag in store.verdict_marks(round):
+    for record_id, name, keep, flag in store.verdict_marks(round, record_ids):
         if name == REVIEW_GATE:
             continue
         if not keep:

@@ -235,14 +235,20 @@ class RecordTables(AuditLog):
             self.audit("verdicts", {"filters": sorted({v.filter for v in verdicts}), "count": len(keys),
                                     "rows": self._digests(db, "verdicts", keys)})
 
-    def verdict_marks(self, round: int) -> list[tuple[str, str, bool, str]]:
+    def verdict_marks(self, round: int, record_ids: Sequence[str] | None = None) -> list[tuple[str, str, bool, str]]:
         """(record id, filter, keep, flag) of each verdict on the round's synthetic candidates that
         drops or flags one, in the order stored: all a filter report needs; a round's passing
-        verdicts, most of them, are never read."""
-        return [(r, f, bool(k), flag) for r, f, k, flag in self.query(
-            "SELECT v.record_id, v.filter, v.keep, v.flag FROM verdicts v JOIN records r ON r.id = v.record_id"
-            " WHERE v.round = ? AND r.origin = 'synthetic' AND r.round = ? AND (v.keep = 0 OR v.flag != '')"
-            " ORDER BY v.id", (round, round))]
+        verdicts, most of them, are never read. ``record_ids``: those records' only (a page of them)."""
+        sql = ("SELECT v.id, v.record_id, v.filter, v.keep, v.flag FROM verdicts v JOIN records r ON r.id = v.record_id"
+               " WHERE v.round = ? AND r.origin = 'synthetic' AND r.round = ? AND (v.keep = 0 OR v.flag != '')")
+        if record_ids is None:
+            rows = self.query(sql + " ORDER BY v.id", (round, round))
+        else:
+            ids = list(dict.fromkeys(record_ids))
+            rows = sorted((row for start in range(0, len(ids), 500)
+                           for row in self.query(f"{sql} AND v.record_id IN ({marks(len(ids[start:start + 500]))})",
+                                                 (round, round, *ids[start:start + 500]))), key=lambda row: row[0])
+        return [(r, f, bool(k), flag) for _, r, f, k, flag in rows]
 
     def judged_ids(self, round: int, filter: str) -> set[str]:
         """Ids of the records ``filter`` has a verdict on in ``round``."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
+
 from ..errors import StoreError
 from ..records import Comparison, Decision, Ranking, Record, now
-from ._connection import where
+from ._connection import marks, where
 from ._records import RecordTables
 
 
@@ -26,13 +28,35 @@ class ReviewTables(RecordTables):
                                     "rows": self._digests(db, "decisions", [[new_id]])}, actor=decision.reviewer)
             return new_id
 
-    def decisions(self, round: int | None = None, record_id: str | None = None) -> list[Decision]:
+    def decisions(self, round: int | None = None, record_id: str | None = None,
+                  record_ids: Sequence[str] | None = None) -> list[Decision]:
+        """Decisions in the order made; each argument given narrows them (``record_ids``: a page of records')."""
         clause, args = where(round=round, record_id=record_id)
+        sql = "SELECT id, record_id, action, reviewer, round, new_record_id, created_at, simulated FROM decisions"
+        if record_ids is None:
+            rows = self.query(f"{sql} {clause} ORDER BY id", args)
+        else:
+            ids, joiner = list(dict.fromkeys(record_ids)), f"{clause} AND" if clause else "WHERE"
+            rows = sorted((row for start in range(0, len(ids), 500)
+                           for row in self.query(f"{sql} {joiner} record_id IN ({marks(len(ids[start:start + 500]))})",
+                                                 [*args, *ids[start:start + 500]])), key=lambda row: row[0])
         return [Decision(id=r[0], record_id=r[1], action=r[2], reviewer=r[3], round=r[4], new_record_id=r[5],
-                         created_at=r[6], simulated=bool(r[7]))
-                for r in self.query("SELECT id, record_id, action, reviewer, round, new_record_id, created_at,"
-                                    " simulated"
-                                    f" FROM decisions {clause} ORDER BY id", args)]
+                         created_at=r[6], simulated=bool(r[7])) for r in rows]
+
+    def iter_decided_ids(self, round: int | None = None, page: int = 5000) -> Iterator[list[str]]:
+        """Ids of the records with a decision (in ``round``), in id order, ``page`` at a time: with
+        :meth:`decisions` of each page, every record's decisions are read together and none twice."""
+        clause, args = where(round=round)
+        joiner = f"{clause} AND" if clause else "WHERE"
+        last: str | None = None
+        while True:
+            after, after_args = (f"{joiner} record_id > ?", [*args, last]) if last is not None else (clause, list(args))
+            ids = [r[0] for r in self.query(f"SELECT DISTINCT record_id FROM decisions {after} ORDER BY record_id LIMIT ?",
+                                            [*after_args, page])]
+            if not ids:
+                return
+            yield ids
+            last = ids[-1]
 
     def add_comparison(self, comparison: Comparison) -> int:
         if comparison.winner not in ("a", "b", "undo"):
