@@ -11,7 +11,9 @@ left out has a verdict or a decision saying why; those left out by the review ga
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+import json
+import tempfile
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .config import Config
@@ -50,7 +52,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     chosen = _Chosen(store, cfg, number)
     chosen.offer(gold)
     excluded: Counter[str] = Counter()
-    gate: list[tuple[str, str]] = []                 # (record id, why): the review gate's verdicts
+    gate = _GateSpool()                              # (record id, why): the review gate's verdicts
     edited_ids: list[str] = []
     budget_reason = ("not reviewed, and the round spends a reviewer budget ([loop] review_budget): only reviewed "
                      "drafts train")
@@ -123,11 +125,34 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
     snap = Snapshot(id=content_hash("snapshot", ids)[:16], name=f"round-{number}", round=number,
                     record_ids=tuple(ids), manifest=manifest, created_at=now())
     return store_snapshot(store, cfg, snap, tally=chosen.tally,
-                          verdicts=(Verdict(rid, GATE, False, None, why, number) for rid, why in gate))
+                          verdicts=(Verdict(rid, GATE, False, None, why, number) for rid, why in gate.read()))
 
 
 #: Records a snapshot reads, checks and describes at once.
 PAGE = 5000
+
+
+class _GateSpool:
+    """The review gate's (record id, why) pairs of a round, kept in a temporary file once there are
+    more than a page of them: a round of millions of unreviewed drafts is not held in memory until
+    the snapshot's transaction writes their verdicts."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=PAGE * 64, mode="w+", encoding="utf-8")
+        self._reasons: dict[str, int] = {}
+
+    def append(self, item: tuple[str, str]) -> None:
+        record_id, why = item
+        self._file.write(json.dumps([record_id, self._reasons.setdefault(why, len(self._reasons))]) + "\n")
+
+    def read(self) -> Iterator[tuple[str, str]]:
+        """Every pair appended, in order; the file is closed once the last is read."""
+        whys = list(self._reasons)
+        self._file.seek(0)
+        for line in self._file:
+            record_id, why = json.loads(line)
+            yield record_id, whys[why]
+        self._file.close()
 
 
 class _Chosen:
