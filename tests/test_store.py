@@ -145,6 +145,24 @@ def test_decisions_and_drops_are_read_for_a_page_of_records(any_store):
     assert [i for p in pages for i in p] == sorted({d.record_id for d in whole}) and max(map(len, pages)) == 50
 
 
+def test_a_big_snapshot_is_vouched_for_a_part_at_a_time(any_store, monkeypatch):
+    import goldloop.store._snapshots as snapshots_module
+
+    monkeypatch.setattr(snapshots_module, "SNAPSHOT_PART", 2)
+    recs = [Record.gold(f"t{i}", "x", source=f"t.csv line {i}") for i in range(5)]
+    any_store.add_records(recs)
+    any_store.add_snapshot(Snapshot("s1", "round-1", 1, tuple(r.id for r in recs), {"records": 5}, now()))
+    entries = [e for e in any_store.audit_entries() if e["kind"].startswith("snapshot")]
+    assert [e["kind"] for e in entries] == ["snapshot", "snapshot.records", "snapshot.records"]
+    assert entries[0]["payload"]["parts"] == 3 and [len(e["payload"]["rows"]) for e in entries] == [3, 2, 1]
+    assert any_store.get_snapshot("s1").record_ids == tuple(r.id for r in recs)
+    assert any_store.verify_audit().ok
+    with any_store.transaction() as db:              # a row of the last part removed behind goldloop's back
+        db.execute("DELETE FROM snapshot_records WHERE record_id = ?", (recs[-1].id,))
+    problems = any_store.verify_audit().problems
+    assert len(problems) == 1 and "snapshot_records" in problems[0] and "was deleted" in problems[0]
+
+
 def test_generations_replace_a_failed_reply(any_store):
     row = GenerationRow("k1", 1, "paraphrase.v1", "x", "prompt", "failed", "", "HTTP 500", 3, 0, 0, 0.1, "fake", "m")
     any_store.add_generation(row, [])

@@ -11,6 +11,10 @@ from ._base import RoundInfo
 from ._connection import like_prefix, where
 
 
+#: Record ids of a snapshot that one audit entry vouches for.
+SNAPSHOT_PART = 20_000
+
+
 class SnapshotTables(AuditLog):
     """Snapshots with their record lists, sign-offs, overrides, trainings, rounds and events."""
 
@@ -21,13 +25,21 @@ class SnapshotTables(AuditLog):
                              " ON CONFLICT (id) DO NOTHING",
                              (snapshot.id, snapshot.name, snapshot.round,
                               json.dumps(snapshot.manifest, sort_keys=True), snapshot.created_at))
-            if cur.rowcount:
-                db.executemany("INSERT INTO snapshot_records (snapshot_id, record_id) VALUES (?, ?)",
-                               [(snapshot.id, rid) for rid in snapshot.record_ids])
-                self.audit("snapshot", {"id": snapshot.id, "name": snapshot.name, "records": len(snapshot.record_ids),
-                                        "rows": self._digests(db, "snapshots", [[snapshot.id]])
-                                        + self._digests(db, "snapshot_records",
-                                                        [(snapshot.id, rid) for rid in snapshot.record_ids])})
+            if not cur.rowcount:
+                return
+            # its record list is written and vouched for SNAPSHOT_PART rows at a time: one audit entry
+            # per part ("snapshot", then "snapshot.records"), all in this transaction
+            ids, step = snapshot.record_ids, SNAPSHOT_PART
+            for part, start in enumerate(range(0, max(len(ids), 1), step)):
+                keys = [(snapshot.id, rid) for rid in ids[start:start + step]]
+                db.executemany("INSERT INTO snapshot_records (snapshot_id, record_id) VALUES (?, ?)", keys)
+                rows = self._digests(db, "snapshot_records", keys)
+                if part == 0:
+                    self.audit("snapshot", {"id": snapshot.id, "name": snapshot.name, "records": len(ids),
+                                            "parts": -(-len(ids) // step) or 1,
+                                            "rows": self._digests(db, "snapshots", [[snapshot.id]]) + rows})
+                else:
+                    self.audit("snapshot.records", {"id": snapshot.id, "part": part + 1, "rows": rows})
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
         rows = self.query("SELECT id, name, round, manifest, created_at FROM snapshots WHERE id = ? OR name = ?"
