@@ -68,7 +68,12 @@ class SuggestConfig:
                                "the `[llm]` drafting model, shown the nearest gold pairs. `model`: the model the "
                                "project trains (`[trl] base_model` with the adapter of the kept round, else the "
                                "gold-only adapter), answering the prompt as it was taught, greedily, in this "
-                               "process; it needs a trained adapter (`goldloop loop` or `goldloop evaluate`).",
+                               "process; it needs a trained adapter (`goldloop loop` or `goldloop evaluate`). "
+                               "Accepting its texts does not pay by itself: on the standard library's "
+                               "docstrings (100 gold pairs, 400 pool prompts, one seed) the 30 greedy "
+                               "suggestions a simulated reviewer accepted raised held-out reference NLL by "
+                               "0.040 (chrF +0.8); its value is the reviewer's rewrites, DPO pairs against "
+                               "what the model says now.",
                         choices=("llm", "model"))
 
 
