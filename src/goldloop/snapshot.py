@@ -10,9 +10,9 @@ left out has a verdict or a decision saying why; those left out by the review ga
 
 from __future__ import annotations
 
-from collections import Counter
 import json
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
