@@ -37,6 +37,28 @@ def _write(path: Path, rows: list[dict[str, str]], keys: tuple[str, ...]) -> Pat
     return path
 
 
+def pool_oracle(pool: list[dict[str, str]], cfg: Config, accept_chrf: float) -> ResponseOracle:
+    """The SIMULATED response oracle that answers suggestions from the pool's own (hidden) docstrings."""
+    mode = pair_normalize_mode(cfg.ingest.normalize)
+    return ResponseOracle({text_hash(normalize_text(p["prompt"], mode)): normalize_text(p["response"], mode)
+                           for p in pool}, "the pool's own docstrings (hidden from the loop)", accept_chrf)
+
+
+def answered_suggestions(store, number: int = 1) -> list[tuple[str, str, str]]:
+    """(prompt, "accepted" or "edited", the response that trains) of each round-``number`` suggestion a
+    reviewer accepted as it is or rewrote."""
+    states = review_states(store.decisions(round=number))
+    made = {r.id: r for r in store.records(origin="pool", round=number) if r.is_pair}
+    out = []
+    for rec in (r for r in made.values() if r.provenance.strategy == SUGGEST):
+        state = states.get(rec.id)
+        if state is not None and state.action == "accept":
+            out.append((rec.text, "accepted", rec.response))
+        elif state is not None and state.action == "edit" and state.new_record_id in made:
+            out.append((rec.text, "edited", made[state.new_record_id].response))
+    return out
+
+
 def review_with_model(seed: int, split: dict[str, list[dict[str, str]]], gold_adapter: Path,
                       args: argparse.Namespace, work: Path) -> dict[str, object]:
     """Suggest with the gold-only adapter, answer with the simulated oracle; the reviewed pairs and counts."""
@@ -64,23 +86,14 @@ def review_with_model(seed: int, split: dict[str, list[dict[str, str]]], gold_ad
         report = suggest_pairs(store, cfg, 1, args.model_pool_budget, llm, CachedEmbedder(make_embedder(cfg.embed), store))
     finally:
         llm.close()
-    mode = pair_normalize_mode(cfg.ingest.normalize)
-    known = {text_hash(normalize_text(p["prompt"], mode)): normalize_text(p["response"], mode) for p in split["pool"]}
-    oracle = ResponseOracle(known, "the pool's own docstrings (hidden from the loop)", args.model_accept_chrf)
+    oracle = pool_oracle(split["pool"], cfg, args.model_accept_chrf)
     counts = answer_suggestions(store, cfg, 1, oracle)
-    states = review_states(store.decisions(round=1))
-    made = {r.id: r for r in store.records(origin="pool", round=1) if r.is_pair}
-    accepted, edited, scores = [], [], []
-    for rec in (r for r in made.values() if r.provenance.strategy == SUGGEST):
-        state = states.get(rec.id)
-        if state is not None and state.action == "accept":
-            accepted.append({"prompt": rec.text, "response": rec.response})
-            real = known.get(text_hash(rec.text))
-            if real is not None:
-                scores.append(CHRF().sentence_score(rec.response, [real]).score)
-        elif state is not None and state.action == "edit" and state.new_record_id in made:
-            edited.append({"prompt": rec.text, "response": made[state.new_record_id].response})
+    answered = answered_suggestions(store)
     store.close()
+    accepted = [{"prompt": p, "response": r} for p, how, r in answered if how == "accepted"]
+    edited = [{"prompt": p, "response": r} for p, how, r in answered if how == "edited"]
+    scores = [CHRF().sentence_score(p["response"], [oracle.responses[text_hash(p["prompt"])]]).score
+              for p in accepted]
     print(f"  model pool: {report.drafted} of {report.picked} picked prompts answered by the gold-only adapter; the "
           f"simulated oracle accepted {counts['accept']} (chrF >= {args.model_accept_chrf:g}) and rewrote "
           f"{counts['edit']} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)

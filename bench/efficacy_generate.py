@@ -75,13 +75,14 @@ from goldloop.generate import generate_pairs, plan_pair_requests
 from goldloop.ingest import ingest_file
 from goldloop.llm import make_llm
 from goldloop.loop_pairs import answer_suggestions
-from goldloop.records import SUGGEST, normalize_text, pair_normalize_mode, text_hash
 from goldloop.review import review_states
-from goldloop.simulate import PairJudge, ResponseOracle, apply_simulated
+from goldloop.simulate import PairJudge, apply_simulated
 from goldloop.stdlib_pairs import python_version, stdlib_pairs
 from goldloop.store import open_store
 from goldloop.suggest_pairs import suggest_pairs
 from goldloop.train import LoraSettings
+
+from _model_pool import answered_suggestions, pool_oracle, review_with_model  # beside this script
 
 
 def write_jsonl(path: Path, pairs: list[dict[str, str]]) -> Path:
@@ -152,19 +153,9 @@ def review_pool(store, cfg: Config, llm, embedder, pool: list[dict[str, str]], a
     path.write_text("".join(json.dumps({"prompt": p["prompt"]}) + "\n" for p in pool), encoding="utf-8")
     ingest_file(store, cfg, path, split="pool")
     report = suggest_pairs(store, cfg, 1, args.pool_budget, llm, embedder)
-    mode = pair_normalize_mode(cfg.ingest.normalize)
-    oracle = ResponseOracle({text_hash(normalize_text(p["prompt"], mode)): normalize_text(p["response"], mode)
-                             for p in pool}, "the pool's own docstrings (hidden from the loop)", args.accept_chrf)
+    oracle = pool_oracle(pool, cfg, args.accept_chrf)
     counts = answer_suggestions(store, cfg, 1, oracle)
-    states = review_states(store.decisions(round=1))
-    made = {r.id: r for r in store.records(origin="pool", round=1) if r.is_pair}
-    pairs = []
-    for rec in (r for r in made.values() if r.provenance.strategy == SUGGEST):
-        state = states.get(rec.id)
-        if state is not None and state.action == "accept":
-            pairs.append({"prompt": rec.text, "response": rec.response, "how": "accepted"})
-        elif state is not None and state.action == "edit" and state.new_record_id in made:
-            pairs.append({"prompt": rec.text, "response": made[state.new_record_id].response, "how": "edited"})
+    pairs = [{"prompt": p, "response": r, "how": how} for p, how, r in answered_suggestions(store)]
     print(f"  pool: {report.picked} of {report.eligible} prompts picked, {report.drafted} drafted; the simulated "
           f"oracle accepted {counts['accept']} and rewrote {counts['edit']}", file=sys.stderr, flush=True)
     return {"pairs": sorted(pairs, key=lambda p: p["prompt"]), "suggest": report.to_json(), "answers": counts,
@@ -289,8 +280,6 @@ def train_seed(drafted: dict[str, object], args: argparse.Namespace, work: Path)
         rows["with_pool"] = fit_and_score("gold+synthetic+pool", gold + accepted + pool, held, args, work)
     if "model" in levers:
         # the model being trained suggests docstrings for pool prompts; the accepted ones are synthetic rows
-        from _model_pool import review_with_model
-
         split = split_seed(int(drafted["seed"]), stdlib_pairs(), args)                      # type: ignore[arg-type]
         if [p["prompt"] for p in split["heldout"]] != [p["prompt"] for p in sets["heldout"]]:  # type: ignore[index]
             raise SystemExit(f"seed {drafted['seed']}: the drafted file's held-out pairs are not this split's; draft "

@@ -41,9 +41,24 @@ def sft_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
             for r in records]
 
 
-def _prompt_ids(tokenizer: Any, record: Record) -> list[int]:
-    text = tokenizer.apply_chat_template(prompt_messages(record), tokenize=False, add_generation_prompt=True)
+def chat_prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+    """Token ids of chat ``messages`` with the assistant's turn opened (the template's own special tokens only)."""
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def _prompt_ids(tokenizer: Any, record: Record) -> list[int]:
+    return chat_prompt_ids(tokenizer, prompt_messages(record))
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[Any, Any, int]:
+    """(input ids, attention mask, width) of token-id prompts padded on the left to the longest."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    return ids, mask, width
 
 
 def reference_nll(model: Any, tokenizer: Any, records: Sequence[Record], max_length: int = 1024, *,
@@ -95,10 +110,7 @@ def greedy_outputs(model: Any, tokenizer: Any, records: Sequence[Record], max_ne
     out = []
     with torch.no_grad():
         for start in range(0, len(prompts), max(1, batch_size)):
-            chunk = prompts[start:start + max(1, batch_size)]
-            width = max(len(p) for p in chunk)
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+            ids, mask, width = left_padded(prompts[start:start + max(1, batch_size)], pad, device)
             made = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, **extra)
             out += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in made]

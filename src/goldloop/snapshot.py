@@ -84,7 +84,7 @@ def build_snapshot(store: Store, cfg: Config, number: int, embedder: Any = None,
                 gate.append((rec.id, human_reason))
         chosen.offer(taken)
     taken = []
-    states = review_states(store.decisions(round=number, record_ids=[r.id for r in suggested])) if suggested else {}
+    states = review_states(store.decisions(round=number, record_ids=[r.id for r in suggested]))
     for rec in suggested:
         state = states.get(rec.id)
         action = state.action if state else "none"
@@ -241,7 +241,7 @@ def self_training_of_round(store: Store, cfg: Config, number: int) -> list[Recor
     if not cfg.suggest.self_training:
         return []
     suggested = suggestions(store, number)
-    states = review_states(store.decisions(round=number, record_ids=[r.id for r in suggested])) if suggested else {}
+    states = review_states(store.decisions(round=number, record_ids=[r.id for r in suggested]))
     answered = {r.provenance.parents[0] for r in suggested
                 if states.get(r.id) is not None and states[r.id].action != "none"}
     return [r for r in store.records(origin="pool", round=number)

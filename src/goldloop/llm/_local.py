@@ -67,17 +67,18 @@ class LocalLM(LLM):
         if self._loaded is None:
             import torch
 
+            from ..evaluate_pairs import load_adapter
             from ..train._causal_lm import load_causal_lm
 
             if self.threads:
                 torch.set_num_threads(self.threads)
-            model, tokenizer = load_causal_lm(self.base_model)
             if self.adapter is not None:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, str(self.adapter))
+                model, tokenizer = load_adapter(self.base_model, self.adapter)
+            else:
+                model, tokenizer = load_causal_lm(self.base_model)
+                model = model.to("cuda") if torch.cuda.is_available() else model
             model.eval()
-            self._loaded = ((model.to("cuda") if torch.cuda.is_available() else model), tokenizer)
+            self._loaded = (model, tokenizer)
         return self._loaded
 
     def stop(self) -> None:
@@ -86,12 +87,13 @@ class LocalLM(LLM):
     def close(self) -> None:
         self._loaded = None
 
-    def _ids(self, tokenizer: Any, req: CompletionRequest) -> list[int]:
+    @staticmethod
+    def _ids(tokenizer: Any, req: CompletionRequest) -> list[int]:
+        from ..evaluate_pairs import chat_prompt_ids
+
         if req.messages is not None:
-            text = tokenizer.apply_chat_template(list(req.messages), tokenize=False, add_generation_prompt=True)
-        else:
-            text = req.prompt or ""
-        return tokenizer(text, add_special_tokens=False).input_ids
+            return chat_prompt_ids(tokenizer, req.messages)
+        return tokenizer(req.prompt or "", add_special_tokens=False).input_ids
 
     @staticmethod
     def _settings(req: CompletionRequest) -> tuple:
@@ -119,15 +121,15 @@ class LocalLM(LLM):
     def _run(self, chunk: list[CompletionRequest], settings: tuple) -> Iterator[CompletionResult]:
         import torch
 
+        from ..evaluate_pairs import left_padded
+
         max_tokens, temperature, top_p, repeat_penalty = settings
         started = time.monotonic()
         try:
             model, tokenizer = self._load()
             prompts = [self._ids(tokenizer, r) for r in chunk]
-            width, pad = max(len(p) for p in prompts), tokenizer.pad_token_id
-            device = next(model.parameters()).device
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+            pad = tokenizer.pad_token_id
+            ids, mask, width = left_padded(prompts, pad, next(model.parameters()).device)
             extra: dict[str, Any] = {"do_sample": temperature > 0}
             if temperature > 0:
                 extra |= {"temperature": temperature, "top_p": top_p}

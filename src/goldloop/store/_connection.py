@@ -129,6 +129,14 @@ class SQLCore:
         """Rows of a read-only statement (``?`` placeholders)."""
         return [tuple(r) for r in self._db.execute(sql, params).fetchall()]
 
+    def query_in(self, sql: str, params: Sequence[Any], values: Sequence[Any], step: int = 500) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` for every one of ``values``: its ``{values}`` is an IN list of ``step`` of them
+        at a time (each value asked once), after ``params``."""
+        unique = list(dict.fromkeys(values))
+        return [row for start in range(0, len(unique), step)
+                for row in self.query(sql.format(values=marks(len(unique[start:start + step]))),
+                                      [*params, *unique[start:start + step]])]
+
     def _insert_id(self, db: Connection, sql: str, args: Sequence[Any]) -> int:
         return int(db.execute(sql + " RETURNING id", args).fetchone()[0])
 

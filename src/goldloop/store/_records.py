@@ -244,10 +244,8 @@ class RecordTables(AuditLog):
         if record_ids is None:
             rows = self.query(sql + " ORDER BY v.id", (round, round))
         else:
-            ids = list(dict.fromkeys(record_ids))
-            rows = sorted((row for start in range(0, len(ids), 500)
-                           for row in self.query(f"{sql} AND v.record_id IN ({marks(len(ids[start:start + 500]))})",
-                                                 (round, round, *ids[start:start + 500]))), key=lambda row: row[0])
+            rows = sorted(self.query_in(sql + " AND v.record_id IN ({values})", (round, round), record_ids),
+                          key=lambda row: row[0])
         return [(r, f, bool(k), flag) for _, r, f, k, flag in rows]
 
     def judged_ids(self, round: int, filter: str) -> set[str]:

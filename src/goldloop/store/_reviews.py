@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 from ..errors import StoreError
 from ..records import Comparison, Decision, Ranking, Record, now
-from ._connection import marks, where
+from ._connection import where
 from ._records import RecordTables
 
 
@@ -36,10 +36,9 @@ class ReviewTables(RecordTables):
         if record_ids is None:
             rows = self.query(f"{sql} {clause} ORDER BY id", args)
         else:
-            ids, joiner = list(dict.fromkeys(record_ids)), f"{clause} AND" if clause else "WHERE"
-            rows = sorted((row for start in range(0, len(ids), 500)
-                           for row in self.query(f"{sql} {joiner} record_id IN ({marks(len(ids[start:start + 500]))})",
-                                                 [*args, *ids[start:start + 500]])), key=lambda row: row[0])
+            joiner = f"{clause} AND" if clause else "WHERE"
+            rows = sorted(self.query_in(f"{sql} {joiner} record_id IN ({{values}})", args, record_ids),
+                          key=lambda row: row[0])
         return [Decision(id=r[0], record_id=r[1], action=r[2], reviewer=r[3], round=r[4], new_record_id=r[5],
                          created_at=r[6], simulated=bool(r[7])) for r in rows]
 
